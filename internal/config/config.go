@@ -1,0 +1,253 @@
+// Package config loads, interpolates and validates tandem.yaml.
+//
+// Loading is strict: an unknown key is an error, and every error names the
+// file and line. Secrets (${env:NAME}, ${file:PATH}) are resolved after
+// parsing, so a secret's value can never inject YAML.
+package config
+
+import "time"
+
+// Config is a whole tandem.yaml.
+type Config struct {
+	Server  Server             `yaml:"server"`
+	Store   Store              `yaml:"store"`
+	Auth    Auth               `yaml:"auth"`
+	Log     Log                `yaml:"log"`
+	Targets map[string]*Target `yaml:"targets"`
+	Routes  []*Route           `yaml:"routes"`
+
+	// File is the path the config was loaded from ("" when from bytes).
+	File string `yaml:"-"`
+}
+
+// Server configures the HTTP listener.
+type Server struct {
+	// Listen is the address of the gateway and admin API. Default ":8080".
+	Listen string `yaml:"listen"`
+	// MaxBody caps an inbound body; larger ones get 413. Default 1MiB.
+	MaxBody Size `yaml:"max_body"`
+	// ShutdownGrace bounds a graceful shutdown on SIGTERM. Default 30s.
+	ShutdownGrace Duration `yaml:"shutdown_grace"`
+}
+
+// Store selects the storage engine.
+type Store struct {
+	// Driver is sqlite or postgres. Default sqlite.
+	Driver string `yaml:"driver"`
+	// DSN locates the database. Default "file:tandem.db" for sqlite;
+	// required for postgres.
+	DSN string `yaml:"dsn"`
+}
+
+// Auth configures inbound API keys. With no keys the admin API answers
+// loopback clients only and route ingest is open.
+type Auth struct {
+	Keys []Key `yaml:"keys"`
+}
+
+// Key is one inbound API key, sent as "Authorization: Bearer <key>".
+type Key struct {
+	// Name identifies the key in logs. Required, unique.
+	Name string `yaml:"name"`
+	// Hash is "sha256:<hex>" of the key. Required.
+	Hash string `yaml:"hash"`
+	// Scopes: "admin", "ingest:<route>" or "ingest:*". At least one.
+	Scopes []string `yaml:"scopes"`
+}
+
+// Log configures structured logging.
+type Log struct {
+	// Format is text or json. Default text.
+	Format string `yaml:"format"`
+	// Level is debug, info, warn or error. Default info.
+	Level string `yaml:"level"`
+}
+
+// Target is one downstream API endpoint and its policies.
+type Target struct {
+	// Name is the key under targets (set by the loader).
+	Name string `yaml:"-"`
+	// URL of the endpoint, http or https. Required.
+	URL string `yaml:"url"`
+	// Method is the HTTP method. Default POST.
+	Method string `yaml:"method"`
+	// Headers are sent on every call (values may use ${env:...}).
+	Headers map[string]string `yaml:"headers"`
+	// Timeout bounds one attempt.
+	Timeout Timeout `yaml:"timeout"`
+	// Auth adds credentials to every call. At most one kind.
+	Auth TargetAuth `yaml:"auth"`
+	// Retry is the retry schedule.
+	Retry Retry `yaml:"retry"`
+	// Breaker is the circuit breaker.
+	Breaker Breaker `yaml:"breaker"`
+	// RateLimit is a token bucket over attempts. Zero PerSecond: no limit.
+	RateLimit RateLimit `yaml:"rate_limit"`
+	// Concurrency caps attempts in flight. Default 32.
+	Concurrency int `yaml:"concurrency"`
+	// SuccessStatus lists extra non-2xx statuses that count as success
+	// (e.g. 409 for a target that reports duplicates). Default none.
+	SuccessStatus []int `yaml:"success_status"`
+	// MaxResponseBody caps the response body kept per attempt. Default 64KiB.
+	MaxResponseBody Size `yaml:"max_response_body"`
+}
+
+// Timeout bounds one attempt.
+type Timeout struct {
+	// Connect bounds dialing (and TLS). Default 2s.
+	Connect Duration `yaml:"connect"`
+	// Total bounds the whole attempt, body included. Default 10s.
+	Total Duration `yaml:"total"`
+}
+
+// TargetAuth holds a target's credentials; values are usually secrets.
+type TargetAuth struct {
+	// Bearer sends "Authorization: Bearer <token>".
+	Bearer string `yaml:"bearer"`
+	// Basic sends HTTP basic auth.
+	Basic *BasicAuth `yaml:"basic"`
+	// Header sends one header, e.g. {name: X-Api-Key, value: ...}.
+	Header *HeaderAuth `yaml:"header"`
+}
+
+// BasicAuth is a user name and password.
+type BasicAuth struct {
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+}
+
+// HeaderAuth is one credential header.
+type HeaderAuth struct {
+	Name  string `yaml:"name"`
+	Value string `yaml:"value"`
+}
+
+// Retry is a retry schedule: exponential backoff with full jitter.
+type Retry struct {
+	// MaxAttempts counts every attempt, the first included. Default 8.
+	MaxAttempts int `yaml:"max_attempts"`
+	// Initial is the first backoff cap. Default 500ms.
+	Initial Duration `yaml:"initial"`
+	// Max caps any backoff. Default 5m.
+	Max Duration `yaml:"max"`
+	// Multiplier grows the cap per attempt. Default 2.
+	Multiplier float64 `yaml:"multiplier"`
+	// MaxAge: no retry starts later than this after the message was
+	// accepted (or the delivery replayed). Default 24h.
+	MaxAge Duration `yaml:"max_age"`
+}
+
+// Breaker is a circuit breaker over a target's attempts.
+type Breaker struct {
+	// FailureRatio opens the breaker when reached over Window. Default 0.5.
+	FailureRatio float64 `yaml:"failure_ratio"`
+	// MinRequests in Window before the ratio counts. Default 20.
+	MinRequests int `yaml:"min_requests"`
+	// Window over which failures are counted. Default 60s.
+	Window Duration `yaml:"window"`
+	// OpenFor is how long the breaker stays open. Default 30s.
+	OpenFor Duration `yaml:"open_for"`
+	// HalfOpenProbes is how many probe attempts run half-open. Default 1.
+	HalfOpenProbes int `yaml:"half_open_probes"`
+	// Disabled turns the breaker off. Default false.
+	Disabled bool `yaml:"disabled"`
+}
+
+// RateLimit is a token bucket over a target's attempts.
+type RateLimit struct {
+	// PerSecond is the refill rate; 0 means no limit. Default 0.
+	PerSecond float64 `yaml:"per_second"`
+	// Burst is the bucket size. Default max(1, PerSecond).
+	Burst int `yaml:"burst"`
+	// Shared divides PerSecond by the number of live replicas. Default false.
+	Shared bool `yaml:"shared"`
+}
+
+// Respond values other than a list of steps.
+const (
+	RespondAccepted = "accepted"
+	RespondAll      = "all"
+)
+
+// Route is one inbound entry point and the steps it runs.
+type Route struct {
+	// Name identifies the route in the admin API and metrics. Required, unique.
+	Name string `yaml:"name"`
+	// Path is the gateway path, e.g. /orders. Required, unique.
+	Path string `yaml:"path"`
+	// Method is the inbound method. Default POST.
+	Method string `yaml:"method"`
+	// Respond is when the caller gets an answer. Default accepted.
+	Respond Respond `yaml:"respond"`
+	// Durable false skips the store (only with respond: all). Default true.
+	Durable *bool `yaml:"durable"`
+	// Deadline bounds how long a caller waits for an answer (respond: all or
+	// a list). Default 30s.
+	Deadline Duration `yaml:"deadline"`
+	// Saga compensates succeeded steps when a required step fails for good.
+	Saga bool `yaml:"saga"`
+	// Steps are the calls the route makes. At least one.
+	Steps []*Step `yaml:"steps"`
+	// Response shapes the answer of respond: all or a list (templates).
+	Response *Response `yaml:"response"`
+}
+
+// IsDurable reports whether the route's messages go through the store.
+func (r *Route) IsDurable() bool { return r.Durable == nil || *r.Durable }
+
+// Respond is "accepted", "all", or a list of step names.
+type Respond struct {
+	Mode  string   // RespondAccepted, RespondAll, or "steps"
+	Steps []string // when Mode is "steps"
+}
+
+// Step is one call of a target inside a route.
+type Step struct {
+	// Name identifies the step within its route. Required, unique.
+	Name string `yaml:"name"`
+	// Target names an entry under targets. Required.
+	Target string `yaml:"target"`
+	// Method overrides the target's method.
+	Method string `yaml:"method"`
+	// After lists steps that must succeed before this one runs.
+	After []string `yaml:"after"`
+	// Required false means a failure does not count against the message
+	// and does not trigger compensation. Default true.
+	Required *bool `yaml:"required"`
+	// Body is a template for the request body; absent forwards the inbound
+	// body unchanged.
+	Body any `yaml:"body"`
+	// Headers are templates for extra request headers.
+	Headers map[string]string `yaml:"headers"`
+	// Query are templates for query parameters.
+	Query map[string]string `yaml:"query"`
+	// Path is a template appended to the target URL's path.
+	Path string `yaml:"path"`
+	// Compensate is the call that undoes this step in a saga.
+	Compensate *Compensate `yaml:"compensate"`
+}
+
+// IsRequired reports whether the step is required.
+func (s *Step) IsRequired() bool { return s.Required == nil || *s.Required }
+
+// Compensate is a saga's undo call.
+type Compensate struct {
+	Target  string            `yaml:"target"`
+	Body    any               `yaml:"body"`
+	Headers map[string]string `yaml:"headers"`
+}
+
+// Response shapes a waiting caller's answer.
+type Response struct {
+	Status string `yaml:"status"` // template yielding a number
+	Body   any    `yaml:"body"`
+}
+
+// Duration is a time.Duration written as "500ms", "2s", "5m".
+type Duration time.Duration
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Size is a byte count written as "512", "64KiB", "1MiB" (also KB/MB = 1000s).
+type Size int64

@@ -1,0 +1,161 @@
+// Package record holds the value types that the store keeps and the engine
+// moves through their states: messages, deliveries and attempts. It imports
+// nothing of the project, so store, engine and api can all share it.
+package record
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// MessageStatus is the state of a whole message, derived from its deliveries.
+type MessageStatus string
+
+// Message states. See docs/states.md for the diagram.
+const (
+	MessageAccepted           MessageStatus = "accepted"
+	MessageRunning            MessageStatus = "running"
+	MessageSucceeded          MessageStatus = "succeeded"
+	MessagePartiallySucceeded MessageStatus = "partially_succeeded"
+	MessageFailed             MessageStatus = "failed"
+	MessageCompensated        MessageStatus = "compensated"
+)
+
+// Terminal reports whether no delivery of the message will run again
+// without a replay.
+func (s MessageStatus) Terminal() bool {
+	switch s {
+	case MessageSucceeded, MessagePartiallySucceeded, MessageFailed, MessageCompensated:
+		return true
+	}
+	return false
+}
+
+// Valid reports whether s is one of the message states.
+func (s MessageStatus) Valid() bool {
+	switch s {
+	case MessageAccepted, MessageRunning, MessageSucceeded, MessagePartiallySucceeded, MessageFailed, MessageCompensated:
+		return true
+	}
+	return false
+}
+
+// DeliveryStatus is the state of one step of one message.
+type DeliveryStatus string
+
+// Delivery states. See docs/states.md for the diagram.
+const (
+	DeliveryWaiting      DeliveryStatus = "waiting"   // on its after steps
+	DeliveryScheduled    DeliveryStatus = "scheduled" // due at NextAttemptAt
+	DeliveryRunning      DeliveryStatus = "running"   // leased until NextAttemptAt
+	DeliverySucceeded    DeliveryStatus = "succeeded"
+	DeliveryDead         DeliveryStatus = "dead" // a dead letter
+	DeliverySkipped      DeliveryStatus = "skipped"
+	DeliveryCompensating DeliveryStatus = "compensating"
+	DeliveryCompensated  DeliveryStatus = "compensated"
+	DeliveryCancelled    DeliveryStatus = "cancelled"
+)
+
+// Final reports whether the delivery will not run again without a replay.
+func (s DeliveryStatus) Final() bool {
+	switch s {
+	case DeliverySucceeded, DeliveryDead, DeliverySkipped, DeliveryCompensated, DeliveryCancelled:
+		return true
+	}
+	return false
+}
+
+// Valid reports whether s is one of the delivery states.
+func (s DeliveryStatus) Valid() bool {
+	switch s {
+	case DeliveryWaiting, DeliveryScheduled, DeliveryRunning, DeliverySucceeded, DeliveryDead,
+		DeliverySkipped, DeliveryCompensating, DeliveryCompensated, DeliveryCancelled:
+		return true
+	}
+	return false
+}
+
+// Outcome classifies one attempt.
+type Outcome string
+
+// Attempt outcomes.
+const (
+	OutcomeSuccess   Outcome = "success"
+	OutcomeTransient Outcome = "transient" // retried
+	OutcomePermanent Outcome = "permanent" // dead-lettered at once
+)
+
+// Message is one accepted inbound request.
+type Message struct {
+	ID             string
+	Route          string
+	Status         MessageStatus
+	IdempotencyKey string // inbound Idempotency-Key; empty when none
+	BodyHash       string // hex sha256 of Body, to tell a repeat from a conflict
+	Body           []byte
+	Headers        map[string][]string // inbound headers kept for templates (never auth)
+	Query          map[string][]string
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
+}
+
+// Delivery is one step of one message.
+type Delivery struct {
+	ID            string
+	MessageID     string
+	Route         string
+	Step          string
+	Target        string
+	After         []string // steps this one waits for
+	Required      bool     // a failure counts against the message status
+	Status        DeliveryStatus
+	Attempts      int       // attempts made so far (postponements do not count)
+	NextAttemptAt time.Time // when scheduled: when due; when running: when the lease ends
+	LeaseOwner    string    // worker that holds the lease while running
+	LastError     string
+	// Result of the last attempt, kept for answers and for later steps' templates.
+	ResponseStatus  int
+	ResponseBody    []byte
+	ResponseHeaders map[string][]string
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
+	// Replays counts how many times a person sent this delivery back to work.
+	Replays int
+	// AttemptsAtReplay is Attempts at the last replay: the retry budget
+	// counts only attempts after it.
+	AttemptsAtReplay int
+	// ReplayedAt is when the delivery was last replayed (zero if never); the
+	// retry max_age counts from it instead of the message's CreatedAt.
+	ReplayedAt time.Time
+}
+
+// Attempt is one HTTP try of a delivery.
+type Attempt struct {
+	DeliveryID string
+	N          int // 1-based
+	StartedAt  time.Time
+	Duration   time.Duration
+	HTTPStatus int // 0 when no answer came
+	Outcome    Outcome
+	Error      string
+}
+
+// MessageDetail is a message with its deliveries and their attempts.
+type MessageDetail struct {
+	Message    Message
+	Deliveries []Delivery
+	Attempts   map[string][]Attempt // by delivery id, in order
+}
+
+// JSONBody returns b as a JSON value when it is valid JSON, else as a JSON
+// string, so answers can embed any target's body safely.
+func JSONBody(b []byte) json.RawMessage {
+	if len(b) == 0 {
+		return nil
+	}
+	if json.Valid(b) {
+		return json.RawMessage(b)
+	}
+	s, _ := json.Marshal(string(b))
+	return s
+}

@@ -1,0 +1,201 @@
+// Package store defines the one interface that keeps tandem's messages,
+// deliveries and attempts. Implementations live in sqlite/ and postgres/ and
+// must pass the conformance suite in storetest/.
+//
+// Methods are named noun first (MessageInsert, DeliveryClaim) and take one
+// params struct each. Every params struct has Now: nil means time.Now(); tests
+// set it, so the clock reaches the SQL.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/tandem-run/tandem/internal/record"
+)
+
+// Errors a Store returns; check them with errors.Is.
+var (
+	// ErrNotFound: no message or delivery with that id.
+	ErrNotFound = errors.New("not found")
+	// ErrIdempotencyConflict: the route already has a message with this
+	// idempotency key and another body.
+	ErrIdempotencyConflict = errors.New("idempotency key already used with a different body")
+	// ErrLeaseLost: the delivery is no longer leased to the caller (its lease
+	// ran out and another worker claimed it, or it was replayed).
+	ErrLeaseLost = errors.New("delivery lease lost")
+	// ErrUnavailable: the database cannot be reached; the caller should try
+	// again later. Wrapped with the cause.
+	ErrUnavailable = errors.New("store unavailable")
+)
+
+// Store keeps messages and their deliveries durably.
+type Store interface {
+	// MessageInsert durably commits a message and its deliveries, and returns
+	// only once the commit is durable (fsync). Concurrent calls share one
+	// transaction (group commit).
+	//
+	// When the route already has a message with the same non-empty
+	// IdempotencyKey, nothing is inserted: the result holds the existing
+	// message with Existing set, and the error is ErrIdempotencyConflict if
+	// its BodyHash differs.
+	MessageInsert(ctx context.Context, p *MessageInsertParams) (*MessageInsertResult, error)
+	// MessageGet returns a message with its deliveries (ordered by creation,
+	// then step) and their attempts. ErrNotFound if there is none.
+	MessageGet(ctx context.Context, id string) (*record.MessageDetail, error)
+	// MessageList lists messages newest first, filtered and paginated.
+	MessageList(ctx context.Context, p *MessageListParams) (*MessageListResult, error)
+
+	// DeliveryClaim leases up to Limit deliveries of Target that are due:
+	// scheduled with NextAttemptAt <= Now, or running with a lease that ended
+	// at or before Now (a crashed worker's). Oldest due first. Each comes back
+	// running, with LeaseOwner = Owner and NextAttemptAt = Now + LeaseFor.
+	DeliveryClaim(ctx context.Context, p *DeliveryClaimParams) ([]record.Delivery, error)
+	// DeliveryComplete records one attempt and the delivery's new status
+	// (succeeded, scheduled for a retry, or dead), then, in the same
+	// transaction, resolves the message's waiting deliveries
+	// (record.Resolve) and updates the message status
+	// (record.DeriveMessageStatus). ErrLeaseLost if Owner no longer holds the
+	// lease. Concurrent calls may share a transaction.
+	DeliveryComplete(ctx context.Context, p *DeliveryCompleteParams) (*DeliveryCompleteResult, error)
+	// DeliveryPostpone gives a leased delivery back as scheduled at
+	// NextAttemptAt without counting an attempt (breaker open, rate limit,
+	// shutdown). ErrLeaseLost if Owner no longer holds the lease.
+	DeliveryPostpone(ctx context.Context, p *DeliveryPostponeParams) error
+	// DeliveryList lists deliveries newest first, filtered and paginated.
+	// Dead letters are the deliveries with Status dead.
+	DeliveryList(ctx context.Context, p *DeliveryListParams) (*DeliveryListResult, error)
+	// DeliveryReplay sends dead deliveries back to work: scheduled now, with
+	// a fresh retry budget (AttemptsAtReplay = Attempts, ReplayedAt = Now,
+	// Replays+1); their skipped dependants go back to waiting
+	// (record.Unskip); the message status is derived again. It selects by
+	// IDs, or, when IDs is empty, by the Route/Target filter (all dead
+	// deliveries when both are empty, up to Limit). Deliveries that are not
+	// dead are left alone and not returned. It returns the replayed ones.
+	DeliveryReplay(ctx context.Context, p *DeliveryReplayParams) ([]record.Delivery, error)
+	// DeliveryStats counts deliveries per target for the queue-depth gauges.
+	DeliveryStats(ctx context.Context, now *time.Time) ([]TargetStats, error)
+
+	// Ping checks that the store can be reached.
+	Ping(ctx context.Context) error
+	// Close waits for writes in progress and releases the database.
+	Close() error
+}
+
+// MessageInsertParams is the input of MessageInsert.
+type MessageInsertParams struct {
+	// Message to insert; ID, Route, Body, BodyHash set by the caller.
+	// Status is set to accepted, CreatedAt and UpdatedAt to Now.
+	Message record.Message
+	// Deliveries of the message, one per step; MessageID, Route, CreatedAt
+	// and UpdatedAt are filled in. Status is waiting or scheduled.
+	Deliveries []record.Delivery
+	Now        *time.Time
+}
+
+// MessageInsertResult is the output of MessageInsert.
+type MessageInsertResult struct {
+	Message  record.Message
+	Existing bool // an earlier message with the same idempotency key
+}
+
+// MessageListParams filters MessageList. Zero values do not filter.
+type MessageListParams struct {
+	Status record.MessageStatus
+	Route  string
+	Limit  int    // default 50, at most 1000
+	Cursor string // from the previous page's NextCursor
+}
+
+// MessageListResult is one page of messages.
+type MessageListResult struct {
+	Messages   []record.Message // Body, Headers and Query may be left empty
+	NextCursor string           // empty on the last page
+}
+
+// DeliveryClaimParams is the input of DeliveryClaim.
+type DeliveryClaimParams struct {
+	Target   string
+	Limit    int
+	LeaseFor time.Duration
+	Owner    string
+	Now      *time.Time
+}
+
+// DeliveryCompleteParams is the input of DeliveryComplete.
+type DeliveryCompleteParams struct {
+	DeliveryID string
+	Owner      string
+	// Attempt made; its N must be the delivery's Attempts+1.
+	Attempt record.Attempt
+	// Status is succeeded, scheduled (a retry at NextAttemptAt) or dead.
+	Status          record.DeliveryStatus
+	NextAttemptAt   time.Time
+	LastError       string
+	ResponseStatus  int
+	ResponseBody    []byte
+	ResponseHeaders map[string][]string
+	Now             *time.Time
+}
+
+// DeliveryCompleteResult is the output of DeliveryComplete.
+type DeliveryCompleteResult struct {
+	MessageID     string
+	MessageStatus record.MessageStatus
+	// Ready holds deliveries of the message that Resolve made scheduled, so
+	// the engine can wake their targets' workers.
+	Ready []record.Delivery
+}
+
+// DeliveryPostponeParams is the input of DeliveryPostpone.
+type DeliveryPostponeParams struct {
+	DeliveryID    string
+	Owner         string
+	NextAttemptAt time.Time
+	Reason        string // kept in LastError when not empty
+	Now           *time.Time
+}
+
+// DeliveryListParams filters DeliveryList. Zero values do not filter.
+type DeliveryListParams struct {
+	Status    record.DeliveryStatus
+	Route     string
+	Target    string
+	MessageID string
+	Limit     int    // default 50, at most 1000
+	Cursor    string // from the previous page's NextCursor
+}
+
+// DeliveryListResult is one page of deliveries.
+type DeliveryListResult struct {
+	Deliveries []record.Delivery
+	NextCursor string
+}
+
+// DeliveryReplayParams selects dead deliveries to replay.
+type DeliveryReplayParams struct {
+	IDs    []string
+	Route  string
+	Target string
+	Limit  int // with a filter; default 1000
+	Now    *time.Time
+}
+
+// TargetStats counts one target's deliveries.
+type TargetStats struct {
+	Target    string
+	Due       int // scheduled and due now
+	Scheduled int // scheduled for later
+	Waiting   int
+	Running   int
+	Dead      int
+}
+
+// NowOr returns *now, or time.Now() when now is nil, in UTC.
+func NowOr(now *time.Time) time.Time {
+	if now != nil {
+		return now.UTC()
+	}
+	return time.Now().UTC()
+}
