@@ -1,8 +1,11 @@
 // Package config loads, interpolates and validates tandem.yaml.
 //
 // Loading is strict: an unknown key is an error, and every error names the
-// file and line. Secrets (${env:NAME}, ${file:PATH}) are resolved after
-// parsing, so a secret's value can never inject YAML.
+// file and line ("file:line: path: message"); all problems are reported at
+// once, as Errors. Secrets (${env:NAME}, ${file:PATH}) are resolved after
+// parsing, so a secret's value can never inject YAML. Zero values mean
+// "use the default"; defaults are filled before validation. docs/config.md
+// is the reference for every key.
 package config
 
 import "time"
@@ -18,6 +21,10 @@ type Config struct {
 
 	// File is the path the config was loaded from ("" when from bytes).
 	File string `yaml:"-"`
+
+	// secrets holds the key paths whose values came from ${env:} or
+	// ${file:}, so Redacted can hide them.
+	secrets map[string]bool
 }
 
 // Server configures the HTTP listener.
@@ -94,7 +101,8 @@ type Target struct {
 
 // Timeout bounds one attempt.
 type Timeout struct {
-	// Connect bounds dialing (and TLS). Default 2s.
+	// Connect bounds dialing (and TLS). Default 2s, or Total if shorter;
+	// at most Total.
 	Connect Duration `yaml:"connect"`
 	// Total bounds the whole attempt, body included. Default 10s.
 	Total Duration `yaml:"total"`
@@ -126,7 +134,8 @@ type HeaderAuth struct {
 type Retry struct {
 	// MaxAttempts counts every attempt, the first included. Default 8.
 	MaxAttempts int `yaml:"max_attempts"`
-	// Initial is the first backoff cap. Default 500ms.
+	// Initial is the first backoff cap. Default 500ms, or Max if shorter;
+	// at most Max.
 	Initial Duration `yaml:"initial"`
 	// Max caps any backoff. Default 5m.
 	Max Duration `yaml:"max"`
@@ -157,7 +166,8 @@ type Breaker struct {
 type RateLimit struct {
 	// PerSecond is the refill rate; 0 means no limit. Default 0.
 	PerSecond float64 `yaml:"per_second"`
-	// Burst is the bucket size. Default max(1, PerSecond).
+	// Burst is the bucket size. Default max(1, ceil(PerSecond)) when
+	// PerSecond > 0.
 	Burst int `yaml:"burst"`
 	// Shared divides PerSecond by the number of live replicas. Default false.
 	Shared bool `yaml:"shared"`
@@ -207,7 +217,8 @@ type Step struct {
 	Name string `yaml:"name"`
 	// Target names an entry under targets. Required.
 	Target string `yaml:"target"`
-	// Method overrides the target's method.
+	// Method overrides the target's method. Default: the target's method
+	// (filled in by the loader).
 	Method string `yaml:"method"`
 	// After lists steps that must succeed before this one runs.
 	After []string `yaml:"after"`

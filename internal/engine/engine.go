@@ -2,70 +2,329 @@ package engine
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tandem-run/tandem/internal/config"
 	"github.com/tandem-run/tandem/internal/record"
+	"github.com/tandem-run/tandem/internal/resilience"
 	"github.com/tandem-run/tandem/internal/store"
+	"github.com/tandem-run/tandem/internal/target"
+	"github.com/tandem-run/tandem/internal/telemetry"
 )
+
+// leaseMargin is added to a target's total timeout to make a claim's lease:
+// the lease must outlast the request, or a slow request would be claimed
+// and sent again while still in flight.
+const leaseMargin = 30 * time.Second
 
 // Options configure an Engine.
 type Options struct {
 	// Config is the loaded, validated config. Required.
 	Config *config.Config
-	// Store keeps messages. Required unless every route is durable: false.
+	// Store keeps messages. Required when a route is durable.
 	Store store.Store
+	// Caller makes target calls. Default target.NewCaller with defaults.
+	Caller *target.Caller
+	// Metrics records telemetry. Default: metrics on a private registry.
+	Metrics *telemetry.Metrics
 	// Logger for engine events. Default slog.Default().
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Jitter returns a number in [0, 1) for retry backoff. Default
+	// resilience.Jitter.
+	Jitter func() float64
 	// Owner names this worker in leases. Default host:pid:random.
 	Owner string
 	// PollInterval is the longest an idle target worker waits before it
 	// looks for due deliveries again. Default 250ms.
 	PollInterval time.Duration
+	// WaitPoll is how often a waiting caller re-reads its message when no
+	// local completion woke it (another replica may be delivering).
+	// Default 1s.
+	WaitPoll time.Duration
 }
 
 // Engine runs routes: accept, persist, deliver, answer.
 type Engine struct {
-	opts Options
+	opts    Options
+	log     *slog.Logger
+	store   store.Store
+	caller  *target.Caller
+	metrics *telemetry.Metrics
+
+	routes  map[string]*routePlan
+	targets map[string]*targetRunner
+	names   []string // route names in config order
+
+	waitMu  sync.Mutex
+	waiters map[string]chan struct{} // message id → closed on any change
+
+	closing   atomic.Bool
+	closingCh chan struct{} // closed when Shutdown begins
+	inflight  sync.WaitGroup // ingest calls in progress
+	stopLoops context.CancelFunc
+	hardStop  context.CancelFunc
+	hardCtx   context.Context
+	loops     sync.WaitGroup
+	attempts  sync.WaitGroup
+	started   atomic.Bool
 }
 
-// New builds an Engine; Start runs its workers.
+// routePlan is a route compiled for the engine.
+type routePlan struct {
+	cfg   *config.Route
+	steps []*stepPlan
+	byName map[string]*stepPlan
+}
+
+// stepPlan is one step with its target resolved.
+type stepPlan struct {
+	cfg    *config.Step
+	target *targetRunner
+}
+
+// New builds an Engine from a validated config; Start runs its workers.
 func New(opts Options) (*Engine, error) {
-	return &Engine{opts: opts}, nil
+	if opts.Config == nil {
+		return nil, errors.New("engine: no config")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Jitter == nil {
+		opts.Jitter = resilience.Jitter
+	}
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = 250 * time.Millisecond
+	}
+	if opts.WaitPoll <= 0 {
+		opts.WaitPoll = time.Second
+	}
+	if opts.Owner == "" {
+		opts.Owner = defaultOwner()
+	}
+	if opts.Caller == nil {
+		opts.Caller = target.NewCaller(target.CallerOptions{})
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = telemetry.NewMetrics(nil)
+	}
+	e := &Engine{
+		opts:    opts,
+		log:     opts.Logger,
+		store:   opts.Store,
+		caller:  opts.Caller,
+		metrics: opts.Metrics,
+		routes:  map[string]*routePlan{},
+		targets: map[string]*targetRunner{},
+		waiters: map[string]chan struct{}{},
+		closingCh: make(chan struct{}),
+	}
+	e.hardCtx, e.hardStop = context.WithCancel(context.Background())
+	for name, tc := range opts.Config.Targets {
+		e.targets[name] = newTargetRunner(e, tc)
+	}
+	for _, rc := range opts.Config.Routes {
+		rp := &routePlan{cfg: rc, byName: map[string]*stepPlan{}}
+		for _, sc := range rc.Steps {
+			tr := e.targets[sc.Target]
+			if tr == nil {
+				return nil, fmt.Errorf("engine: route %s step %s: unknown target %q", rc.Name, sc.Name, sc.Target)
+			}
+			sp := &stepPlan{cfg: sc, target: tr}
+			rp.steps = append(rp.steps, sp)
+			rp.byName[sc.Name] = sp
+		}
+		if rc.IsDurable() && opts.Store == nil {
+			return nil, fmt.Errorf("engine: route %s is durable but there is no store", rc.Name)
+		}
+		e.routes[rc.Name] = rp
+		e.names = append(e.names, rc.Name)
+	}
+	return e, nil
 }
 
-// Start runs the delivery workers until Shutdown.
-func (e *Engine) Start(ctx context.Context) error { return errors.New("not implemented") }
+func defaultOwner() string {
+	host, _ := os.Hostname()
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s:%d:%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+}
 
-// Shutdown stops accepting, then finishes or releases in-flight attempts
-// until ctx ends.
-func (e *Engine) Shutdown(ctx context.Context) error { return nil }
+// Start runs one claim loop per target until Shutdown. It returns at once.
+func (e *Engine) Start(ctx context.Context) error {
+	if !e.started.CompareAndSwap(false, true) {
+		return errors.New("engine: already started")
+	}
+	if e.store == nil {
+		return nil
+	}
+	loopCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	e.stopLoops = cancel
+	for _, tr := range e.targets {
+		e.loops.Add(1)
+		go func() {
+			defer e.loops.Done()
+			tr.loop(loopCtx)
+		}()
+	}
+	return nil
+}
 
-// Ingest accepts one inbound request on a route and answers per the route's
-// respond setting. Errors: ErrUnknownRoute, ErrShuttingDown,
-// store.ErrIdempotencyConflict (409), store.ErrUnavailable (503).
-func (e *Engine) Ingest(ctx context.Context, route string, in *Inbound) (*Answer, error) {
-	return nil, errors.New("not implemented")
+// Shutdown stops accepting, stops claiming, and waits for attempts in
+// flight until ctx ends; then it cancels those attempts and gives their
+// deliveries back to the store without counting an attempt. It does not
+// close the store.
+func (e *Engine) Shutdown(ctx context.Context) error {
+	if e.closing.CompareAndSwap(false, true) {
+		close(e.closingCh)
+	}
+	if e.stopLoops != nil {
+		e.stopLoops()
+	}
+	e.loops.Wait()
+	done := make(chan struct{})
+	go func() {
+		e.attempts.Wait()
+		e.inflight.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		e.hardStop()
+		return nil
+	case <-ctx.Done():
+		// Grace is over: cancel attempts; each gives its delivery back.
+		e.hardStop()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+		}
+		return nil
+	}
 }
 
 // Store returns the engine's store (nil when no route is durable).
-func (e *Engine) Store() store.Store { return e.opts.Store }
+func (e *Engine) Store() store.Store { return e.store }
 
 // Config returns the engine's config.
 func (e *Engine) Config() *config.Config { return e.opts.Config }
 
-// Routes describes the configured routes.
-func (e *Engine) Routes() []RouteInfo { return nil }
+// Owner returns the name this engine's workers hold leases under.
+func (e *Engine) Owner() string { return e.opts.Owner }
+
+// Routes describes the configured routes, in config order.
+func (e *Engine) Routes() []RouteInfo {
+	out := make([]RouteInfo, 0, len(e.names))
+	for _, n := range e.names {
+		rc := e.routes[n].cfg
+		ri := RouteInfo{Name: rc.Name, Method: rc.Method, Path: rc.Path, Durable: rc.IsDurable(), Saga: rc.Saga, Deadline: rc.Deadline.D()}
+		if rc.Method == "" {
+			ri.Method = http.MethodPost
+		}
+		switch rc.Respond.Mode {
+		case "", config.RespondAccepted:
+			ri.Respond = config.RespondAccepted
+		case config.RespondAll:
+			ri.Respond = config.RespondAll
+		default:
+			ri.Respond = rc.Respond.Steps
+		}
+		seen := map[string]bool{}
+		for _, s := range rc.Steps {
+			ri.Steps = append(ri.Steps, s.Name)
+			if !seen[s.Target] {
+				seen[s.Target] = true
+				ri.Targets = append(ri.Targets, s.Target)
+			}
+		}
+		out = append(out, ri)
+	}
+	return out
+}
 
 // Replay sends dead deliveries back to work and wakes their workers.
 func (e *Engine) Replay(ctx context.Context, p *store.DeliveryReplayParams) ([]record.Delivery, error) {
-	return nil, errors.New("not implemented")
+	if e.store == nil {
+		return nil, nil
+	}
+	ds, err := e.store.DeliveryReplay(ctx, p)
+	if err != nil {
+		return nil, fmt.Errorf("replay deliveries: %w", err)
+	}
+	for _, d := range ds {
+		e.log.Info("delivery replayed", "message_id", d.MessageID, "delivery_id", d.ID, "step", d.Step, "target", d.Target)
+		e.wake(d.Target)
+		e.notify(d.MessageID)
+	}
+	return ds, nil
 }
 
-// Ready reports whether the engine can accept messages (store reachable,
-// not shutting down).
-func (e *Engine) Ready(ctx context.Context) error { return nil }
+// Ready reports whether the engine can accept messages: not shutting down,
+// and the store reachable.
+func (e *Engine) Ready(ctx context.Context) error {
+	if e.closing.Load() {
+		return ErrShuttingDown
+	}
+	if e.store == nil {
+		return nil
+	}
+	if err := e.store.Ping(ctx); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	return nil
+}
+
+// Wake tells the target's worker that work may be due now. Stores that learn
+// of work from elsewhere (another replica) call it through the serve command.
+func (e *Engine) Wake(targetName string) { e.wake(targetName) }
+
+func (e *Engine) wake(targetName string) {
+	if tr := e.targets[targetName]; tr != nil {
+		tr.poke()
+	}
+}
+
+// subscribe returns a channel closed at the next change of the message.
+func (e *Engine) subscribe(id string) <-chan struct{} {
+	e.waitMu.Lock()
+	defer e.waitMu.Unlock()
+	ch := e.waiters[id]
+	if ch == nil {
+		ch = make(chan struct{})
+		e.waiters[id] = ch
+	}
+	return ch
+}
+
+func (e *Engine) unsubscribe(id string) {
+	e.waitMu.Lock()
+	delete(e.waiters, id)
+	e.waitMu.Unlock()
+}
+
+// notify wakes everyone waiting on the message.
+func (e *Engine) notify(id string) {
+	e.waitMu.Lock()
+	ch := e.waiters[id]
+	if ch != nil {
+		delete(e.waiters, id)
+	}
+	e.waitMu.Unlock()
+	if ch != nil {
+		close(ch)
+	}
+}

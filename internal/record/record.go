@@ -127,6 +127,10 @@ type Delivery struct {
 	// ReplayedAt is when the delivery was last replayed (zero if never); the
 	// retry max_age counts from it instead of the message's CreatedAt.
 	ReplayedAt time.Time
+	// Message, when not nil, is the delivery's message (ID, Route, Body,
+	// Headers, Query, CreatedAt). Stores may fill it on DeliveryClaim so a
+	// worker need not read the message again; other calls leave it nil.
+	Message *Message
 }
 
 // Attempt is one HTTP try of a delivery.

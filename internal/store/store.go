@@ -28,6 +28,9 @@ var (
 	// ErrUnavailable: the database cannot be reached; the caller should try
 	// again later. Wrapped with the cause.
 	ErrUnavailable = errors.New("store unavailable")
+	// ErrInvalidCursor: a list call's Cursor was not one the store handed
+	// out; the caller's input is wrong (400, not 500).
+	ErrInvalidCursor = errors.New("invalid cursor")
 )
 
 // Store keeps messages and their deliveries durably.
@@ -159,6 +162,9 @@ type DeliveryPostponeParams struct {
 
 // DeliveryListParams filters DeliveryList. Zero values do not filter.
 type DeliveryListParams struct {
+	// ID, when set, selects only the delivery with that id (the admin API
+	// uses it to tell an unknown delivery from one that is not dead).
+	ID        string
 	Status    record.DeliveryStatus
 	Route     string
 	Target    string

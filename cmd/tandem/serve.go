@@ -1,0 +1,207 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/tandem-run/tandem/internal/api"
+	"github.com/tandem-run/tandem/internal/config"
+	"github.com/tandem-run/tandem/internal/engine"
+	"github.com/tandem-run/tandem/internal/store"
+	"github.com/tandem-run/tandem/internal/store/postgres"
+	"github.com/tandem-run/tandem/internal/store/sqlite"
+	"github.com/tandem-run/tandem/internal/telemetry"
+)
+
+func (m *Main) serve(ctx context.Context, args []string) error {
+	fs := m.newFlags("serve", "serve --config FILE [--listen ADDR]")
+	path := m.configFlag(fs)
+	listen := fs.String("listen", "", "listen address, overriding server.listen")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return err
+	}
+	if *listen != "" {
+		cfg.Server.Listen = *listen
+	}
+	logger, err := telemetry.NewLogger(m.Stderr, cfg.Log.Format, cfg.Log.Level)
+	if err != nil {
+		return err
+	}
+	srv, err := start(ctx, cfg, logger, nil)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	logger.Info("shutting down", "grace", cfg.Server.ShutdownGrace.D().String())
+	return srv.stop()
+}
+
+// server is a running gateway: listener, engine and store.
+type server struct {
+	cfg    *config.Config
+	log    *slog.Logger
+	http   *http.Server
+	engine *engine.Engine
+	store  store.Store
+	addr   net.Addr
+	served chan error
+	cancel context.CancelFunc
+}
+
+// start opens the store, starts the engine and serves HTTP. With ln nil it
+// listens on cfg.Server.Listen.
+func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ln net.Listener) (*server, error) {
+	reg := telemetry.NewRegistry()
+	metrics := telemetry.NewMetrics(reg)
+	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	st, err := openStore(ctx, cfg, logger, metrics)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	eng, err := engine.New(engine.Options{Config: cfg, Store: st, Logger: logger, Metrics: metrics})
+	if err != nil {
+		cancel()
+		closeStore(st)
+		return nil, err
+	}
+	h, err := api.New(api.Options{Engine: eng, Config: cfg, Registry: reg, Logger: logger, Version: version})
+	if err != nil {
+		cancel()
+		closeStore(st)
+		return nil, err
+	}
+	if ln == nil {
+		ln, err = net.Listen("tcp", cfg.Server.Listen)
+		if err != nil {
+			cancel()
+			closeStore(st)
+			return nil, fmt.Errorf("listen on %s: %w", cfg.Server.Listen, err)
+		}
+	}
+	if err := eng.Start(bg); err != nil {
+		cancel()
+		ln.Close()
+		closeStore(st)
+		return nil, err
+	}
+	if st != nil {
+		go watchQueue(bg, st, metrics, 5*time.Second)
+		if l, ok := st.(interface {
+			Listen(context.Context) <-chan string
+		}); ok {
+			go func() {
+				for t := range l.Listen(bg) {
+					eng.Wake(t)
+				}
+			}()
+		}
+	}
+	s := &server{
+		cfg: cfg, log: logger, engine: eng, store: st, addr: ln.Addr(), cancel: cancel,
+		served: make(chan error, 1),
+		http: &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: 10 * time.Second,
+			MaxHeaderBytes:    64 << 10,
+			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		},
+	}
+	go func() { s.served <- s.http.Serve(ln) }()
+	logger.Info("tandem serving", "addr", ln.Addr().String(), "store", cfg.Store.Driver, "routes", len(cfg.Routes), "targets", len(cfg.Targets), "version", version)
+	return s, nil
+}
+
+// stop shuts down within the config's grace: new requests are refused,
+// waiting callers are answered, attempts in flight finish or are given back.
+func (s *server) stop() error {
+	grace := s.cfg.Server.ShutdownGrace.D()
+	if grace <= 0 {
+		grace = 30 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- s.http.Shutdown(ctx) }()
+	if err := s.engine.Shutdown(ctx); err != nil {
+		s.log.Warn("engine shutdown", "error", err)
+	}
+	if err := <-httpDone; err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		s.log.Warn("http shutdown", "error", err)
+	}
+	s.cancel()
+	closeStore(s.store)
+	if err := <-s.served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	s.log.Info("stopped")
+	return nil
+}
+
+func closeStore(st store.Store) {
+	if st != nil {
+		_ = st.Close()
+	}
+}
+
+// needsStore reports whether any route is durable.
+func needsStore(cfg *config.Config) bool {
+	for _, r := range cfg.Routes {
+		if r.IsDurable() {
+			return true
+		}
+	}
+	return false
+}
+
+func openStore(ctx context.Context, cfg *config.Config, logger *slog.Logger, metrics *telemetry.Metrics) (store.Store, error) {
+	if !needsStore(cfg) {
+		return nil, nil
+	}
+	switch cfg.Store.Driver {
+	case "postgres":
+		st, err := postgres.Open(ctx, postgres.Config{DSN: cfg.Store.DSN, Logger: logger, OnBatch: metrics.ObserveBatch})
+		if err != nil {
+			return nil, err
+		}
+		return st, nil
+	default:
+		st, err := sqlite.Open(ctx, sqlite.Config{DSN: cfg.Store.DSN, Logger: logger, OnBatch: metrics.ObserveBatch})
+		if err != nil {
+			return nil, fmt.Errorf("open sqlite store %s: %w", cfg.Store.DSN, err)
+		}
+		return st, nil
+	}
+}
+
+// watchQueue refreshes the queue-depth gauges.
+func watchQueue(ctx context.Context, st store.Store, metrics *telemetry.Metrics, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		stats, err := st.DeliveryStats(ctx, nil)
+		if err == nil {
+			for _, s := range stats {
+				metrics.SetQueueDepth(s.Target, "due", s.Due)
+				metrics.SetQueueDepth(s.Target, "scheduled", s.Scheduled)
+				metrics.SetQueueDepth(s.Target, "waiting", s.Waiting)
+				metrics.SetQueueDepth(s.Target, "running", s.Running)
+				metrics.SetQueueDepth(s.Target, "dead", s.Dead)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

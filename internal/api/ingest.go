@@ -1,0 +1,222 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/danielgtaylor/huma/v2"
+
+	"github.com/tandem-run/tandem/internal/config"
+	"github.com/tandem-run/tandem/internal/engine"
+	"github.com/tandem-run/tandem/internal/store"
+)
+
+// maxIdempotencyKey is the longest Idempotency-Key accepted.
+const maxIdempotencyKey = 255
+
+// strippedHeaders never reach the engine: credentials of the caller.
+var strippedHeaders = []string{"Authorization", "Cookie", "Proxy-Authorization"}
+
+// registerRoute serves one configured route and documents it in the
+// OpenAPI document.
+func (s *server) registerRoute(api huma.API, rt *config.Route) error {
+	if reservedPath(rt.Path) {
+		return fmt.Errorf("route %s: path %s is reserved for tandem's own endpoints", rt.Name, rt.Path)
+	}
+	pattern, err := routePattern(rt.Method, rt.Path)
+	if err != nil {
+		return fmt.Errorf("route %s: %w", rt.Name, err)
+	}
+	if err := s.handle(pattern, s.ingestHandler(rt.Name)); err != nil {
+		return fmt.Errorf("route %s: %w", rt.Name, err)
+	}
+	documentRoute(api, rt)
+	return nil
+}
+
+// ingestHandler serves one route: check auth and input, hand the request
+// to the engine, write its answer.
+func (s *server) ingestHandler(route string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p := s.auth.ingest(r, route); p != nil {
+			writeProblem(w, r, p)
+			return
+		}
+		in, p := s.readInbound(w, r)
+		if p != nil {
+			writeProblem(w, r, p)
+			return
+		}
+		if s.eng == nil {
+			writeProblem(w, r, unavailable("the engine is not running"))
+			return
+		}
+		ans, err := s.eng.Ingest(r.Context(), route, in)
+		if err != nil {
+			writeProblem(w, r, s.ingestError(r, route, err))
+			return
+		}
+		s.writeAnswer(w, r, ans)
+	})
+}
+
+// readInbound checks and reads one inbound request. Every way the input can
+// be wrong ends here as a 4xx problem.
+func (s *server) readInbound(w http.ResponseWriter, r *http.Request) (*engine.Inbound, *Problem) {
+	key, p := idempotencyKey(r.Header)
+	if p != nil {
+		return nil, p
+	}
+	query, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, newProblem(http.StatusBadRequest, "malformed query string: "+err.Error())
+	}
+	if r.ContentLength > s.maxBody {
+		return nil, tooLarge(s.maxBody)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, tooLarge(s.maxBody)
+		}
+		return nil, newProblem(http.StatusBadRequest, "read body: "+err.Error())
+	}
+	if isJSON(r.Header.Get("Content-Type")) {
+		if p := checkJSON(body); p != nil {
+			return nil, p
+		}
+	}
+	header := r.Header.Clone()
+	for _, h := range strippedHeaders {
+		header.Del(h)
+	}
+	return &engine.Inbound{Body: body, Header: header, Query: query, IdempotencyKey: key}, nil
+}
+
+// idempotencyKey returns the request's Idempotency-Key: at most 255
+// printable ASCII characters, sent at most once.
+func idempotencyKey(h http.Header) (string, *Problem) {
+	vs := h.Values("Idempotency-Key")
+	switch len(vs) {
+	case 0:
+		return "", nil
+	case 1:
+	default:
+		return "", newProblem(http.StatusBadRequest, "send at most one Idempotency-Key header")
+	}
+	k := vs[0]
+	if k == "" {
+		return "", newProblem(http.StatusBadRequest, "the Idempotency-Key header is empty")
+	}
+	if len(k) > maxIdempotencyKey {
+		return "", newProblem(http.StatusBadRequest, fmt.Sprintf("the Idempotency-Key header is longer than %d characters", maxIdempotencyKey))
+	}
+	for i := 0; i < len(k); i++ {
+		if k[i] < 0x20 || k[i] > 0x7e {
+			return "", newProblem(http.StatusBadRequest, fmt.Sprintf("the Idempotency-Key header has a character that is not printable ASCII at offset %d", i))
+		}
+	}
+	return k, nil
+}
+
+// isJSON reports whether a Content-Type is application/json or a +json type.
+func isJSON(contentType string) bool {
+	if contentType == "" {
+		return false
+	}
+	mt, _, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		// An unparsable parameter list still names its type; judge by it.
+		mt, _, _ = strings.Cut(contentType, ";")
+		mt = strings.ToLower(strings.TrimSpace(mt))
+	}
+	return mt == "application/json" || strings.HasSuffix(mt, "+json")
+}
+
+// checkJSON returns a 400 problem when body is not one valid JSON value.
+func checkJSON(body []byte) *Problem {
+	if len(body) == 0 {
+		return newProblem(http.StatusBadRequest, "the body is empty, but the content type is JSON")
+	}
+	if json.Valid(body) {
+		return nil
+	}
+	var v json.RawMessage
+	err := json.Unmarshal(body, &v)
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return newProblem(http.StatusBadRequest, fmt.Sprintf("the body is not valid JSON: %s (at byte offset %d)", se.Error(), se.Offset))
+	}
+	return newProblem(http.StatusBadRequest, "the body is not valid JSON")
+}
+
+// tooLarge is the 413 problem for a body over server.max_body.
+func tooLarge(limit int64) *Problem {
+	return newProblem(http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is larger than the limit of %d bytes (server.max_body)", limit))
+}
+
+// unavailable is a 503 problem that asks the caller to come back soon.
+func unavailable(detail string) *Problem {
+	return newProblem(http.StatusServiceUnavailable, detail).withHeader("Retry-After", "1")
+}
+
+// ingestError maps an engine error to a problem; unknown errors are logged
+// once here and answered with a generic 500.
+func (s *server) ingestError(r *http.Request, route string, err error) *Problem {
+	switch {
+	case errors.Is(err, engine.ErrUnknownRoute):
+		return newProblem(http.StatusNotFound, "no route named "+route)
+	case errors.Is(err, store.ErrIdempotencyConflict):
+		return newProblem(http.StatusConflict, "this Idempotency-Key was already used on this route with a different body")
+	case errors.Is(err, store.ErrUnavailable):
+		return unavailable("the store is unavailable; try again")
+	case errors.Is(err, engine.ErrShuttingDown):
+		return unavailable("the server is shutting down; try again")
+	case r.Context().Err() != nil && errors.Is(err, context.Canceled):
+		// The caller went away; nobody reads this answer.
+		s.log.Debug("ingest cancelled by caller", "route", route)
+		return unavailable("the request was cancelled; whether the message was accepted is unknown, so retry with the same Idempotency-Key")
+	}
+	s.log.Error("ingest failed", "route", route, "err", err)
+	return newProblem(http.StatusInternalServerError, "internal error")
+}
+
+// writeAnswer writes the engine's answer.
+func (s *server) writeAnswer(w http.ResponseWriter, r *http.Request, ans *engine.Answer) {
+	if ans == nil {
+		s.log.Error("ingest returned no answer", "path", r.URL.Path)
+		writeProblem(w, r, newProblem(http.StatusInternalServerError, "internal error"))
+		return
+	}
+	body := []byte(ans.Raw)
+	if len(body) == 0 {
+		var err error
+		if body, err = json.Marshal(ans.Body); err != nil {
+			s.log.Error("encode ingest answer", "path", r.URL.Path, "err", err)
+			writeProblem(w, r, newProblem(http.StatusInternalServerError, "internal error"))
+			return
+		}
+	}
+	status := ans.HTTPStatus
+	if status == 0 {
+		status = http.StatusOK
+	}
+	h := w.Header()
+	if ans.Location != "" {
+		h.Set("Location", ans.Location)
+	}
+	if ans.Repeat {
+		h.Set("Idempotent-Replayed", "true")
+	}
+	h.Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}

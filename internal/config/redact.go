@@ -1,0 +1,111 @@
+package config
+
+import (
+	"net/url"
+	"reflect"
+	"regexp"
+)
+
+// RedactedValue replaces secret values in Redacted's copy.
+const RedactedValue = "[redacted]"
+
+// Redacted returns a deep copy of c that is safe to log or show: every
+// value that came from ${env:} or ${file:}, every target credential, every
+// API key hash and the password in store.dsn are replaced by
+// RedactedValue (passwords inside the DSN and target URLs by "xxxxx").
+func (c *Config) Redacted() *Config {
+	cp, _ := deepCopy(reflect.ValueOf(c)).Interface().(*Config)
+	if cp == nil {
+		return nil
+	}
+	walkStrings(reflect.ValueOf(cp).Elem(), func(path, s string) (string, bool) {
+		if s != "" && c.secrets[path] {
+			return RedactedValue, true
+		}
+		return s, false
+	})
+	hide := func(s *string) {
+		if *s != "" {
+			*s = RedactedValue
+		}
+	}
+	for _, t := range cp.Targets {
+		if t == nil {
+			continue
+		}
+		if u, err := url.Parse(t.URL); err == nil && u.User != nil {
+			t.URL = u.Redacted()
+		}
+		hide(&t.Auth.Bearer)
+		if t.Auth.Basic != nil {
+			hide(&t.Auth.Basic.Password)
+		}
+		if t.Auth.Header != nil {
+			hide(&t.Auth.Header.Value)
+		}
+	}
+	for i := range cp.Auth.Keys {
+		hide(&cp.Auth.Keys[i].Hash)
+	}
+	cp.Store.DSN = redactDSN(cp.Store.DSN)
+	return cp
+}
+
+var dsnPassword = regexp.MustCompile(`(?i)(password\s*=\s*)('[^']*'|\S+)`)
+
+// redactDSN hides the password of a URL or key=value DSN.
+func redactDSN(dsn string) string {
+	if u, err := url.Parse(dsn); err == nil && u.User != nil {
+		dsn = u.Redacted()
+	}
+	return dsnPassword.ReplaceAllString(dsn, "${1}xxxxx")
+}
+
+// deepCopy copies v and everything it points to. Unexported fields are
+// left zero.
+func deepCopy(v reflect.Value) reflect.Value {
+	switch v.Kind() {
+	case reflect.Pointer:
+		if v.IsNil() {
+			return reflect.Zero(v.Type())
+		}
+		out := reflect.New(v.Type().Elem())
+		out.Elem().Set(deepCopy(v.Elem()))
+		return out
+	case reflect.Interface:
+		if v.IsNil() {
+			return reflect.Zero(v.Type())
+		}
+		out := reflect.New(v.Type()).Elem()
+		out.Set(deepCopy(v.Elem()))
+		return out
+	case reflect.Struct:
+		out := reflect.New(v.Type()).Elem()
+		for i := range v.NumField() {
+			if v.Type().Field(i).IsExported() {
+				out.Field(i).Set(deepCopy(v.Field(i)))
+			}
+		}
+		return out
+	case reflect.Slice:
+		if v.IsNil() {
+			return reflect.Zero(v.Type())
+		}
+		out := reflect.MakeSlice(v.Type(), v.Len(), v.Len())
+		for i := range v.Len() {
+			out.Index(i).Set(deepCopy(v.Index(i)))
+		}
+		return out
+	case reflect.Map:
+		if v.IsNil() {
+			return reflect.Zero(v.Type())
+		}
+		out := reflect.MakeMapWithSize(v.Type(), v.Len())
+		iter := v.MapRange()
+		for iter.Next() {
+			out.SetMapIndex(iter.Key(), deepCopy(iter.Value()))
+		}
+		return out
+	}
+	return v
+}

@@ -1,0 +1,377 @@
+package config
+
+import (
+	"fmt"
+	"math"
+	"reflect"
+	"strings"
+
+	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/token"
+)
+
+// The schema walk checks the YAML tree against the Go types before the
+// decoder runs. It reports every unknown key and every value of the wrong
+// shape at once (the decoder stops at the first), and it builds the index
+// from key path to line that placed errors need later.
+
+const (
+	maxNodes = 100_000 // bounds alias expansion ("billion laughs")
+	maxDepth = 100
+)
+
+var (
+	durationType = reflect.TypeFor[Duration]()
+	sizeType     = reflect.TypeFor[Size]()
+	respondType  = reflect.TypeFor[Respond]()
+)
+
+type schemaWalker struct {
+	c       *collector
+	aliases map[*ast.AliasNode]ast.Node
+	active  map[ast.Node]bool // anchors being expanded, to stop cycles
+	nodes   int
+	tooBig  bool
+}
+
+// collectAliases maps each alias to the anchor defined before it, walking
+// the document in order as YAML requires.
+func collectAliases(body ast.Node) (map[*ast.AliasNode]ast.Node, []*ast.AliasNode) {
+	v := &aliasVisitor{anchors: map[string]ast.Node{}, aliases: map[*ast.AliasNode]ast.Node{}}
+	ast.Walk(v, body)
+	return v.aliases, v.unknown
+}
+
+type aliasVisitor struct {
+	anchors map[string]ast.Node
+	aliases map[*ast.AliasNode]ast.Node
+	unknown []*ast.AliasNode
+}
+
+func (v *aliasVisitor) Visit(n ast.Node) ast.Visitor {
+	switch x := n.(type) {
+	case *ast.AnchorNode:
+		if x.Name != nil {
+			v.anchors[x.Name.String()] = x.Value
+		}
+	case *ast.AliasNode:
+		if x.Value == nil {
+			v.unknown = append(v.unknown, x)
+			return v
+		}
+		if t, ok := v.anchors[x.Value.String()]; ok && t != nil {
+			v.aliases[x] = t
+		} else {
+			v.unknown = append(v.unknown, x)
+		}
+	}
+	return v
+}
+
+// nodeStart is where a node is written: a block mapping starts at its
+// first key, not at its first ":".
+func nodeStart(n ast.Node) pos {
+	switch x := n.(type) {
+	case nil:
+		return pos{}
+	case *ast.MappingNode:
+		if len(x.Values) > 0 && !x.IsFlowStyle {
+			return nodeStart(x.Values[0].Key)
+		}
+		return tokenPos(x.Start)
+	case *ast.MappingValueNode:
+		return nodeStart(x.Key)
+	case *ast.AnchorNode:
+		return tokenPos(x.Start)
+	case *ast.AliasNode:
+		return tokenPos(x.Start)
+	case *ast.TagNode:
+		return tokenPos(x.Start)
+	case *ast.MappingKeyNode:
+		return tokenPos(x.Start)
+	case *ast.LiteralNode:
+		return tokenPos(x.Start)
+	}
+	return tokenPos(n.GetToken())
+}
+
+// deref follows anchors, tags and aliases; it reports unknown or cyclic
+// aliases. done must be called when the caller has finished with the node.
+func (w *schemaWalker) deref(n ast.Node, path string) (ast.Node, func()) {
+	var entered []ast.Node
+	done := func() {
+		for _, e := range entered {
+			delete(w.active, e)
+		}
+	}
+	for range 64 {
+		switch x := n.(type) {
+		case *ast.AnchorNode:
+			n = x.Value
+		case *ast.TagNode:
+			n = x.Value
+		case *ast.AliasNode:
+			t, ok := w.aliases[x]
+			if !ok {
+				return nil, done // reported by Parse
+			}
+			if w.active[t] {
+				w.c.addAt(nodeStart(x), path, "alias refers to itself")
+				return nil, done
+			}
+			w.active[t] = true
+			entered = append(entered, t)
+			n = t
+		default:
+			return n, done
+		}
+	}
+	return nil, done
+}
+
+// walk checks node n against Go type t at path.
+func (w *schemaWalker) walk(n ast.Node, t reflect.Type, path string, depth int) {
+	n, done := w.deref(n, path)
+	defer done()
+	if n == nil {
+		return
+	}
+	w.nodes++
+	if w.nodes > maxNodes || depth > maxDepth {
+		if !w.tooBig {
+			w.tooBig = true
+			w.c.addAt(nodeStart(n), path, "document is too large or too deeply nested (check for alias expansion)")
+		}
+		return
+	}
+	switch t {
+	case durationType:
+		if _, err := durationNode(n); err != nil {
+			w.c.addAt(pos{err.Line, err.Column}, path, err.Msg)
+		}
+		return
+	case sizeType:
+		if _, err := sizeNode(n); err != nil {
+			w.c.addAt(pos{err.Line, err.Column}, path, err.Msg)
+		}
+		return
+	case respondType:
+		_, errs := respondNode(n, w.aliases, path, w.c.record)
+		for _, err := range errs {
+			w.c.addAt(pos{err.Line, err.Column}, err.Path, err.Msg)
+		}
+		return
+	}
+	if _, null := n.(*ast.NullNode); null {
+		return
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		fields := yamlFields(t)
+		known := make([]string, 0, len(fields))
+		for k := range fields {
+			known = append(known, k)
+		}
+		w.mapping(n, path, depth, known, func(key string) (reflect.Type, bool) {
+			f, ok := fields[key]
+			return f, ok
+		})
+	case reflect.Map:
+		w.mapping(n, path, depth, nil, func(string) (reflect.Type, bool) { return t.Elem(), true })
+	case reflect.Slice:
+		seq, ok := n.(*ast.SequenceNode)
+		if !ok {
+			w.c.addAt(nodeStart(n), path, "expected a list, got "+nodeKind(n))
+			return
+		}
+		for i, item := range seq.Values {
+			p := joinIndex(path, i)
+			w.c.record(p, nodeStart(item))
+			w.walk(item, t.Elem(), p, depth+1)
+		}
+	case reflect.Interface:
+		switch n.(type) {
+		case *ast.MappingNode:
+			w.mapping(n, path, depth, nil, func(string) (reflect.Type, bool) { return t, true })
+		case *ast.SequenceNode:
+			w.walk(n, reflect.TypeFor[[]any](), path, depth)
+		}
+	case reflect.String:
+		if _, _, ok := scalarText(n); !ok {
+			if _, isBool := n.(*ast.BoolNode); !isBool {
+				w.c.addAt(nodeStart(n), path, "expected a string, got "+nodeKind(n))
+			}
+		}
+	case reflect.Bool:
+		if _, ok := n.(*ast.BoolNode); !ok {
+			w.c.addAt(nodeStart(n), path, "expected true or false, got "+nodeKind(n))
+		}
+	case reflect.Int, reflect.Int64, reflect.Int32:
+		w.integer(n, path, t.Bits())
+	case reflect.Float64, reflect.Float32:
+		switch n.(type) {
+		case *ast.IntegerNode, *ast.FloatNode:
+		case *ast.InfinityNode, *ast.NanNode:
+			w.c.addAt(nodeStart(n), path, "expected a finite number")
+		default:
+			w.c.addAt(nodeStart(n), path, "expected a number, got "+nodeKind(n))
+		}
+	}
+}
+
+func (w *schemaWalker) integer(n ast.Node, path string, bits int) {
+	iv, ok := n.(*ast.IntegerNode)
+	if sn, isString := n.(*ast.StringNode); isString && !ok && looksNumeric(sn) {
+		w.c.addAt(nodeStart(n), path, fmt.Sprintf("number %s is out of range", sn.Value))
+		return
+	}
+	if !ok {
+		w.c.addAt(nodeStart(n), path, "expected an integer, got "+nodeKind(n))
+		return
+	}
+	limit := int64(1)<<(bits-1) - 1
+	switch v := iv.Value.(type) {
+	case int64:
+		if v > limit || v < -limit-1 {
+			w.c.addAt(nodeStart(n), path, fmt.Sprintf("number %d is out of range", v))
+		}
+	case uint64:
+		if v > uint64(limit) {
+			w.c.addAt(nodeStart(n), path, fmt.Sprintf("number %d is out of range", v))
+		}
+	default:
+		w.c.addAt(nodeStart(n), path, fmt.Sprintf("number %s is out of range", iv.GetToken().Value))
+	}
+}
+
+// mapping walks a mapping whose keys field resolves. Merge keys are gone
+// by now (see merge.go).
+func (w *schemaWalker) mapping(n ast.Node, path string, depth int, known []string, field func(string) (reflect.Type, bool)) {
+	m, ok := n.(*ast.MappingNode)
+	if !ok {
+		w.c.addAt(nodeStart(n), path, "expected a mapping, got "+nodeKind(n))
+		return
+	}
+	seen := map[string]bool{}
+	for _, mv := range m.Values {
+		key, ok := w.keyText(mv.Key)
+		if !ok {
+			w.c.addAt(nodeStart(mv), path, "mapping keys must be strings")
+			continue
+		}
+		if seen[key] {
+			w.c.addAt(nodeStart(mv), path, fmt.Sprintf("duplicate key %q", key))
+			continue
+		}
+		seen[key] = true
+		p := joinKey(path, key)
+		w.c.record(p, nodeStart(mv))
+		ft, ok := field(key)
+		if !ok {
+			w.c.addAt(nodeStart(mv), path, unknownKeyMsg(key, known))
+			continue
+		}
+		w.walk(mv.Value, ft, p, depth+1)
+	}
+}
+
+// keyText returns a mapping key as text.
+func (w *schemaWalker) keyText(k ast.MapKeyNode) (string, bool) {
+	var n ast.Node = k
+	if mk, ok := k.(*ast.MappingKeyNode); ok {
+		n = mk.Value
+	}
+	n, done := w.deref(n, "")
+	defer done()
+	switch x := n.(type) {
+	case *ast.StringNode:
+		return x.Value, true
+	case *ast.IntegerNode, *ast.FloatNode, *ast.BoolNode:
+		return x.GetToken().Value, true
+	case *ast.NullNode:
+		return "null", true
+	}
+	return "", false
+}
+
+func unknownKeyMsg(key string, known []string) string {
+	msg := fmt.Sprintf("unknown key %q", key)
+	if s := suggest(key, known); s != "" {
+		msg += fmt.Sprintf(" (did you mean %q?)", s)
+	}
+	return msg
+}
+
+// yamlFields maps a struct's YAML keys to field types.
+func yamlFields(t reflect.Type) map[string]reflect.Type {
+	out := map[string]reflect.Type{}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if !f.IsExported() || name == "" || name == "-" {
+			continue
+		}
+		out[name] = f.Type
+	}
+	return out
+}
+
+// looksNumeric reports whether a plain (unquoted) scalar is an integer the
+// YAML library could not hold, e.g. 99999999999999999999.
+func looksNumeric(n *ast.StringNode) bool {
+	if n.Token == nil || n.Token.Type != token.StringType {
+		return false
+	}
+	v := strings.TrimLeft(n.Value, "+-")
+	return v != "" && strings.Trim(v, "0123456789") == ""
+}
+
+// suggest returns the candidate closest to s, if it is close enough to be
+// a likely typo: a few edits away, or sharing a long prefix.
+func suggest(s string, candidates []string) string {
+	if len(s) < 3 || len(s) > 200 {
+		return ""
+	}
+	ls := strings.ToLower(s)
+	best, bestD := "", math.MaxInt
+	for _, c := range candidates {
+		if c == "" {
+			continue
+		}
+		lc := strings.ToLower(c)
+		d := editDistance(ls, lc)
+		if d > max(1, len(s)/3) && !(len(lc) >= 4 && len(ls) >= 4 && lc[:4] == ls[:4]) {
+			continue
+		}
+		if d < bestD || (d == bestD && c < best) {
+			best, bestD = c, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	if len(a) > 200 || len(b) > 200 {
+		return math.MaxInt
+	}
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

@@ -1,0 +1,231 @@
+package engine
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/tandem-run/tandem/internal/config"
+	"github.com/tandem-run/tandem/internal/record"
+	"github.com/tandem-run/tandem/internal/store"
+)
+
+// newID returns a time-ordered unique id (UUIDv7).
+func newID() string {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return uuid.NewString()
+	}
+	return id.String()
+}
+
+// Ingest accepts one inbound request on a route and answers per the route's
+// respond setting. Errors: ErrUnknownRoute, ErrShuttingDown,
+// store.ErrIdempotencyConflict (409), store.ErrUnavailable (503).
+func (e *Engine) Ingest(ctx context.Context, route string, in *Inbound) (*Answer, error) {
+	rp := e.routes[route]
+	if rp == nil {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownRoute, route)
+	}
+	e.inflight.Add(1)
+	defer e.inflight.Done()
+	if e.closing.Load() {
+		return nil, ErrShuttingDown
+	}
+	start := time.Now()
+	var ans *Answer
+	var err error
+	if rp.cfg.IsDurable() {
+		ans, err = e.ingestDurable(ctx, rp, in)
+	} else {
+		ans, err = e.fanOut(ctx, rp, in)
+	}
+	if err == nil {
+		e.metrics.ObserveIngest(route, ans.HTTPStatus, time.Since(start))
+	}
+	return ans, err
+}
+
+func (e *Engine) ingestDurable(ctx context.Context, rp *routePlan, in *Inbound) (*Answer, error) {
+	now := e.opts.Now().UTC()
+	sum := sha256.Sum256(in.Body)
+	msg := record.Message{
+		ID:             newID(),
+		Route:          rp.cfg.Name,
+		IdempotencyKey: in.IdempotencyKey,
+		BodyHash:       hex.EncodeToString(sum[:]),
+		Body:           in.Body,
+		Headers:        in.Header,
+		Query:          in.Query,
+	}
+	ds := make([]record.Delivery, 0, len(rp.steps))
+	for _, sp := range rp.steps {
+		d := record.Delivery{
+			ID:            newID(),
+			Step:          sp.cfg.Name,
+			Target:        sp.cfg.Target,
+			After:         sp.cfg.After,
+			Required:      sp.cfg.IsRequired(),
+			Status:        record.DeliveryScheduled,
+			NextAttemptAt: now,
+		}
+		if len(sp.cfg.After) > 0 {
+			d.Status = record.DeliveryWaiting
+			d.NextAttemptAt = time.Time{}
+		}
+		ds = append(ds, d)
+	}
+	waiting := rp.cfg.Respond.Mode != "" && rp.cfg.Respond.Mode != config.RespondAccepted
+	var changed <-chan struct{}
+	if waiting {
+		// Subscribe before the insert so no completion can slip between.
+		changed = e.subscribe(msg.ID)
+		defer e.unsubscribe(msg.ID)
+	}
+	res, err := e.store.MessageInsert(ctx, &store.MessageInsertParams{Message: msg, Deliveries: ds, Now: &now})
+	if err != nil {
+		if errors.Is(err, store.ErrIdempotencyConflict) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("accept message: %w", err)
+	}
+	id := res.Message.ID
+	if res.Existing {
+		e.log.Debug("idempotent repeat", "route", rp.cfg.Name, "message_id", id)
+		if waiting {
+			e.unsubscribe(msg.ID)
+			changed = e.subscribe(id)
+			defer e.unsubscribe(id)
+		}
+	} else {
+		e.metrics.MessageAccepted(rp.cfg.Name)
+		for _, d := range ds {
+			if d.Status == record.DeliveryScheduled {
+				e.wake(d.Target)
+			}
+		}
+	}
+	location := "/v1/messages/" + id
+	if !waiting {
+		return &Answer{
+			HTTPStatus: http.StatusAccepted,
+			Location:   location,
+			Body:       &MessageAnswer{ID: id, Status: res.Message.Status},
+			Repeat:     res.Existing,
+		}, nil
+	}
+	ans, err := e.await(ctx, rp, id, changed)
+	if err != nil {
+		return nil, err
+	}
+	ans.Location = location
+	ans.Repeat = res.Existing
+	return ans, nil
+}
+
+// await waits until the route's respond point is reached for message id,
+// or the route's deadline passes (then 202 with the current status).
+func (e *Engine) await(ctx context.Context, rp *routePlan, id string, changed <-chan struct{}) (*Answer, error) {
+	deadline := rp.cfg.Deadline.D()
+	if deadline <= 0 {
+		deadline = 30 * time.Second
+	}
+	timer := time.NewTimer(deadline)
+	defer timer.Stop()
+	poll := time.NewTicker(e.opts.WaitPoll)
+	defer poll.Stop()
+	for {
+		md, err := e.store.MessageGet(context.WithoutCancel(ctx), id)
+		if err != nil {
+			return nil, fmt.Errorf("read message: %w", err)
+		}
+		if ans, done := answerFor(rp, md, false); done {
+			return ans, nil
+		}
+		select {
+		case <-changed:
+			changed = e.subscribe(id)
+		case <-poll.C:
+		case <-timer.C:
+			ans, _ := answerFor(rp, md, true)
+			return ans, nil
+		case <-e.closingCh:
+			// Shutting down: the message is durable; answer where it is.
+			ans, _ := answerFor(rp, md, true)
+			return ans, nil
+		case <-ctx.Done():
+			// The caller left; the message is durable and goes on.
+			ans, _ := answerFor(rp, md, true)
+			return ans, nil
+		}
+	}
+}
+
+// answerFor builds the waiting caller's answer from the message, and says
+// whether the respond point is reached. With late set, it answers 202 when
+// it is not.
+func answerFor(rp *routePlan, md *record.MessageDetail, late bool) (*Answer, bool) {
+	want := map[string]bool{}
+	all := rp.cfg.Respond.Mode == config.RespondAll
+	for _, s := range rp.cfg.Respond.Steps {
+		want[s] = true
+	}
+	body := &MessageAnswer{ID: md.Message.ID, Status: md.Message.Status, Steps: map[string]StepAnswer{}}
+	done := true
+	ok := true
+	for _, d := range md.Deliveries {
+		if !all && !want[d.Step] {
+			continue
+		}
+		body.Steps[d.Step] = stepAnswer(d, md.Attempts[d.ID])
+		if !d.Status.Final() {
+			done = false
+		} else if d.Status != record.DeliverySucceeded {
+			ok = false
+		}
+	}
+	if all {
+		done = md.Message.Status.Terminal()
+	}
+	if !done {
+		if !late {
+			return nil, false
+		}
+		return &Answer{HTTPStatus: http.StatusAccepted, Body: body}, true
+	}
+	code := http.StatusOK
+	if all {
+		switch md.Message.Status {
+		case record.MessageSucceeded:
+		case record.MessagePartiallySucceeded:
+			code = http.StatusMultiStatus
+		default:
+			code = http.StatusBadGateway
+		}
+	} else if !ok {
+		code = http.StatusBadGateway
+	}
+	return &Answer{HTTPStatus: code, Body: body}, true
+}
+
+func stepAnswer(d record.Delivery, attempts []record.Attempt) StepAnswer {
+	sa := StepAnswer{Status: d.Status, HTTPStatus: d.ResponseStatus, Attempts: d.Attempts, Error: d.LastError}
+	if d.Status == record.DeliverySucceeded {
+		sa.Error = ""
+	}
+	if len(d.ResponseBody) > 0 {
+		sa.Body = record.JSONBody(d.ResponseBody)
+	}
+	var total time.Duration
+	for _, a := range attempts {
+		total += a.Duration
+	}
+	sa.DurationMS = total.Milliseconds()
+	return sa
+}

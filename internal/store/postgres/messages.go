@@ -1,0 +1,126 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tandem-run/tandem/internal/record"
+	"github.com/tandem-run/tandem/internal/store"
+)
+
+// MessageGet returns a message with its deliveries (by creation, then step)
+// and their attempts, read in one round trip.
+func (s *Store) MessageGet(ctx context.Context, id string) (*record.MessageDetail, error) {
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	b := &pgx.Batch{}
+	b.Queue(`SELECT `+messageCols+` FROM messages WHERE id = $1`, id)
+	b.Queue(`SELECT `+deliveryCols+` FROM deliveries WHERE message_id = $1 ORDER BY created_at, step`, id)
+	b.Queue(`SELECT a.delivery_id, a.n, a.started_at, a.duration_ns, a.http_status, a.outcome, a.error
+		FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
+		WHERE d.message_id = $1 ORDER BY a.delivery_id, a.n`, id)
+	br := s.pool.SendBatch(ctx, b)
+	defer br.Close()
+
+	m, err := scanMessage(br.QueryRow())
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("get message %s: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, wrap("get message", err)
+	}
+	md := &record.MessageDetail{Message: m, Attempts: map[string][]record.Attempt{}}
+	rows, err := br.Query()
+	if err != nil {
+		return nil, wrap("get message deliveries", err)
+	}
+	if md.Deliveries, err = collectDeliveries(rows); err != nil {
+		return nil, wrap("get message deliveries", err)
+	}
+	rows, err = br.Query()
+	if err != nil {
+		return nil, wrap("get message attempts", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			a       record.Attempt
+			ns      int64
+			outcome string
+		)
+		if err := rows.Scan(&a.DeliveryID, &a.N, &a.StartedAt, &ns, &a.HTTPStatus, &outcome, &a.Error); err != nil {
+			return nil, wrap("get message attempts", err)
+		}
+		a.StartedAt = a.StartedAt.UTC()
+		a.Duration = time.Duration(ns)
+		a.Outcome = record.Outcome(outcome)
+		md.Attempts[a.DeliveryID] = append(md.Attempts[a.DeliveryID], a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap("get message attempts", err)
+	}
+	return md, nil
+}
+
+// MessageList lists messages newest first (by CreatedAt, then ID), without
+// their bodies, headers and query.
+func (s *Store) MessageList(ctx context.Context, p *store.MessageListParams) (*store.MessageListResult, error) {
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	cur, err := decodeCursor(p.Cursor)
+	if err != nil {
+		return nil, fmt.Errorf("list messages: %w", err)
+	}
+	limit := pageLimit(p.Limit)
+	var (
+		where []string
+		args  []any
+	)
+	arg := func(v any) string {
+		args = append(args, v)
+		return fmt.Sprintf("$%d", len(args))
+	}
+	if p.Status != "" {
+		where = append(where, "status = "+arg(string(p.Status)))
+	}
+	if p.Route != "" {
+		where = append(where, "route = "+arg(p.Route))
+	}
+	if cur != nil {
+		where = append(where, fmt.Sprintf("(created_at, id) < (%s, %s)", arg(cur.at), arg(cur.id)))
+	}
+	q := `SELECT ` + messageListCols + ` FROM messages`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY created_at DESC, id DESC LIMIT " + arg(limit+1)
+	rows, err := s.pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, wrap("list messages", err)
+	}
+	defer rows.Close()
+	res := &store.MessageListResult{}
+	for rows.Next() {
+		m, err := scanMessage(rows)
+		if err != nil {
+			return nil, wrap("list messages", err)
+		}
+		res.Messages = append(res.Messages, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap("list messages", err)
+	}
+	if len(res.Messages) > limit {
+		res.Messages = res.Messages[:limit]
+		last := res.Messages[limit-1]
+		res.NextCursor = encodeCursor(last.CreatedAt, last.ID)
+	}
+	return res, nil
+}

@@ -1,0 +1,197 @@
+package postgres
+
+import (
+	"context"
+	"embed"
+	"fmt"
+	"hash/fnv"
+	"io/fs"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// MigrationState is one schema migration and when it was applied (zero
+// when it is still pending).
+type MigrationState struct {
+	Version   int
+	Name      string
+	AppliedAt time.Time
+}
+
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+// migrations returns the embedded migrations in version order. Files are
+// named NNNN_name.sql.
+func migrations() ([]migration, error) {
+	entries, err := fs.ReadDir(migrationFiles, "migrations")
+	if err != nil {
+		return nil, fmt.Errorf("read migrations: %w", err)
+	}
+	var out []migration
+	for _, e := range entries {
+		base, ok := strings.CutSuffix(e.Name(), ".sql")
+		if !ok {
+			continue
+		}
+		num, name, ok := strings.Cut(base, "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil || v <= 0 {
+			return nil, fmt.Errorf("migration file %s: want NNNN_name.sql", e.Name())
+		}
+		b, err := migrationFiles.ReadFile("migrations/" + e.Name())
+		if err != nil {
+			return nil, fmt.Errorf("read migration %s: %w", e.Name(), err)
+		}
+		out = append(out, migration{version: v, name: name, sql: string(b)})
+	}
+	slices.SortFunc(out, func(a, b migration) int { return a.version - b.version })
+	for i := 1; i < len(out); i++ {
+		if out[i].version == out[i-1].version {
+			return nil, fmt.Errorf("migration version %d used twice", out[i].version)
+		}
+	}
+	return out, nil
+}
+
+// lockKey is the advisory lock that serialises migrations of one schema
+// across every replica connected to the database.
+func (s *Store) lockKey() int64 {
+	h := fnv.New64a()
+	h.Write([]byte("tandem migrate " + s.cfg.Schema))
+	return int64(h.Sum64())
+}
+
+const createMigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
+	version    integer PRIMARY KEY,
+	name       text NOT NULL,
+	applied_at timestamptz NOT NULL DEFAULT now()
+)`
+
+// Migrate applies the pending migrations in one transaction, under a
+// transaction-scoped advisory lock: replicas starting together queue on the
+// lock, and the ones after the first find nothing left to do. A database
+// migrated by a newer tandem (versions this one does not know) is left as
+// it is and logged.
+func (s *Store) Migrate(ctx context.Context) error {
+	ms, err := migrations()
+	if err != nil {
+		return err
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return wrap("migrate", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", s.lockKey()); err != nil {
+		return wrap("migrate: lock", err)
+	}
+	if s.cfg.Schema != "" {
+		if _, err := tx.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+pgx.Identifier{s.cfg.Schema}.Sanitize()); err != nil {
+			return wrap("migrate: create schema", err)
+		}
+	}
+	if _, err := tx.Exec(ctx, createMigrationsTable); err != nil {
+		return wrap("migrate: create schema_migrations", err)
+	}
+	applied, err := appliedVersions(ctx, tx)
+	if err != nil {
+		return err
+	}
+	var done []string
+	for _, m := range ms {
+		if _, ok := applied[m.version]; ok {
+			continue
+		}
+		if _, err := tx.Exec(ctx, m.sql); err != nil {
+			return wrap(fmt.Sprintf("migrate %04d_%s", m.version, m.name), err)
+		}
+		if _, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", m.version, m.name); err != nil {
+			return wrap("migrate: record version", err)
+		}
+		done = append(done, fmt.Sprintf("%04d_%s", m.version, m.name))
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return wrap("migrate: commit", err)
+	}
+	if len(done) > 0 {
+		s.log.Info("postgres migrations applied", "migrations", done, "schema", s.cfg.Schema)
+	}
+	if len(ms) > 0 {
+		last := ms[len(ms)-1].version
+		for v := range applied {
+			if v > last {
+				s.log.Warn("postgres schema is newer than this tandem", "db_version", v, "known_version", last)
+				break
+			}
+		}
+	}
+	return nil
+}
+
+func appliedVersions(ctx context.Context, q interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}) (map[int]MigrationState, error) {
+	rows, err := q.Query(ctx, "SELECT version, name, applied_at FROM schema_migrations")
+	if err != nil {
+		return nil, wrap("read schema_migrations", err)
+	}
+	defer rows.Close()
+	out := map[int]MigrationState{}
+	for rows.Next() {
+		var m MigrationState
+		if err := rows.Scan(&m.Version, &m.Name, &m.AppliedAt); err != nil {
+			return nil, wrap("read schema_migrations", err)
+		}
+		m.AppliedAt = m.AppliedAt.UTC()
+		out[m.Version] = m
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap("read schema_migrations", err)
+	}
+	return out, nil
+}
+
+// MigrationStatus lists every migration this tandem knows, and any newer
+// one found applied in the database, in version order; pending ones have a
+// zero AppliedAt.
+func (s *Store) MigrationStatus(ctx context.Context) ([]MigrationState, error) {
+	ms, err := migrations()
+	if err != nil {
+		return nil, err
+	}
+	var exists bool
+	if err := s.pool.QueryRow(ctx, "SELECT to_regclass('schema_migrations') IS NOT NULL").Scan(&exists); err != nil {
+		return nil, wrap("migration status", err)
+	}
+	applied := map[int]MigrationState{}
+	if exists {
+		if applied, err = appliedVersions(ctx, s.pool); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]MigrationState, 0, len(ms))
+	for _, m := range ms {
+		st := MigrationState{Version: m.version, Name: m.name}
+		if a, ok := applied[m.version]; ok {
+			st.AppliedAt = a.AppliedAt
+			delete(applied, m.version)
+		}
+		out = append(out, st)
+	}
+	for _, a := range applied {
+		out = append(out, a)
+	}
+	slices.SortFunc(out, func(a, b MigrationState) int { return a.Version - b.Version })
+	return out, nil
+}

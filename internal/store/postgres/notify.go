@@ -1,0 +1,89 @@
+package postgres
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// notifier sends the NOTIFY wake-ups after the data commits, from its own
+// small transactions, instead of inside them: PostgreSQL serialises the
+// commits of every transaction that has notified (a database-wide lock held
+// through the WAL flush), which would undo group commit across writers and
+// replicas. Its transactions commit with synchronous_commit off, since a
+// lost wake-up only means a worker finds the work at its next poll. Targets
+// queued while one is being sent go out together in the next.
+type notifier struct {
+	s       *Store
+	mu      sync.Mutex
+	pending map[string]bool
+	kick    chan struct{}
+	done    chan struct{}
+}
+
+func newNotifier(s *Store) *notifier {
+	n := &notifier{s: s, pending: map[string]bool{}, kick: make(chan struct{}, 1), done: make(chan struct{})}
+	go n.loop()
+	return n
+}
+
+// add queues targets for the next wake-up.
+func (n *notifier) add(targets []string) {
+	if len(targets) == 0 {
+		return
+	}
+	n.mu.Lock()
+	for _, t := range targets {
+		n.pending[t] = true
+	}
+	n.mu.Unlock()
+	select {
+	case n.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (n *notifier) loop() {
+	defer close(n.done)
+	for {
+		select {
+		case <-n.kick:
+			n.flush()
+		case <-n.s.closed:
+			// The writers are done (Close waits for them first): send what
+			// they left.
+			n.flush()
+			return
+		}
+	}
+}
+
+// stop waits until the loop has sent the last wake-ups.
+func (n *notifier) stop() { <-n.done }
+
+func (n *notifier) flush() {
+	n.mu.Lock()
+	if len(n.pending) == 0 {
+		n.mu.Unlock()
+		return
+	}
+	targets := make([]string, 0, len(n.pending))
+	for t := range n.pending {
+		targets = append(targets, t)
+	}
+	clear(n.pending)
+	n.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue("SET LOCAL synchronous_commit TO OFF")
+	b.Queue(notifySQL, n.s.channel, targets)
+	b.Queue("COMMIT")
+	if err := n.s.pool.SendBatch(ctx, b).Close(); err != nil {
+		n.s.log.Debug("postgres notify", "targets", targets, "error", err)
+	}
+}

@@ -1,0 +1,291 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tandem-run/tandem/internal/store"
+)
+
+// Config configures Open.
+type Config struct {
+	// DSN is a postgres:// URL or a key=value string. Required. Pool
+	// settings in it (pool_max_conns, ...) apply unless the fields below
+	// override them; connect_timeout defaults to 5s.
+	DSN string
+	// MaxConns caps the connection pool. Default: pool_max_conns from the
+	// DSN, else pgxpool's default (the greater of 4 and the CPU count).
+	MaxConns int32
+	// Schema, when set, is the schema every table lives in: it is created if
+	// missing and set as each connection's search_path, and it scopes the
+	// migration lock and the notification channel. Default: none (the
+	// DSN's search_path). Tests give each test its own schema.
+	Schema string
+	// Logger receives the store's few log lines (migrations applied, the
+	// listener reconnecting). Default: discard.
+	Logger *slog.Logger
+	// OnBatch, when set, is called after each group commit of MessageInsert
+	// calls with the number of calls it committed (for metrics). Default nil.
+	OnBatch func(ops int)
+	// SkipMigrate leaves the schema as it is at Open (for `tandem migrate`
+	// runs and for replicas that must not change it). Default false.
+	SkipMigrate bool
+	// Writers is the number of goroutines that group-commit MessageInsert
+	// calls (and, separately, DeliveryComplete calls). Default 2.
+	Writers int
+	// MaxBatch caps the calls one group commit takes. Default 256.
+	MaxBatch int
+}
+
+// Store is the PostgreSQL store.Store, safe for concurrent use by several
+// processes on one database.
+type Store struct {
+	pool    *pgxpool.Pool
+	cfg     Config
+	log     *slog.Logger
+	addr    string // host:port/database, for messages
+	channel string // NOTIFY channel
+
+	notes     *notifier
+	inserts   *batcher[insertOp]
+	completes *batcher[completeOp]
+
+	closeOnce sync.Once
+	closed    chan struct{}
+	listeners sync.WaitGroup
+}
+
+var _ store.Store = (*Store)(nil)
+
+// ErrClosed is returned by calls made after Close.
+var ErrClosed = errors.New("store closed")
+
+// Open connects to PostgreSQL, checks the connection, and, unless
+// cfg.SkipMigrate, brings the schema up to date. A connection failure is
+// returned as one line naming the server and the cause, wrapping
+// store.ErrUnavailable.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.DSN == "" {
+		return nil, errors.New("open postgres: dsn is empty")
+	}
+	pc, err := pgxpool.ParseConfig(cfg.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres: parse dsn: %w", redactDSN(err))
+	}
+	if cfg.MaxConns > 0 {
+		pc.MaxConns = cfg.MaxConns
+	}
+	if pc.ConnConfig.ConnectTimeout == 0 {
+		pc.ConnConfig.ConnectTimeout = 5 * time.Second
+	}
+	if cfg.Schema != "" {
+		pc.ConnConfig.RuntimeParams["search_path"] = pgx.Identifier{cfg.Schema}.Sanitize()
+	}
+	if _, ok := pc.ConnConfig.RuntimeParams["application_name"]; !ok {
+		pc.ConnConfig.RuntimeParams["application_name"] = "tandem"
+	}
+	if cfg.Writers <= 0 {
+		cfg.Writers = 2
+	}
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = 256
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Store{
+		cfg:     cfg,
+		log:     log,
+		addr:    serverAddr(pc.ConnConfig),
+		channel: channelName(cfg.Schema),
+		closed:  make(chan struct{}),
+	}
+	s.pool, err = pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, s.connectError(err)
+	}
+	if err := s.pool.Ping(ctx); err != nil {
+		s.pool.Close()
+		return nil, s.connectError(err)
+	}
+	if !cfg.SkipMigrate {
+		if err := s.Migrate(ctx); err != nil {
+			s.pool.Close()
+			return nil, err
+		}
+	}
+	s.notes = newNotifier(s)
+	s.inserts = newBatcher(cfg.Writers, cfg.MaxBatch, s.closed, s.runInserts)
+	s.completes = newBatcher(cfg.Writers, cfg.MaxBatch, s.closed, s.runCompletes)
+	return s, nil
+}
+
+// Close stops taking calls, waits for the group commits in progress, stops
+// the listeners and closes the pool. It may be called more than once.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.closed)
+		s.inserts.wait()
+		s.completes.wait()
+		s.notes.stop()
+		s.listeners.Wait()
+		s.pool.Close()
+	})
+	return nil
+}
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.checkOpen(); err != nil {
+		return err
+	}
+	if err := s.pool.Ping(ctx); err != nil {
+		return wrap("ping", err)
+	}
+	return nil
+}
+
+func (s *Store) checkOpen() error {
+	select {
+	case <-s.closed:
+		return ErrClosed
+	default:
+		return nil
+	}
+}
+
+// Pool returns the connection pool, for tools and tests that need plain SQL.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// channelName is the NOTIFY channel: one per schema, so stores on separate
+// schemas of one database never wake each other.
+func channelName(schema string) string {
+	if schema == "" {
+		return "tandem_ready"
+	}
+	return "tandem_ready_" + schema
+}
+
+func serverAddr(c *pgx.ConnConfig) string {
+	return net.JoinHostPort(c.Host, strconv.Itoa(int(c.Port))) + "/" + c.Database
+}
+
+// connectError turns a failure to reach the server at start-up into one
+// line: "connect postgres HOST:PORT/DB: what failed".
+func (s *Store) connectError(err error) error {
+	return &connectError{addr: s.addr, what: connectCause(err), err: err}
+}
+
+type connectError struct {
+	addr, what string
+	err        error
+}
+
+func (e *connectError) Error() string {
+	return "connect postgres " + e.addr + ": " + e.what
+}
+
+func (e *connectError) Unwrap() []error { return []error{store.ErrUnavailable, e.err} }
+
+// connectCause says in a few words why a connection attempt failed.
+func connectCause(err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Message
+	}
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return dnsErr.Error()
+	}
+	var sysErr *os.SyscallError
+	if errors.As(err, &sysErr) {
+		return sysErr.Err.Error() // "connection refused", not "connect: connection refused"
+	}
+	var opErr *net.OpError
+	if errors.As(err, &opErr) && opErr.Err != nil {
+		return opErr.Err.Error()
+	}
+	if errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err) {
+		return "timed out"
+	}
+	msg := err.Error()
+	if i := strings.LastIndex(msg, ": "); i >= 0 {
+		msg = msg[i+2:]
+	}
+	return msg
+}
+
+// redactDSN keeps a DSN parse error from echoing the password.
+func redactDSN(err error) error {
+	var pe *pgconn.ParseConfigError
+	if errors.As(err, &pe) {
+		return errors.New(pe.Error())
+	}
+	return err
+}
+
+// wrap adds what to err, and marks errors that mean the database cannot be
+// reached (refused connection, server shutting down, pool closed) with
+// store.ErrUnavailable so the API answers 503.
+func wrap(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if unavailable(err) {
+		return fmt.Errorf("%s: %w: %w", what, store.ErrUnavailable, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+func unavailable(err error) bool {
+	if errors.Is(err, store.ErrUnavailable) {
+		return false // already marked
+	}
+	if errors.Is(err, context.Canceled) {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch {
+		case strings.HasPrefix(pgErr.Code, "08"), // connection exception
+			strings.HasPrefix(pgErr.Code, "53"),                                 // insufficient resources: too many connections, disk full
+			pgErr.Code == "57P01", pgErr.Code == "57P02", pgErr.Code == "57P03": // shutting down, starting up
+			return true
+		}
+		return false
+	}
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) {
+		return true
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return true
+	}
+	if errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err) {
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "conn closed") || strings.Contains(msg, "unexpected EOF") ||
+		strings.Contains(msg, "closed pool") || strings.Contains(msg, "broken pipe")
+}
+
+// retryable reports a transaction that lost a race (deadlock, serialization)
+// and may simply run again.
+func retryable(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
+}

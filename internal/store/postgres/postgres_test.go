@@ -1,0 +1,487 @@
+package postgres
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tandem-run/tandem/internal/record"
+	"github.com/tandem-run/tandem/internal/store"
+	"github.com/tandem-run/tandem/internal/store/storetest"
+)
+
+// testDSN is the database the tests use. Without TANDEM_TEST_POSTGRES the
+// tests skip, except in CI, where a missing database is a failure.
+func testDSN(t testing.TB) string {
+	t.Helper()
+	dsn := os.Getenv("TANDEM_TEST_POSTGRES")
+	if dsn == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("TANDEM_TEST_POSTGRES is unset, and CI must run the PostgreSQL tests")
+		}
+		t.Skip("TANDEM_TEST_POSTGRES is unset; set it (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable) to run the PostgreSQL tests")
+	}
+	return dsn
+}
+
+// newSchema creates an empty schema for one test and drops it afterwards.
+func newSchema(t testing.TB) string {
+	t.Helper()
+	dsn := testDSN(t)
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	schema := "t_" + hex.EncodeToString(b)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+		t.Fatalf("create schema: %v", err)
+	}
+	t.Cleanup(func() {
+		conn, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			t.Errorf("connect to drop schema: %v", err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
+			t.Errorf("drop schema: %v", err)
+		}
+	})
+	return schema
+}
+
+// openStore opens a store on schema and closes it when the test ends.
+func openStore(t testing.TB, schema string, edit ...func(*Config)) *Store {
+	t.Helper()
+	cfg := Config{DSN: testDSN(t), Schema: schema, MaxConns: 8}
+	for _, e := range edit {
+		e(&cfg)
+	}
+	s, err := Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	testDSN(t)
+	storetest.Run(t, func(t *testing.T) store.Store {
+		return openStore(t, newSchema(t))
+	})
+}
+
+func TestMigrate(t *testing.T) {
+	schema := newSchema(t)
+	ctx := context.Background()
+
+	s := openStore(t, schema, func(c *Config) { c.SkipMigrate = true })
+	st, err := s.MigrationStatus(ctx)
+	if err != nil {
+		t.Fatalf("status before: %v", err)
+	}
+	if len(st) < 2 {
+		t.Fatalf("want at least 2 migrations, got %+v", st)
+	}
+	for _, m := range st {
+		if !m.AppliedAt.IsZero() {
+			t.Fatalf("migration %d applied before Migrate", m.Version)
+		}
+	}
+
+	// Replicas starting together: every Open migrates, one does the work.
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Go(func() {
+			s, err := Open(ctx, Config{DSN: testDSN(t), Schema: schema})
+			if err == nil {
+				err = s.Close()
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("open %d: %v", i, err)
+		}
+	}
+	st, err = s.MigrationStatus(ctx)
+	if err != nil {
+		t.Fatalf("status after: %v", err)
+	}
+	for i, m := range st {
+		if m.AppliedAt.IsZero() || m.Version != i+1 || m.Name == "" {
+			t.Fatalf("after migrate: %+v", st)
+		}
+	}
+	// Re-open and migrate again: nothing to do, data kept.
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatalf("migrate again: %v", err)
+	}
+	s2 := openStore(t, schema)
+	if _, err := s2.MessageInsert(ctx, &store.MessageInsertParams{Message: record.Message{ID: "m1", Route: "r"}}); err != nil {
+		t.Fatalf("insert: %v", err)
+	}
+	s3 := openStore(t, schema)
+	if _, err := s3.MessageGet(ctx, "m1"); err != nil {
+		t.Fatalf("get after re-open: %v", err)
+	}
+	st2, err := s3.MigrationStatus(ctx)
+	if err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	for i := range st {
+		if !st2[i].AppliedAt.Equal(st[i].AppliedAt) {
+			t.Fatalf("re-open applied migration %d again", st[i].Version)
+		}
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	testDSN(t)
+	ctx := context.Background()
+	tests := []struct {
+		name string
+		dsn  string
+		want string
+	}{
+		{"refused", "postgres://postgres@127.0.0.1:1/test?sslmode=disable", "connect postgres 127.0.0.1:1/test: "},
+		{"no database", "postgres://postgres@127.0.0.1:5432/tandem_no_such_db?sslmode=disable", `connect postgres 127.0.0.1:5432/tandem_no_such_db: database "tandem_no_such_db" does not exist`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Open(ctx, Config{DSN: tt.dsn})
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if !errors.Is(err, store.ErrUnavailable) {
+				t.Fatalf("error %q does not wrap ErrUnavailable", err)
+			}
+			msg := err.Error()
+			t.Log(msg)
+			if len(msg) < len(tt.want) || msg[:len(tt.want)] != tt.want {
+				t.Fatalf("error: got %q, want it to start with %q", msg, tt.want)
+			}
+			for _, c := range msg {
+				if c == '\n' {
+					t.Fatalf("error spans lines: %q", msg)
+				}
+			}
+		})
+	}
+}
+
+// Two replicas on one database racing 50 inserts with one key create one
+// message.
+func TestIdempotencyAcrossStores(t *testing.T) {
+	schema := newSchema(t)
+	a, b := openStore(t, schema), openStore(t, schema)
+	ctx := context.Background()
+	const n = 50
+	var wg sync.WaitGroup
+	res := make([]*store.MessageInsertResult, n)
+	errs := make([]error, n)
+	for i := range n {
+		s := a
+		if i%2 == 1 {
+			s = b
+		}
+		wg.Go(func() {
+			res[i], errs[i] = s.MessageInsert(ctx, &store.MessageInsertParams{
+				Message: record.Message{ID: fmt.Sprintf("m%02d", i), Route: "r", IdempotencyKey: "k", BodyHash: "h"},
+				Deliveries: []record.Delivery{{
+					ID: fmt.Sprintf("d%02d", i), Step: "s", Target: "t", Status: record.DeliveryScheduled,
+				}},
+			})
+		})
+	}
+	wg.Wait()
+	created := map[string]bool{}
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("insert %d: %v", i, errs[i])
+		}
+		created[res[i].Message.ID] = true
+	}
+	if len(created) != 1 {
+		t.Fatalf("answers name %d messages, want 1: %v", len(created), created)
+	}
+	var count int
+	if err := a.pool.QueryRow(ctx, "SELECT count(*) FROM messages").Scan(&count); err != nil {
+		t.Fatal(err)
+	}
+	if count != 1 {
+		t.Fatalf("%d messages stored, want 1", count)
+	}
+}
+
+// Two replicas claiming the same target never get the same delivery.
+func TestClaimAcrossStores(t *testing.T) {
+	schema := newSchema(t)
+	a, b := openStore(t, schema), openStore(t, schema)
+	ctx := context.Background()
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	const n = 200
+	for i := range n / 10 {
+		var ds []record.Delivery
+		for j := range 10 {
+			ds = append(ds, record.Delivery{
+				ID: fmt.Sprintf("d%03d", i*10+j), Step: fmt.Sprintf("s%d", j), Target: "t",
+				Status: record.DeliveryScheduled, NextAttemptAt: now,
+			})
+		}
+		if _, err := a.MessageInsert(ctx, &store.MessageInsertParams{
+			Message: record.Message{ID: fmt.Sprintf("m%02d", i), Route: "r"}, Deliveries: ds, Now: &now,
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var (
+		mu  sync.Mutex
+		got = map[string]string{}
+		wg  sync.WaitGroup
+	)
+	for w := range 6 {
+		s := []*Store{a, b}[w%2]
+		owner := fmt.Sprintf("w%d", w)
+		wg.Go(func() {
+			for {
+				ds, err := s.DeliveryClaim(ctx, &store.DeliveryClaimParams{Target: "t", Limit: 4, LeaseFor: time.Minute, Owner: owner, Now: &now})
+				if err != nil {
+					t.Errorf("claim: %v", err)
+					return
+				}
+				if len(ds) == 0 {
+					return
+				}
+				mu.Lock()
+				for _, d := range ds {
+					if prev, dup := got[d.ID]; dup {
+						t.Errorf("%s claimed by %s and %s", d.ID, prev, owner)
+					}
+					got[d.ID] = owner
+				}
+				mu.Unlock()
+				// Complete half, so claims and completes interleave.
+				for _, d := range ds[:len(ds)/2] {
+					_, err := s.DeliveryComplete(ctx, &store.DeliveryCompleteParams{
+						DeliveryID: d.ID, Owner: owner, Status: record.DeliverySucceeded,
+						Attempt: record.Attempt{N: 1, StartedAt: now, Outcome: record.OutcomeSuccess}, Now: &now,
+					})
+					if err != nil {
+						t.Errorf("complete %s: %v", d.ID, err)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if len(got) != n {
+		t.Fatalf("claimed %d deliveries, want %d", len(got), n)
+	}
+}
+
+// Concurrent completes of sibling deliveries on two replicas resolve the
+// step that waits on all of them exactly once.
+func TestSiblingCompletesAcrossStores(t *testing.T) {
+	schema := newSchema(t)
+	a, b := openStore(t, schema), openStore(t, schema)
+	ctx := context.Background()
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	const msgs, fan = 20, 6
+	for i := range msgs {
+		var ds []record.Delivery
+		var after []string
+		for j := range fan {
+			step := fmt.Sprintf("s%d", j)
+			after = append(after, step)
+			ds = append(ds, record.Delivery{
+				ID: fmt.Sprintf("m%02d-%s", i, step), Step: step, Target: "fan", Required: true,
+				Status: record.DeliveryScheduled, NextAttemptAt: now,
+			})
+		}
+		ds = append(ds, record.Delivery{ID: fmt.Sprintf("m%02d-join", i), Step: "join", Target: "join", After: after, Required: true, Status: record.DeliveryWaiting})
+		if _, err := a.MessageInsert(ctx, &store.MessageInsertParams{Message: record.Message{ID: fmt.Sprintf("m%02d", i), Route: "r"}, Deliveries: ds, Now: &now}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		ready = map[string]int{}
+	)
+	for w := range 8 {
+		s := []*Store{a, b}[w%2]
+		owner := fmt.Sprintf("w%d", w)
+		wg.Go(func() {
+			for {
+				ds, err := s.DeliveryClaim(ctx, &store.DeliveryClaimParams{Target: "fan", Limit: 3, LeaseFor: time.Minute, Owner: owner, Now: &now})
+				if err != nil || len(ds) == 0 {
+					if err != nil {
+						t.Errorf("claim: %v", err)
+					}
+					return
+				}
+				var cw sync.WaitGroup
+				for _, d := range ds {
+					cw.Go(func() {
+						res, err := s.DeliveryComplete(ctx, &store.DeliveryCompleteParams{
+							DeliveryID: d.ID, Owner: owner, Status: record.DeliverySucceeded,
+							Attempt: record.Attempt{N: 1, StartedAt: now, Outcome: record.OutcomeSuccess}, Now: &now,
+						})
+						if err != nil {
+							t.Errorf("complete %s: %v", d.ID, err)
+							return
+						}
+						mu.Lock()
+						for _, r := range res.Ready {
+							ready[r.ID]++
+						}
+						mu.Unlock()
+					})
+				}
+				cw.Wait()
+			}
+		})
+	}
+	wg.Wait()
+	if len(ready) != msgs {
+		t.Fatalf("%d joins made ready, want %d", len(ready), msgs)
+	}
+	for id, n := range ready {
+		if n != 1 {
+			t.Fatalf("%s made ready %d times", id, n)
+		}
+	}
+}
+
+func TestListen(t *testing.T) {
+	schema := newSchema(t)
+	a, b := openStore(t, schema), openStore(t, schema)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch := a.Listen(ctx)
+	wait := func(want string) {
+		t.Helper()
+		timer := time.NewTimer(10 * time.Second)
+		defer timer.Stop()
+		for {
+			select {
+			case got, ok := <-ch:
+				if !ok {
+					t.Fatal("listen channel closed")
+				}
+				if got == want {
+					return
+				}
+			case <-timer.C:
+				t.Fatalf("no notification %q within 10s", want)
+			}
+		}
+	}
+	wait("") // listening
+	now := time.Now()
+	// An insert on the other replica wakes this one.
+	_, err := b.MessageInsert(ctx, &store.MessageInsertParams{
+		Message: record.Message{ID: "m1", Route: "r"},
+		Deliveries: []record.Delivery{
+			{ID: "d1", Step: "a", Target: "ta", Status: record.DeliveryScheduled, NextAttemptAt: now},
+			{ID: "d2", Step: "b", Target: "tb", After: []string{"a"}, Status: record.DeliveryWaiting},
+		},
+		Now: &now,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait("ta")
+	// A completion that makes a dependant ready wakes its target.
+	ds, err := b.DeliveryClaim(ctx, &store.DeliveryClaimParams{Target: "ta", Limit: 1, LeaseFor: time.Minute, Owner: "w", Now: &now})
+	if err != nil || len(ds) != 1 {
+		t.Fatalf("claim: %v %v", ds, err)
+	}
+	if _, err := b.DeliveryComplete(ctx, &store.DeliveryCompleteParams{
+		DeliveryID: "d1", Owner: "w", Status: record.DeliverySucceeded, Attempt: record.Attempt{N: 1}, Now: &now,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	wait("tb")
+
+	// Cancelling closes the channel.
+	cancel()
+	timer := time.NewTimer(10 * time.Second)
+	defer timer.Stop()
+	for {
+		select {
+		case _, ok := <-ch:
+			if !ok {
+				return
+			}
+		case <-timer.C:
+			t.Fatal("channel not closed after cancel")
+		}
+	}
+}
+
+// Listening on another schema's store hears nothing of this one.
+func TestListenSchemasApart(t *testing.T) {
+	a := openStore(t, newSchema(t))
+	b := openStore(t, newSchema(t))
+	if a.channel == b.channel {
+		t.Fatalf("two schemas share channel %q", a.channel)
+	}
+}
+
+func TestHeartbeat(t *testing.T) {
+	schema := newSchema(t)
+	a, b := openStore(t, schema), openStore(t, schema)
+	ctx := context.Background()
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	ttl := 15 * time.Second
+	steps := []struct {
+		name  string
+		s     *Store
+		owner string
+		at    time.Duration
+		want  int
+	}{
+		{"first alone", a, "r1", 0, 1},
+		{"second sees first", b, "r2", time.Second, 2},
+		{"first sees second", a, "r1", 5 * time.Second, 2},
+		{"again", a, "r1", 10 * time.Second, 2},
+		{"second expired", a, "r1", 17 * time.Second, 1},
+		{"third joins", b, "r3", 18 * time.Second, 2},
+		{"second back", b, "r2", 19 * time.Second, 3},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			got, err := st.s.Heartbeat(ctx, st.owner, t0.Add(st.at), ttl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != st.want {
+				t.Fatalf("live: got %d, want %d", got, st.want)
+			}
+		})
+	}
+	if err := b.Leave(ctx, "r2"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := a.Heartbeat(ctx, "r1", t0.Add(20*time.Second), ttl); err != nil || got != 2 {
+		t.Fatalf("after leave: %d %v, want 2", got, err)
+	}
+}

@@ -1,0 +1,204 @@
+package postgres
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/tandem-run/tandem/internal/record"
+)
+
+// Column lists and scanners shared by every query, so a row always reads
+// the same way.
+
+const messageCols = `id, route, status, idempotency_key, body_hash, body, headers, query, created_at, updated_at`
+
+// messageListCols leaves out the body, headers and query, which lists do
+// not show.
+const messageListCols = `id, route, status, idempotency_key, body_hash, NULL::bytea, NULL::bytea, NULL::bytea, created_at, updated_at`
+
+const deliveryCols = `id, message_id, route, step, target, after_steps, required, status, attempts,
+	next_attempt_at, lease_owner, last_error, response_status, response_body, response_headers,
+	created_at, updated_at, replays, attempts_at_replay, replayed_at`
+
+// deliveryColsOf is deliveryCols qualified with a table alias.
+func deliveryColsOf(alias string) string {
+	fields := strings.Split(deliveryCols, ",")
+	for i, f := range fields {
+		fields[i] = alias + "." + strings.TrimSpace(f)
+	}
+	return strings.Join(fields, ", ")
+}
+
+func scanMessage(row pgx.Row) (record.Message, error) {
+	var (
+		m               record.Message
+		key             []byte
+		headers, query  []byte
+		status          string
+		created, update time.Time
+	)
+	if err := row.Scan(&m.ID, &m.Route, &status, &key, &m.BodyHash, &m.Body, &headers, &query, &created, &update); err != nil {
+		return m, err
+	}
+	m.Status = record.MessageStatus(status)
+	m.IdempotencyKey = string(key)
+	m.CreatedAt, m.UpdatedAt = created.UTC(), update.UTC()
+	var err error
+	if m.Headers, err = decodeHeaders(headers); err != nil {
+		return m, fmt.Errorf("message %s headers: %w", m.ID, err)
+	}
+	if m.Query, err = decodeHeaders(query); err != nil {
+		return m, fmt.Errorf("message %s query: %w", m.ID, err)
+	}
+	return m, nil
+}
+
+func scanDelivery(row pgx.Row) (record.Delivery, error) {
+	var (
+		d                record.Delivery
+		status           string
+		next, replayed   pgtype.Timestamptz
+		created, updated time.Time
+		headers          []byte
+	)
+	err := row.Scan(&d.ID, &d.MessageID, &d.Route, &d.Step, &d.Target, &d.After, &d.Required, &status, &d.Attempts,
+		&next, &d.LeaseOwner, &d.LastError, &d.ResponseStatus, &d.ResponseBody, &headers,
+		&created, &updated, &d.Replays, &d.AttemptsAtReplay, &replayed)
+	if err != nil {
+		return d, err
+	}
+	d.Status = record.DeliveryStatus(status)
+	d.NextAttemptAt = fromTS(next)
+	d.ReplayedAt = fromTS(replayed)
+	d.CreatedAt, d.UpdatedAt = created.UTC(), updated.UTC()
+	if len(d.After) == 0 {
+		d.After = nil
+	}
+	if d.ResponseHeaders, err = decodeHeaders(headers); err != nil {
+		return d, fmt.Errorf("delivery %s response headers: %w", d.ID, err)
+	}
+	return d, nil
+}
+
+func collectDeliveries(rows pgx.Rows) ([]record.Delivery, error) {
+	defer rows.Close()
+	var out []record.Delivery
+	for rows.Next() {
+		d, err := scanDelivery(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// ts is the value stored for t: NULL for the zero time, else t truncated to
+// the microsecond PostgreSQL keeps.
+func ts(t time.Time) pgtype.Timestamptz {
+	if t.IsZero() {
+		return pgtype.Timestamptz{}
+	}
+	return pgtype.Timestamptz{Time: micro(t), Valid: true}
+}
+
+func fromTS(t pgtype.Timestamptz) time.Time {
+	if !t.Valid {
+		return time.Time{}
+	}
+	return t.Time.UTC()
+}
+
+// micro truncates t to what a timestamptz keeps, in UTC, so values handed
+// back from a write equal the ones read later.
+func micro(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	return t.UTC().Truncate(time.Microsecond)
+}
+
+func encodeHeaders(h map[string][]string) ([]byte, error) {
+	if len(h) == 0 {
+		return nil, nil
+	}
+	return json.Marshal(h)
+}
+
+func decodeHeaders(b []byte) (map[string][]string, error) {
+	if len(b) == 0 {
+		return nil, nil
+	}
+	var h map[string][]string
+	if err := json.Unmarshal(b, &h); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+func encodeAfter(after []string) string {
+	if len(after) == 0 {
+		return "[]"
+	}
+	b, _ := json.Marshal(after) // []string always marshals
+	return string(b)
+}
+
+// clean makes s storable in a text column: PostgreSQL refuses NUL bytes and
+// invalid UTF-8, and an error text from the network may hold either.
+func clean(s string) string {
+	if strings.IndexByte(s, 0) < 0 && utf8.ValidString(s) {
+		return s
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "")
+}
+
+// A cursor is the (created_at, id) of the last row of a page; the next page
+// starts strictly after it in the newest-first order.
+type cursor struct {
+	at time.Time
+	id string
+}
+
+func encodeCursor(at time.Time, id string) string {
+	return base64.RawURLEncoding.EncodeToString(fmt.Appendf(nil, "%d.%s", at.UnixMicro(), id))
+}
+
+var errBadCursor = errors.New("bad cursor")
+
+func decodeCursor(s string) (*cursor, error) {
+	if s == "" {
+		return nil, nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return nil, errBadCursor
+	}
+	num, id, ok := strings.Cut(string(b), ".")
+	if !ok || id == "" {
+		return nil, errBadCursor
+	}
+	var us int64
+	if _, err := fmt.Sscanf(num, "%d", &us); err != nil {
+		return nil, errBadCursor
+	}
+	return &cursor{at: time.UnixMicro(us).UTC(), id: id}, nil
+}
+
+func pageLimit(n int) int {
+	switch {
+	case n <= 0:
+		return 50
+	case n > 1000:
+		return 1000
+	}
+	return n
+}

@@ -1,0 +1,192 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/tandem-run/tandem/internal/store"
+)
+
+// Config configures a Store.
+type Config struct {
+	// DSN locates the database: "file:tandem.db" or a plain path. Query
+	// parameters of the modernc.org/sqlite driver may be added; the store
+	// sets WAL, synchronous=FULL, busy_timeout and foreign_keys itself.
+	// Required.
+	DSN string
+	// ReadConns is the size of the read pool. Default 4.
+	ReadConns int
+	// MaxBatch is the most writes one transaction commits together.
+	// Default 512.
+	MaxBatch int
+	// OnBatch, when set, is called by the writer after each commit with the
+	// number of operations it held (for a batch-size histogram). It must
+	// not block.
+	OnBatch func(ops int)
+	// Logger receives migration notices. Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() error {
+	if c.DSN == "" {
+		return errors.New("sqlite: no dsn")
+	}
+	if c.ReadConns <= 0 {
+		c.ReadConns = 4
+	}
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = 512
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+// Store is the SQLite store.Store: one writer connection fed by a
+// group-commit queue, and a pool of read connections on the same file.
+type Store struct {
+	cfg    Config
+	log    *slog.Logger
+	wdb    *sql.DB // one connection: every write goes through it
+	rdb    *sql.DB // read pool, query_only
+	w      *writer
+	mu     sync.RWMutex // held shared while an op is queued; Close takes it to stop new ops
+	closed bool
+	done   chan struct{} // closed when the writer goroutine has ended
+}
+
+var _ store.Store = (*Store)(nil)
+
+// errClosed is returned by every call after Close.
+var errClosed = fmt.Errorf("sqlite: closed: %w", store.ErrUnavailable)
+
+// Open opens (creating if needed) the database, applies pending migrations
+// and starts the writer.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	// synchronous=FULL: a commit returns only after the WAL is fsynced,
+	// which is what lets an answer to the caller mean "durable".
+	wdb, err := sql.Open("sqlite", withParams(cfg.DSN,
+		"_pragma=busy_timeout(10000)", "_pragma=foreign_keys(1)",
+		"_pragma=journal_mode(WAL)", "_pragma=synchronous(FULL)",
+		// Savepoints copy each page they touch to a sub-journal; in memory,
+		// not in a temporary file, or every op pays for write syscalls.
+		"_pragma=temp_store(MEMORY)", "_pragma=cache_size(-65536)"))
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite: %w", err)
+	}
+	wdb.SetMaxOpenConns(1)
+	wdb.SetMaxIdleConns(1)
+	wdb.SetConnMaxLifetime(0)
+	wdb.SetConnMaxIdleTime(0)
+	s := &Store{cfg: cfg, log: cfg.Logger, wdb: wdb, done: make(chan struct{})}
+	if err := s.migrate(ctx); err != nil {
+		wdb.Close()
+		return nil, err
+	}
+	rdb, err := sql.Open("sqlite", withParams(cfg.DSN,
+		"_pragma=busy_timeout(10000)", "_pragma=query_only(1)"))
+	if err != nil {
+		wdb.Close()
+		return nil, fmt.Errorf("open sqlite reader: %w", err)
+	}
+	rdb.SetMaxOpenConns(cfg.ReadConns)
+	rdb.SetMaxIdleConns(cfg.ReadConns)
+	s.rdb = rdb
+	w, err := newWriter(ctx, wdb, cfg.MaxBatch, cfg.OnBatch)
+	if err != nil {
+		wdb.Close()
+		rdb.Close()
+		return nil, err
+	}
+	s.w = w
+	go func() {
+		defer close(s.done)
+		w.loop()
+	}()
+	return s, nil
+}
+
+// withParams appends driver query parameters to a DSN.
+func withParams(dsn string, params ...string) string {
+	sep := "?"
+	if strings.Contains(dsn, "?") {
+		sep = "&"
+	}
+	return dsn + sep + strings.Join(params, "&")
+}
+
+// Ping checks that the database answers a query.
+func (s *Store) Ping(ctx context.Context) error {
+	if s.isClosed() {
+		return errClosed
+	}
+	var one int
+	if err := s.rdb.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
+		return fmt.Errorf("ping: %w: %w", store.ErrUnavailable, err)
+	}
+	return nil
+}
+
+// Close stops taking writes, commits those already queued, and closes the
+// database. Calls after Close return an error.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	// No op is being queued now (they hold mu shared while they send), and
+	// none will be: the writer drains what is queued and ends.
+	close(s.w.queue)
+	s.mu.Unlock()
+	<-s.done
+	err := errors.Join(s.w.close(), s.rdb.Close(), s.wdb.Close())
+	if err != nil {
+		return fmt.Errorf("close sqlite: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) isClosed() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.closed
+}
+
+// submit queues fn for the writer and waits until its batch has committed.
+// fn runs inside the batch's transaction, under its own savepoint; what it
+// writes into the caller's variables is valid only when submit returns nil.
+func (s *Store) submit(ctx context.Context, fn func(*wtx) error) error {
+	o := newOp(ctx, fn)
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return errClosed
+	}
+	select {
+	case s.w.queue <- o:
+	case <-ctx.Done():
+		s.mu.RUnlock()
+		return ctx.Err()
+	}
+	s.mu.RUnlock()
+	select {
+	case <-o.done:
+		return o.err
+	case <-ctx.Done():
+		// The op may still commit; the caller is told it does not know.
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,426 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/tandem-run/tandem/internal/record"
+	"github.com/tandem-run/tandem/internal/store"
+)
+
+// Every method here encodes its rows in the caller's goroutine (JSON,
+// times) and hands the writer only statement executions, so the one writer
+// goroutine spends its time in SQLite.
+
+// MessageInsert commits a message and its deliveries in the next group
+// commit, or answers with the route's earlier message of the same
+// idempotency key.
+func (s *Store) MessageInsert(ctx context.Context, p *store.MessageInsertParams) (*store.MessageInsertResult, error) {
+	now := store.NowOr(p.Now)
+	m := p.Message
+	if m.ID == "" || m.Route == "" {
+		return nil, errors.New("insert message: id and route are required")
+	}
+	m.Status, m.CreatedAt, m.UpdatedAt = record.MessageAccepted, now, now
+	headers, err := encodeMap(m.Headers)
+	if err != nil {
+		return nil, fmt.Errorf("insert message: %w", err)
+	}
+	query, err := encodeMap(m.Query)
+	if err != nil {
+		return nil, fmt.Errorf("insert message: %w", err)
+	}
+	at := now.UnixNano()
+	rows := make([][11]any, len(p.Deliveries))
+	for i := range p.Deliveries {
+		d := &p.Deliveries[i]
+		d.MessageID, d.Route, d.CreatedAt, d.UpdatedAt = m.ID, m.Route, now, now
+		if d.Status == "" {
+			d.Status = record.DeliveryScheduled
+			if len(d.After) > 0 {
+				d.Status = record.DeliveryWaiting
+			}
+		}
+		if d.Status == record.DeliveryScheduled && d.NextAttemptAt.IsZero() {
+			d.NextAttemptAt = now
+		}
+		after, err := encodeList(d.After)
+		if err != nil {
+			return nil, fmt.Errorf("insert message: %w", err)
+		}
+		rows[i] = [11]any{d.ID, m.ID, m.Route, d.Step, d.Target, after, boolInt(d.Required), string(d.Status),
+			nanos(d.NextAttemptAt), at, at}
+	}
+
+	var res store.MessageInsertResult
+	err = s.submit(ctx, func(t *wtx) error {
+		if m.IdempotencyKey != "" {
+			old, err := scanMessage(t.st.idemGet.QueryRowContext(t.ctx, m.Route, m.IdempotencyKey))
+			switch {
+			case err == nil:
+				res = store.MessageInsertResult{Message: old, Existing: true}
+				if old.BodyHash != m.BodyHash {
+					return store.ErrIdempotencyConflict
+				}
+				return nil
+			case !errors.Is(err, sql.ErrNoRows):
+				return fmt.Errorf("insert message: find idempotency key: %w", err)
+			}
+		}
+		_, err := t.st.msgInsert.ExecContext(t.ctx, m.ID, m.Route, string(m.Status), m.IdempotencyKey, m.BodyHash,
+			m.Body, headers, query, at, at)
+		if err != nil {
+			return fmt.Errorf("insert message: %w", err)
+		}
+		for i := range rows {
+			if _, err := t.st.delInsert.ExecContext(t.ctx, rows[i][:]...); err != nil {
+				return fmt.Errorf("insert delivery: %w", err)
+			}
+		}
+		res = store.MessageInsertResult{Message: m}
+		return nil
+	})
+	if err != nil {
+		if errors.Is(err, store.ErrIdempotencyConflict) && res.Existing {
+			return &res, err
+		}
+		return nil, err
+	}
+	return &res, nil
+}
+
+// DeliveryClaim leases the target's oldest due deliveries.
+func (s *Store) DeliveryClaim(ctx context.Context, p *store.DeliveryClaimParams) ([]record.Delivery, error) {
+	if s.isClosed() {
+		return nil, errClosed
+	}
+	if p.Limit <= 0 {
+		return nil, nil
+	}
+	now := store.NowOr(p.Now)
+	// Idle workers poll often; asking a reader first keeps their empty
+	// claims out of the writer's queue. A delivery that becomes due just
+	// after this look is found by the next poll.
+	var one int
+	err := s.rdb.QueryRowContext(ctx, `SELECT 1 FROM deliveries
+		WHERE target = ? AND status IN ('scheduled', 'running') AND next_attempt_at <= ? LIMIT 1`,
+		p.Target, now.UnixNano()).Scan(&one)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("claim deliveries: %w: %w", store.ErrUnavailable, err)
+	}
+
+	until, at := nanos(now.Add(p.LeaseFor)), now.UnixNano()
+	var out []record.Delivery
+	err = s.submit(ctx, func(t *wtx) error {
+		out = out[:0]
+		rows, err := t.st.claimSelect.QueryContext(t.ctx, p.Target, at, p.Limit)
+		if err != nil {
+			return fmt.Errorf("claim deliveries: %w", err)
+		}
+		var ids []int64
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return fmt.Errorf("claim deliveries: %w", err)
+			}
+			ids = append(ids, id)
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return fmt.Errorf("claim deliveries: %w", err)
+		}
+		for _, id := range ids {
+			d, err := scanDelivery(t.st.claimUpdate.QueryRowContext(t.ctx, p.Owner, until, at, id))
+			if err != nil {
+				return fmt.Errorf("claim deliveries: %w", err)
+			}
+			out = append(out, d)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// DeliveryComplete records an attempt and its result, then resolves the
+// message's waiting deliveries and its status, all in one transaction.
+func (s *Store) DeliveryComplete(ctx context.Context, p *store.DeliveryCompleteParams) (*store.DeliveryCompleteResult, error) {
+	now := store.NowOr(p.Now)
+	var next int64
+	switch p.Status {
+	case record.DeliveryScheduled:
+		next = nanos(p.NextAttemptAt)
+		if next == 0 {
+			next = now.UnixNano()
+		}
+	case record.DeliverySucceeded, record.DeliveryDead:
+	default:
+		return nil, fmt.Errorf("complete delivery %s: status %q is not succeeded, scheduled or dead", p.DeliveryID, p.Status)
+	}
+	respHeaders, err := encodeMap(p.ResponseHeaders)
+	if err != nil {
+		return nil, fmt.Errorf("complete delivery %s: %w", p.DeliveryID, err)
+	}
+	a := &p.Attempt
+
+	var res store.DeliveryCompleteResult
+	err = s.submit(ctx, func(t *wtx) error {
+		var (
+			rowid                int64
+			attempts             int
+			status, owner        string
+			msgID, msgStatusText string
+		)
+		err := t.st.completeGet.QueryRowContext(t.ctx, p.DeliveryID).Scan(&rowid, &status, &owner, &attempts, &msgID, &msgStatusText)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return fmt.Errorf("complete delivery %s: %w", p.DeliveryID, store.ErrNotFound)
+		case err != nil:
+			return fmt.Errorf("complete delivery %s: %w", p.DeliveryID, err)
+		case status != string(record.DeliveryRunning) || owner != p.Owner:
+			return fmt.Errorf("complete delivery %s: %w", p.DeliveryID, store.ErrLeaseLost)
+		case a.N != attempts+1:
+			return fmt.Errorf("complete delivery %s: attempt %d given, %d due", p.DeliveryID, a.N, attempts+1)
+		}
+		if _, err := t.st.attemptInsert.ExecContext(t.ctx, p.DeliveryID, a.N, nanos(a.StartedAt), int64(a.Duration),
+			a.HTTPStatus, string(a.Outcome), a.Error); err != nil {
+			return fmt.Errorf("complete delivery %s: insert attempt: %w", p.DeliveryID, err)
+		}
+		if _, err := t.st.completeUpdate.ExecContext(t.ctx, string(p.Status), next, p.LastError, p.ResponseStatus,
+			p.ResponseBody, respHeaders, now.UnixNano(), rowid); err != nil {
+			return fmt.Errorf("complete delivery %s: %w", p.DeliveryID, err)
+		}
+		st, ready, err := t.settle(msgID, record.MessageStatus(msgStatusText), now, nil)
+		if err != nil {
+			return fmt.Errorf("complete delivery %s: %w", p.DeliveryID, err)
+		}
+		res = store.DeliveryCompleteResult{MessageID: msgID, MessageStatus: st, Ready: ready}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+// DeliveryPostpone gives a leased delivery back without counting an attempt.
+func (s *Store) DeliveryPostpone(ctx context.Context, p *store.DeliveryPostponeParams) error {
+	now := store.NowOr(p.Now)
+	next := nanos(p.NextAttemptAt)
+	if next == 0 {
+		next = now.UnixNano()
+	}
+	return s.submit(ctx, func(t *wtx) error {
+		r, err := t.st.postpone.ExecContext(t.ctx, next, p.Reason, now.UnixNano(), p.DeliveryID, p.Owner)
+		if err != nil {
+			return fmt.Errorf("postpone delivery %s: %w", p.DeliveryID, err)
+		}
+		if n, err := r.RowsAffected(); err == nil && n == 1 {
+			return nil
+		}
+		return t.leaseError("postpone", p.DeliveryID)
+	})
+}
+
+// leaseError tells a lost lease from a delivery that does not exist.
+func (t *wtx) leaseError(verb, id string) error {
+	var one int
+	err := t.st.deliveryExists.QueryRowContext(t.ctx, id).Scan(&one)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("%s delivery %s: %w", verb, id, store.ErrNotFound)
+	case err != nil:
+		return fmt.Errorf("%s delivery %s: %w", verb, id, err)
+	}
+	return fmt.Errorf("%s delivery %s: %w", verb, id, store.ErrLeaseLost)
+}
+
+// DeliveryReplay sends dead deliveries back to work with a fresh budget.
+func (s *Store) DeliveryReplay(ctx context.Context, p *store.DeliveryReplayParams) ([]record.Delivery, error) {
+	now := store.NowOr(p.Now)
+	limit := p.Limit
+	if limit <= 0 {
+		limit = 1000
+	}
+	var out []record.Delivery
+	err := s.submit(ctx, func(t *wtx) error {
+		out = out[:0]
+		ids := dedupe(p.IDs)
+		if len(ids) == 0 {
+			var err error
+			if ids, err = t.replayCandidates(p.Route, p.Target, limit); err != nil {
+				return err
+			}
+		}
+		var order []string
+		steps := map[string][]string{} // message id → replayed steps
+		for _, id := range ids {
+			d, err := scanDelivery(t.st.replayUpdate.QueryRowContext(t.ctx, now.UnixNano(), id))
+			if errors.Is(err, sql.ErrNoRows) {
+				continue // unknown, or not dead: left alone
+			}
+			if err != nil {
+				return fmt.Errorf("replay delivery %s: %w", id, err)
+			}
+			out = append(out, d)
+			if steps[d.MessageID] == nil {
+				order = append(order, d.MessageID)
+			}
+			steps[d.MessageID] = append(steps[d.MessageID], d.Step)
+		}
+		for _, msgID := range order {
+			var cur string
+			if err := t.conn.QueryRowContext(t.ctx, `SELECT status FROM messages WHERE id = ?`, msgID).Scan(&cur); err != nil {
+				return fmt.Errorf("replay: message %s: %w", msgID, err)
+			}
+			if _, _, err := t.settle(msgID, record.MessageStatus(cur), now, steps[msgID]); err != nil {
+				return fmt.Errorf("replay: %w", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (t *wtx) replayCandidates(route, target string, limit int) ([]string, error) {
+	rows, err := t.st.replaySelect.QueryContext(t.ctx, route, target, limit)
+	if err != nil {
+		return nil, fmt.Errorf("replay: select: %w", err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("replay: select: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("replay: select: %w", err)
+	}
+	return ids, nil
+}
+
+func dedupe(ids []string) []string {
+	seen := make(map[string]bool, len(ids))
+	out := make([]string, 0, len(ids))
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// settle brings a message up to date after one of its deliveries changed:
+// the dependants of unskip go back to waiting (a replay), record.Resolve
+// schedules or skips waiting deliveries, and record.DeriveMessageStatus
+// gives the message status, written when it changed. It returns that
+// status and the deliveries Resolve made scheduled.
+func (t *wtx) settle(msgID string, cur record.MessageStatus, now time.Time, unskip []string) (record.MessageStatus, []record.Delivery, error) {
+	ds, err := t.siblings(msgID)
+	if err != nil {
+		return "", nil, err
+	}
+	was := make(map[string]record.DeliveryStatus, len(ds))
+	for _, d := range ds {
+		was[d.ID] = d.Status
+	}
+	var changes []record.Change
+	for _, step := range unskip {
+		cs := record.Unskip(ds, step)
+		applyChanges(ds, cs)
+		changes = append(changes, cs...)
+	}
+	cs := record.Resolve(ds, now)
+	applyChanges(ds, cs)
+	changes = append(changes, cs...)
+
+	var ready []record.Delivery
+	at := now.UnixNano()
+	written := map[string]bool{}
+	// Walk backwards so each delivery is written once, with its last change.
+	for i := len(changes) - 1; i >= 0; i-- {
+		c := changes[i]
+		if written[c.DeliveryID] {
+			continue
+		}
+		written[c.DeliveryID] = true
+		if was[c.DeliveryID] == c.Status {
+			continue // unskipped, then skipped again: nothing changed
+		}
+		if _, err := t.st.changeUpdate.ExecContext(t.ctx, string(c.Status), nanos(c.NextAttemptAt), c.LastError, at, c.DeliveryID); err != nil {
+			return "", nil, fmt.Errorf("update delivery %s: %w", c.DeliveryID, err)
+		}
+		if c.Status == record.DeliveryScheduled {
+			d, err := scanDelivery(t.st.deliveryGet.QueryRowContext(t.ctx, c.DeliveryID))
+			if err != nil {
+				return "", nil, fmt.Errorf("load delivery %s: %w", c.DeliveryID, err)
+			}
+			ready = append(ready, d)
+		}
+	}
+	slices.Reverse(ready)
+	status := record.DeriveMessageStatus(ds)
+	if status != cur {
+		if _, err := t.st.msgStatus.ExecContext(t.ctx, string(status), at, msgID); err != nil {
+			return "", nil, fmt.Errorf("update message %s: %w", msgID, err)
+		}
+	}
+	return status, ready, nil
+}
+
+// siblings loads what Resolve and DeriveMessageStatus need of a message's
+// deliveries.
+func (t *wtx) siblings(msgID string) ([]record.Delivery, error) {
+	rows, err := t.st.siblings.QueryContext(t.ctx, msgID)
+	if err != nil {
+		return nil, fmt.Errorf("load deliveries of %s: %w", msgID, err)
+	}
+	defer rows.Close()
+	var ds []record.Delivery
+	for rows.Next() {
+		var (
+			d        record.Delivery
+			after    sql.NullString
+			required int
+		)
+		if err := rows.Scan(&d.ID, &d.Step, &after, &required, &d.Status, &d.Attempts); err != nil {
+			return nil, fmt.Errorf("load deliveries of %s: %w", msgID, err)
+		}
+		if d.After, err = decodeList(after); err != nil {
+			return nil, err
+		}
+		d.Required = required != 0
+		ds = append(ds, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("load deliveries of %s: %w", msgID, err)
+	}
+	return ds, nil
+}
+
+func applyChanges(ds []record.Delivery, cs []record.Change) {
+	for _, c := range cs {
+		for i := range ds {
+			if ds[i].ID == c.DeliveryID {
+				ds[i].Status, ds[i].NextAttemptAt, ds[i].LastError = c.Status, c.NextAttemptAt, c.LastError
+				break
+			}
+		}
+	}
+}
