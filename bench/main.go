@@ -23,6 +23,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -44,9 +45,20 @@ func main() {
 	conns := flag.Int("conns", 64, "concurrent client connections")
 	e2eRate := flag.Float64("e2e-rate", 5000, "offered messages/s in the end-to-end run")
 	only := flag.String("only", "", "run only: fanout, accept or e2e")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		_ = pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	slog.SetDefault(slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err := run(*dur, *conns, *e2eRate, *only); err != nil {
+		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -327,7 +339,11 @@ routes:
 	}
 	reg := telemetry.NewRegistry()
 	m := telemetry.NewMetrics(reg)
-	st, err := sqlite.Open(context.Background(), sqlite.Config{DSN: cfg.Store.DSN, OnBatch: m.ObserveBatch})
+	st, err := sqlite.Open(context.Background(), sqlite.Config{DSN: cfg.Store.DSN, OnBatch: func(n int) {
+		m.ObserveBatch(n)
+		batches.Add(1)
+		batchOps.Add(int64(n))
+	}})
 	if err != nil {
 		return "", nil, nil, nil, err
 	}
@@ -357,6 +373,17 @@ routes:
 	}, nil
 }
 
+// batches and batchOps count the SQLite store's group commits.
+var batches, batchOps atomic.Int64
+
+func batchStats() string {
+	b, o := batches.Swap(0), batchOps.Swap(0)
+	if b == 0 {
+		return "no commits"
+	}
+	return fmt.Sprintf("%d commits, %.1f writes per commit", b, float64(o)/float64(b))
+}
+
 func benchAccept(a, b *sink, dur time.Duration, conns int) error {
 	dir, err := os.MkdirTemp("", "tandem-bench-")
 	if err != nil {
@@ -374,14 +401,16 @@ func benchAccept(a, b *sink, dur time.Duration, conns int) error {
 	defer stop()
 	body := []byte(payload)
 	load(u+"/orders", body, conns, dur/8, 1<<40, 202, nil)
+	batchStats()
 	r := load(u+"/orders", body, conns*2, dur, 1<<40, 202, nil)
+	group := batchStats()
 	fmt.Println("## Durable accept (respond: accepted, SQLite WAL, synchronous=FULL)")
 	fmt.Println()
 	fmt.Println("| | per second | p50 | p99 | errors |")
 	fmt.Println("| --- | ---: | ---: | ---: | ---: |")
 	fmt.Printf("| single write+fsync (disk baseline) | %.0f | | | |\n", fs)
 	row(fmt.Sprintf("tandem accepts (%d connections)", conns*2), r)
-	fmt.Printf("\nratio accepts/single fsyncs: %.1f× (goal: ≥ 15,000/s and ≥ 15×)\n\n", r.rps()/fs)
+	fmt.Printf("\nratio accepts/single fsyncs: %.1f× (goal: ≥ 15,000/s and ≥ 15×); group commit: %s\n\n", r.rps()/fs, group)
 	return nil
 }
 
@@ -411,7 +440,9 @@ func benchEndToEnd(a, b *sink, dur time.Duration, conns int, offered float64) er
 	lim := rate.NewLimiter(rate.Limit(offered), int(offered/50)+1)
 	var samples []string
 	done := make(chan result, 1)
-	go func() { done <- load(u+"/orders", []byte(payload), conns, dur, int64(offered*dur.Seconds()*1.1), 202, lim) }()
+	go func() {
+		done <- load(u+"/orders", []byte(payload), conns, dur, int64(offered*dur.Seconds()*1.1), 202, lim)
+	}()
 	tick := time.NewTicker(dur / 4)
 	var r result
 	start := time.Now()

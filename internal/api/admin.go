@@ -116,8 +116,11 @@ func (s *server) registerAdmin(api huma.API) (err error) {
 func (s *server) listMessages(ctx context.Context, in *listMessagesInput) (*body[messageList], error) {
 	out := &body[messageList]{Body: messageList{Messages: []messageSummary{}}}
 	st, err := s.store()
-	if err != nil || st == nil {
-		return out, err
+	if err != nil {
+		return nil, err
+	}
+	if st == nil {
+		return out, nil
 	}
 	res, err := st.MessageList(ctx, &store.MessageListParams{
 		Status: record.MessageStatus(in.Status), Route: in.Route, Limit: in.Limit, Cursor: in.Cursor,
@@ -153,8 +156,11 @@ func (s *server) getMessage(ctx context.Context, in *getMessageInput) (*body[*me
 func (s *server) listDeadLetters(ctx context.Context, in *listDeadLettersInput) (*body[deadLetterList], error) {
 	out := &body[deadLetterList]{Body: deadLetterList{DeadLetters: []deadLetter{}}}
 	st, err := s.store()
-	if err != nil || st == nil {
-		return out, err
+	if err != nil {
+		return nil, err
+	}
+	if st == nil {
+		return out, nil
 	}
 	res, err := st.DeliveryList(ctx, &store.DeliveryListParams{
 		Status: record.DeliveryDead, Route: in.Route, Target: in.Target, Limit: in.Limit, Cursor: in.Cursor,

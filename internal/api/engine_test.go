@@ -482,7 +482,11 @@ func TestDeadLettersAndReplay(t *testing.T) {
 		t.Fatalf("replay: %d %s", resp.StatusCode, b)
 	}
 	resp, b = r.do(t, "POST", "/v1/deliveries/"+first.ID+"/replay", nil, nil)
-	httpProblem(t, resp, b, http.StatusConflict)
+	if resp.StatusCode != http.StatusConflict {
+		// Telling "not dead" from "unknown" needs the store to honour
+		// store.DeliveryListParams.ID.
+		t.Errorf("replaying a delivery that is not dead: %d %s, want 409", resp.StatusCode, b)
+	}
 	resp, b = r.do(t, "POST", "/v1/deliveries/no-such-id/replay", nil, nil)
 	httpProblem(t, resp, b, http.StatusNotFound)
 	waitFor(t, "the replayed message to succeed", func() bool {

@@ -70,7 +70,7 @@ type Engine struct {
 	waiters map[string]chan struct{} // message id → closed on any change
 
 	closing   atomic.Bool
-	closingCh chan struct{} // closed when Shutdown begins
+	closingCh chan struct{}  // closed when Shutdown begins
 	inflight  sync.WaitGroup // ingest calls in progress
 	stopLoops context.CancelFunc
 	hardStop  context.CancelFunc
@@ -82,8 +82,8 @@ type Engine struct {
 
 // routePlan is a route compiled for the engine.
 type routePlan struct {
-	cfg   *config.Route
-	steps []*stepPlan
+	cfg    *config.Route
+	steps  []*stepPlan
 	byName map[string]*stepPlan
 }
 
@@ -123,14 +123,14 @@ func New(opts Options) (*Engine, error) {
 		opts.Metrics = telemetry.NewMetrics(nil)
 	}
 	e := &Engine{
-		opts:    opts,
-		log:     opts.Logger,
-		store:   opts.Store,
-		caller:  opts.Caller,
-		metrics: opts.Metrics,
-		routes:  map[string]*routePlan{},
-		targets: map[string]*targetRunner{},
-		waiters: map[string]chan struct{}{},
+		opts:      opts,
+		log:       opts.Logger,
+		store:     opts.Store,
+		caller:    opts.Caller,
+		metrics:   opts.Metrics,
+		routes:    map[string]*routePlan{},
+		targets:   map[string]*targetRunner{},
+		waiters:   map[string]chan struct{}{},
 		closingCh: make(chan struct{}),
 	}
 	e.hardCtx, e.hardStop = context.WithCancel(context.Background())

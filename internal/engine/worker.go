@@ -176,15 +176,15 @@ func (tr *targetRunner) run(d *record.Delivery) {
 			Err: fmt.Errorf("route %q has no step %q in the current config", d.Route, d.Step)}, e.opts.Now())
 		return
 	}
-	req := &target.Request{
-		Endpoint:       tr.endpoint,
-		Method:         sp.cfg.Method,
-		Body:           msg.Body,
-		Header:         forwardHeaders(msg.Headers),
-		IdempotencyKey: d.MessageID + "." + d.Step,
-	}
 	if d.Message == nil {
 		d.Message = msg
+	}
+	req, err := tr.buildRequest(ctx, sp, d)
+	if err != nil {
+		// A request that cannot be built for this message will never be:
+		// dead-letter it with the reason.
+		tr.finish(d, &target.Result{Outcome: record.OutcomePermanent, Err: err}, e.opts.Now())
+		return
 	}
 	started := e.opts.Now()
 	res := e.caller.Do(ctx, req)
@@ -194,15 +194,6 @@ func (tr *targetRunner) run(d *record.Delivery) {
 		return
 	}
 	tr.finish(d, res, started)
-}
-
-// forwardHeaders picks the inbound headers a forwarded body needs.
-func forwardHeaders(h map[string][]string) http.Header {
-	out := http.Header{}
-	if v := h["Content-Type"]; len(v) > 0 {
-		out["Content-Type"] = v
-	}
-	return out
 }
 
 // finish records the attempt and decides the delivery's next state.

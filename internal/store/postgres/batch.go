@@ -38,13 +38,13 @@ func newBatcher[T any](writers, max int, closed <-chan struct{}, run func(contex
 func (b *batcher[T]) call(ctx context.Context, op *T, done <-chan struct{}) error {
 	select {
 	case <-b.closed:
-		return ErrClosed
+		return errClosed
 	default:
 	}
 	select {
 	case b.ch <- op:
 	case <-b.closed:
-		return ErrClosed
+		return errClosed
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -61,7 +61,7 @@ func (b *batcher[T]) call(ctx context.Context, op *T, done <-chan struct{}) erro
 		case <-done:
 			return nil
 		default:
-			return ErrClosed
+			return errClosed
 		}
 	}
 }
@@ -78,7 +78,7 @@ func (b *batcher[T]) loop() {
 			for {
 				select {
 				case op := <-b.ch:
-					b.run(b.ctx, []*T{op})
+					b.runOne([]*T{op})
 				default:
 					return
 				}
@@ -94,9 +94,17 @@ func (b *batcher[T]) loop() {
 				break gather
 			}
 		}
-		b.run(b.ctx, ops)
+		b.runOne(ops)
 		clear(ops)
 	}
+}
+
+// runOne runs one batch under batchTimeout, so a database that stopped
+// answering (no reset, no refusal) still gets every caller an answer.
+func (b *batcher[T]) runOne(ops []*T) {
+	ctx, cancel := context.WithTimeout(b.ctx, batchTimeout)
+	defer cancel()
+	b.run(ctx, ops)
 }
 
 // wait returns once every writer has finished; call after closed is closed.

@@ -40,6 +40,19 @@ func (s *Store) DeliveryComplete(ctx context.Context, p *store.DeliveryCompleteP
 	if err := s.checkOpen(); err != nil {
 		return nil, err
 	}
+	op, err := newCompleteOp(p)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.completes.call(ctx, op, op.done); err != nil {
+		return nil, fmt.Errorf("complete delivery %s: %w", p.DeliveryID, err)
+	}
+	return op.res, op.err
+}
+
+// newCompleteOp checks p and prepares its values, in the caller's
+// goroutine.
+func newCompleteOp(p *store.DeliveryCompleteParams) (*completeOp, error) {
 	switch p.Status {
 	case record.DeliverySucceeded, record.DeliveryScheduled, record.DeliveryDead:
 	default:
@@ -53,14 +66,14 @@ func (s *Store) DeliveryComplete(ctx context.Context, p *store.DeliveryCompleteP
 		op.p.Attempt.StartedAt = op.now
 	}
 	op.p.NextAttemptAt = micro(p.NextAttemptAt)
+	if p.Status == record.DeliveryScheduled && op.p.NextAttemptAt.IsZero() {
+		op.p.NextAttemptAt = op.now
+	}
 	var err error
 	if op.headers, err = encodeHeaders(p.ResponseHeaders); err != nil {
 		return nil, fmt.Errorf("complete delivery %s: response headers: %w", p.DeliveryID, err)
 	}
-	if err := s.completes.call(ctx, op, op.done); err != nil {
-		return nil, fmt.Errorf("complete delivery %s: %w", p.DeliveryID, err)
-	}
-	return op.res, op.err
+	return op, nil
 }
 
 // runCompletes is one group commit of DeliveryComplete calls.
@@ -103,8 +116,12 @@ func (s *Store) runCompletes(ctx context.Context, ops []*completeOp) {
 // id order, so that two replicas completing sibling deliveries serialise
 // (each must see the other's result to resolve the steps that wait on
 // both) and never deadlock.
-const lockMessagesSQL = `SELECT m.id FROM messages m
-	WHERE m.id IN (SELECT message_id FROM deliveries WHERE id = ANY($1))
+//
+// The message ids are gathered into an array first (an InitPlan), so the
+// lookup is an index scan on the primary key whatever the planner thinks
+// of the table's size; the same goes for siblingsSQL.
+const lockMessagesSQL = `SELECT m.id, m.status FROM messages m
+	WHERE m.id = ANY(ARRAY(SELECT message_id FROM deliveries WHERE id = ANY($1)))
 	ORDER BY m.id FOR UPDATE`
 
 // completeSQL records the attempts and new states of the deliveries still
@@ -119,7 +136,7 @@ const completeSQL = `WITH u AS (
 		lease_owner = '', last_error = u.last_error, response_status = u.rs, response_body = u.rb,
 		response_headers = u.rh, updated_at = u.now
 	FROM u
-	WHERE d.id = u.id AND d.status = 'running' AND d.lease_owner = u.owner AND d.attempts + 1 = u.n
+	WHERE d.id = ANY($1) AND d.id = u.id AND d.status = 'running' AND d.lease_owner = u.owner AND d.attempts + 1 = u.n
 	RETURNING d.id
 ), a AS (
 	INSERT INTO attempts (delivery_id, n, started_at, duration_ns, http_status, outcome, error)
@@ -135,7 +152,7 @@ SELECT id FROM d`
 // own statement after the lock, so (read committed) it sees every sibling
 // completed before the lock was granted, and this batch's own updates.
 const siblingsSQL = `SELECT ` + deliveryCols + ` FROM deliveries
-	WHERE message_id IN (SELECT message_id FROM deliveries WHERE id = ANY($1))
+	WHERE message_id = ANY(ARRAY(SELECT DISTINCT message_id FROM deliveries WHERE id = ANY($1)))
 	ORDER BY message_id, created_at, step`
 
 // applySQL writes what Resolve decided and the derived message statuses.
@@ -192,11 +209,9 @@ func (s *Store) completeBatch(ctx context.Context, ops []*completeOp) (err error
 	b.Queue(siblingsSQL, ids)
 	br := conn.SendBatch(ctx, b)
 	updated := map[string]bool{}
+	was := map[string]record.MessageStatus{} // locked messages' status
 	var siblings []record.Delivery
 	err = func() error {
-		if _, err := br.Exec(); err != nil {
-			return err
-		}
 		if _, err := br.Exec(); err != nil {
 			return err
 		}
@@ -204,7 +219,16 @@ func (s *Store) completeBatch(ctx context.Context, ops []*completeOp) (err error
 		if err != nil {
 			return err
 		}
-		var id string
+		var id, st string
+		if _, err := pgx.ForEachRow(rows, []any{&id, &st}, func() error {
+			was[id] = record.MessageStatus(st)
+			return nil
+		}); err != nil {
+			return err
+		}
+		if rows, err = br.Query(); err != nil {
+			return err
+		}
 		if _, err := pgx.ForEachRow(rows, []any{&id}, func() error { updated[id] = true; return nil }); err != nil {
 			return err
 		}
@@ -276,9 +300,14 @@ func (s *Store) completeBatch(ctx context.Context, ops []*completeOp) (err error
 		applyChanges(ds, changes)
 		st := record.DeriveMessageStatus(ds)
 		status[mid] = st
-		mID, mStatus, mNow = append(mID, mid), append(mStatus, string(st)), append(mNow, now)
+		if st != was[mid] {
+			mID, mStatus, mNow = append(mID, mid), append(mStatus, string(st)), append(mNow, now)
+		}
+		// Wake the targets of what just became due: resolved dependants,
+		// and retries due at once.
 		for _, d := range ds {
-			if d.Status == record.DeliveryScheduled && !d.NextAttemptAt.After(now) && !seenTarget[d.Target] {
+			due := d.Status == record.DeliveryScheduled && !d.NextAttemptAt.After(now)
+			if due && !seenTarget[d.Target] && (updated[d.ID] || changedBy(changes, d.ID)) {
 				seenTarget[d.Target] = true
 				targets = append(targets, d.Target)
 			}
@@ -333,6 +362,15 @@ func (s *Store) completeBatch(ctx context.Context, ops []*completeOp) (err error
 		op.finish(r, nil)
 	}
 	return nil
+}
+
+func changedBy(changes []record.Change, id string) bool {
+	for _, c := range changes {
+		if c.DeliveryID == id {
+			return true
+		}
+	}
+	return false
 }
 
 // applyChanges applies Resolve's changes to ds in place, so the message

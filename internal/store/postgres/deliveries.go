@@ -43,6 +43,8 @@ func (s *Store) DeliveryClaim(ctx context.Context, p *store.DeliveryClaimParams)
 	if err := s.checkOpen(); err != nil {
 		return nil, err
 	}
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	if p.Limit <= 0 {
 		return nil, nil
 	}
@@ -98,8 +100,13 @@ func (s *Store) DeliveryPostpone(ctx context.Context, p *store.DeliveryPostponeP
 	if err := s.checkOpen(); err != nil {
 		return err
 	}
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	now := micro(store.NowOr(p.Now))
 	next := micro(p.NextAttemptAt)
+	if next.IsZero() {
+		next = now
+	}
 	var target string
 	err := s.pool.QueryRow(ctx, `UPDATE deliveries SET status = 'scheduled', next_attempt_at = $3, lease_owner = '',
 			last_error = CASE WHEN $4 <> '' THEN $4 ELSE last_error END, updated_at = $5
@@ -137,6 +144,8 @@ func (s *Store) DeliveryList(ctx context.Context, p *store.DeliveryListParams) (
 	if err := s.checkOpen(); err != nil {
 		return nil, err
 	}
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	cur, err := decodeCursor(p.Cursor)
 	if err != nil {
 		return nil, fmt.Errorf("list deliveries: %w", err)
@@ -194,6 +203,8 @@ func (s *Store) DeliveryStats(ctx context.Context, now *time.Time) ([]store.Targ
 	if err := s.checkOpen(); err != nil {
 		return nil, err
 	}
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	at := micro(store.NowOr(now))
 	rows, err := s.pool.Query(ctx, `SELECT target,
 			count(*) FILTER (WHERE status = 'scheduled' AND next_attempt_at <= $1),

@@ -40,6 +40,18 @@ func (s *Store) MessageInsert(ctx context.Context, p *store.MessageInsertParams)
 	if err := s.checkOpen(); err != nil {
 		return nil, err
 	}
+	op, err := newInsertOp(p)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.inserts.call(ctx, op, op.done); err != nil {
+		return nil, fmt.Errorf("insert message: %w", err)
+	}
+	return op.res, op.err
+}
+
+// newInsertOp checks p and prepares its rows, in the caller's goroutine.
+func newInsertOp(p *store.MessageInsertParams) (*insertOp, error) {
 	m := p.Message
 	if m.ID == "" || m.Route == "" {
 		return nil, errors.New("insert message: id and route are required")
@@ -60,19 +72,25 @@ func (s *Store) MessageInsert(ctx context.Context, p *store.MessageInsertParams)
 		if d.ID == "" || d.Step == "" || d.Target == "" {
 			return nil, fmt.Errorf("insert message: delivery %d: id, step and target are required", i)
 		}
+		if d.Status == "" {
+			d.Status = record.DeliveryScheduled
+			if len(d.After) > 0 {
+				d.Status = record.DeliveryWaiting
+			}
+		}
 		if d.Status != record.DeliveryWaiting && d.Status != record.DeliveryScheduled {
 			return nil, fmt.Errorf("insert message: delivery %s: status %q, want waiting or scheduled", d.ID, d.Status)
 		}
 		d.MessageID, d.Route = m.ID, m.Route
 		d.CreatedAt, d.UpdatedAt = now, now
 		d.NextAttemptAt = micro(d.NextAttemptAt)
+		if d.Status == record.DeliveryScheduled && d.NextAttemptAt.IsZero() {
+			d.NextAttemptAt = now
+		}
 		d.ReplayedAt = micro(d.ReplayedAt)
 		op.ds[i] = d
 	}
-	if err := s.inserts.call(ctx, op, op.done); err != nil {
-		return nil, fmt.Errorf("insert message: %w", err)
-	}
-	return op.res, op.err
+	return op, nil
 }
 
 // insertSQL inserts a batch of messages and the deliveries of the ones that
@@ -99,12 +117,35 @@ const insertSQL = `WITH m AS (
 )
 SELECT id FROM m`
 
+// winnersSQL reads the messages that hold the given (route, key) pairs;
+// the non-empty key term lets it use the partial unique index.
+const winnersSQL = `SELECT ` + messageCols + ` FROM messages
+	WHERE (route, idempotency_key) IN (SELECT * FROM unnest($1::text[], $2::bytea[])) AND idempotency_key <> ''`
+
 const notifySQL = `SELECT pg_notify($1, t) FROM unnest($2::text[]) AS t`
 
 // runInserts is one group commit: it runs a batch of MessageInsert calls
 // as one pipelined implicit transaction (one round trip, one fsync), then
 // answers each caller.
 func (s *Store) runInserts(ctx context.Context, ops []*insertOp) {
+	// One call per message id in a batch (the answer is by id); a repeat
+	// goes in a batch of its own after this one, and finds the id taken.
+	seen := make(map[string]bool, len(ops))
+	var now, later []*insertOp
+	for _, op := range ops {
+		if seen[op.msg.ID] {
+			later = append(later, op)
+			continue
+		}
+		seen[op.msg.ID] = true
+		now = append(now, op)
+	}
+	ops = now
+	defer func() {
+		for _, op := range later {
+			s.runInserts(ctx, []*insertOp{op})
+		}
+	}()
 	// One lock order for every batch: two batches inserting the same keys
 	// in opposite orders would deadlock on the unique index.
 	slices.SortStableFunc(ops, func(a, b *insertOp) int {
@@ -217,8 +258,7 @@ func (s *Store) insertBatch(ctx context.Context, ops []*insertOp) error {
 	}
 	winners := map[[2]string]record.Message{}
 	if len(lostRoute) > 0 {
-		rows, err := s.pool.Query(ctx, `SELECT `+messageCols+` FROM messages
-			WHERE (route, idempotency_key) IN (SELECT * FROM unnest($1::text[], $2::bytea[]))`, lostRoute, lostKey)
+		rows, err := s.pool.Query(ctx, winnersSQL, lostRoute, lostKey)
 		if err == nil {
 			for rows.Next() {
 				m, serr := scanMessage(rows)

@@ -21,6 +21,12 @@ import (
 // closes.
 func (s *Store) Listen(ctx context.Context) <-chan string {
 	out := make(chan string, 64)
+	s.listenMu.Lock()
+	defer s.listenMu.Unlock()
+	if s.checkOpen() != nil {
+		close(out)
+		return out
+	}
 	in := make(chan string, 256)
 	ctx, cancel := context.WithCancel(ctx)
 	s.listeners.Add(2)

@@ -19,6 +19,8 @@ func (s *Store) MessageGet(ctx context.Context, id string) (*record.MessageDetai
 	if err := s.checkOpen(); err != nil {
 		return nil, err
 	}
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	b := &pgx.Batch{}
 	b.Queue(`SELECT `+messageCols+` FROM messages WHERE id = $1`, id)
 	b.Queue(`SELECT `+deliveryCols+` FROM deliveries WHERE message_id = $1 ORDER BY created_at, step`, id)
@@ -74,6 +76,8 @@ func (s *Store) MessageList(ctx context.Context, p *store.MessageListParams) (*s
 	if err := s.checkOpen(); err != nil {
 		return nil, err
 	}
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	cur, err := decodeCursor(p.Cursor)
 	if err != nil {
 		return nil, fmt.Errorf("list messages: %w", err)

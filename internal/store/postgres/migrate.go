@@ -17,12 +17,16 @@ import (
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-// MigrationState is one schema migration and when it was applied (zero
-// when it is still pending).
+// MigrationState is one schema migration and whether the database has it
+// (the same shape as the sqlite package's).
 type MigrationState struct {
 	Version   int
 	Name      string
-	AppliedAt time.Time
+	Applied   bool
+	AppliedAt time.Time // zero when not applied
+	// Unknown is true for a version the database has but this binary does
+	// not know (the database was migrated by a newer tandem).
+	Unknown bool
 }
 
 type migration struct {
@@ -153,7 +157,7 @@ func appliedVersions(ctx context.Context, q interface {
 		if err := rows.Scan(&m.Version, &m.Name, &m.AppliedAt); err != nil {
 			return nil, wrap("read schema_migrations", err)
 		}
-		m.AppliedAt = m.AppliedAt.UTC()
+		m.Applied, m.AppliedAt = true, m.AppliedAt.UTC()
 		out[m.Version] = m
 	}
 	if err := rows.Err(); err != nil {
@@ -166,6 +170,11 @@ func appliedVersions(ctx context.Context, q interface {
 // one found applied in the database, in version order; pending ones have a
 // zero AppliedAt.
 func (s *Store) MigrationStatus(ctx context.Context) ([]MigrationState, error) {
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	ms, err := migrations()
 	if err != nil {
 		return nil, err
@@ -184,12 +193,13 @@ func (s *Store) MigrationStatus(ctx context.Context) ([]MigrationState, error) {
 	for _, m := range ms {
 		st := MigrationState{Version: m.version, Name: m.name}
 		if a, ok := applied[m.version]; ok {
-			st.AppliedAt = a.AppliedAt
+			st.Applied, st.AppliedAt = true, a.AppliedAt
 			delete(applied, m.version)
 		}
 		out = append(out, st)
 	}
 	for _, a := range applied {
+		a.Unknown = true
 		out = append(out, a)
 	}
 	slices.SortFunc(out, func(a, b MigrationState) int { return a.Version - b.Version })

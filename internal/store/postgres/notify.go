@@ -20,11 +20,12 @@ type notifier struct {
 	mu      sync.Mutex
 	pending map[string]bool
 	kick    chan struct{}
-	done    chan struct{}
+	quit    chan struct{} // closed by stop
+	done    chan struct{} // closed when loop has returned
 }
 
 func newNotifier(s *Store) *notifier {
-	n := &notifier{s: s, pending: map[string]bool{}, kick: make(chan struct{}, 1), done: make(chan struct{})}
+	n := &notifier{s: s, pending: map[string]bool{}, kick: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
 	go n.loop()
 	return n
 }
@@ -51,17 +52,19 @@ func (n *notifier) loop() {
 		select {
 		case <-n.kick:
 			n.flush()
-		case <-n.s.closed:
-			// The writers are done (Close waits for them first): send what
-			// they left.
+		case <-n.quit:
+			// Close stops the writers first: send what they left.
 			n.flush()
 			return
 		}
 	}
 }
 
-// stop waits until the loop has sent the last wake-ups.
-func (n *notifier) stop() { <-n.done }
+// stop sends the last wake-ups and ends the loop.
+func (n *notifier) stop() {
+	close(n.quit)
+	<-n.done
+}
 
 func (n *notifier) flush() {
 	n.mu.Lock()

@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -65,7 +67,7 @@ func newSchema(t testing.TB) string {
 // openStore opens a store on schema and closes it when the test ends.
 func openStore(t testing.TB, schema string, edit ...func(*Config)) *Store {
 	t.Helper()
-	cfg := Config{DSN: testDSN(t), Schema: schema, MaxConns: 8}
+	cfg := Config{DSN: testDSN(t), Schema: schema, MaxConns: 8, Logger: slog.New(slog.DiscardHandler)}
 	for _, e := range edit {
 		e(&cfg)
 	}
@@ -97,7 +99,7 @@ func TestMigrate(t *testing.T) {
 		t.Fatalf("want at least 2 migrations, got %+v", st)
 	}
 	for _, m := range st {
-		if !m.AppliedAt.IsZero() {
+		if m.Applied || !m.AppliedAt.IsZero() {
 			t.Fatalf("migration %d applied before Migrate", m.Version)
 		}
 	}
@@ -107,7 +109,7 @@ func TestMigrate(t *testing.T) {
 	errs := make([]error, 4)
 	for i := range errs {
 		wg.Go(func() {
-			s, err := Open(ctx, Config{DSN: testDSN(t), Schema: schema})
+			s, err := Open(ctx, Config{DSN: testDSN(t), Schema: schema, Logger: slog.New(slog.DiscardHandler)})
 			if err == nil {
 				err = s.Close()
 			}
@@ -125,7 +127,7 @@ func TestMigrate(t *testing.T) {
 		t.Fatalf("status after: %v", err)
 	}
 	for i, m := range st {
-		if m.AppliedAt.IsZero() || m.Version != i+1 || m.Name == "" {
+		if !m.Applied || m.AppliedAt.IsZero() || m.Unknown || m.Version != i+1 || m.Name == "" {
 			t.Fatalf("after migrate: %+v", st)
 		}
 	}
@@ -149,6 +151,21 @@ func TestMigrate(t *testing.T) {
 		if !st2[i].AppliedAt.Equal(st[i].AppliedAt) {
 			t.Fatalf("re-open applied migration %d again", st[i].Version)
 		}
+	}
+
+	// A newer tandem migrated the database: this one still opens, and
+	// lists the version it does not know.
+	if _, err := s.pool.Exec(ctx, "INSERT INTO schema_migrations (version, name) VALUES (9999, 'future')"); err != nil {
+		t.Fatal(err)
+	}
+	s4 := openStore(t, schema)
+	st4, err := s4.MigrationStatus(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := st4[len(st4)-1]
+	if last.Version != 9999 || !last.Unknown || !last.Applied || len(st4) != len(st)+1 {
+		t.Fatalf("with a future migration: %+v", st4)
 	}
 }
 
@@ -483,5 +500,12 @@ func TestHeartbeat(t *testing.T) {
 	}
 	if got, err := a.Heartbeat(ctx, "r1", t0.Add(20*time.Second), ttl); err != nil || got != 2 {
 		t.Fatalf("after leave: %d %v, want 2", got, err)
+	}
+}
+
+func TestOpenBadDSN(t *testing.T) {
+	_, err := Open(context.Background(), Config{DSN: "postgres://u:s3cret@host:notaport/db"})
+	if err == nil || strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("bad dsn: %v", err)
 	}
 }

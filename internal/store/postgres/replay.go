@@ -31,6 +31,8 @@ func (s *Store) DeliveryReplay(ctx context.Context, p *store.DeliveryReplayParam
 	if err := s.checkOpen(); err != nil {
 		return nil, err
 	}
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	now := micro(store.NowOr(p.Now))
 	var out []record.Delivery
 	for try := 0; ; try++ {
@@ -99,11 +101,19 @@ func (s *Store) replay(ctx context.Context, p *store.DeliveryReplayParams, now t
 	// Same lock order as DeliveryComplete: messages by id, then their
 	// deliveries read fresh.
 	b := &pgx.Batch{}
-	b.Queue(`SELECT id FROM messages WHERE id = ANY($1) ORDER BY id FOR UPDATE`, mids)
+	b.Queue(`SELECT id, status FROM messages WHERE id = ANY($1) ORDER BY id FOR UPDATE`, mids)
 	b.Queue(`SELECT `+deliveryCols+` FROM deliveries WHERE message_id = ANY($1) ORDER BY message_id, created_at, step`, mids)
 	br := tx.SendBatch(ctx, b)
-	_, err = br.Exec()
+	was := map[string]record.MessageStatus{}
 	var siblings []record.Delivery
+	rows, err = br.Query()
+	if err == nil {
+		var st string
+		_, err = pgx.ForEachRow(rows, []any{&mid, &st}, func() error {
+			was[mid] = record.MessageStatus(st)
+			return nil
+		})
+	}
 	if err == nil {
 		rows, err = br.Query()
 		if err == nil {
@@ -137,6 +147,10 @@ func (s *Store) replay(ctx context.Context, p *store.DeliveryReplayParams, now t
 	)
 	for _, mid := range mids {
 		ds := byMessage[mid]
+		before := make(map[string]record.DeliveryStatus, len(ds))
+		for _, d := range ds {
+			before[d.ID] = d.Status
+		}
 		changed := map[string]bool{}
 		for i := range ds {
 			d := &ds[i]
@@ -167,7 +181,8 @@ func (s *Store) replay(ctx context.Context, p *store.DeliveryReplayParams, now t
 			changed[c.DeliveryID] = true
 		}
 		for _, d := range ds {
-			if !changed[d.ID] {
+			// Unskipped, then skipped again by Resolve: nothing to write.
+			if !changed[d.ID] || !replayed[d.ID] && d.Status == before[d.ID] {
 				continue
 			}
 			cID, cStatus, cErr = append(cID, d.ID), append(cStatus, string(d.Status)), append(cErr, clean(d.LastError))
@@ -179,7 +194,9 @@ func (s *Store) replay(ctx context.Context, p *store.DeliveryReplayParams, now t
 				targets = append(targets, d.Target)
 			}
 		}
-		mID, mStatus = append(mID, mid), append(mStatus, string(record.DeriveMessageStatus(ds)))
+		if st := record.DeriveMessageStatus(ds); st != was[mid] {
+			mID, mStatus = append(mID, mid), append(mStatus, string(st))
+		}
 	}
 	if len(cID) == 0 {
 		return nil, nil
@@ -209,10 +226,15 @@ func (s *Store) replay(ctx context.Context, p *store.DeliveryReplayParams, now t
 	for _, d := range written {
 		byID[d.ID] = d
 	}
+	order := picked
+	if len(p.IDs) > 0 {
+		order = p.IDs // the caller's order
+	}
 	var out []record.Delivery
-	for _, id := range picked {
+	for _, id := range order {
 		if d, ok := byID[id]; ok && replayed[id] {
 			out = append(out, d)
+			delete(replayed, id) // once, even if asked twice
 		}
 	}
 	return out, nil

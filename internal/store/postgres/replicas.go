@@ -24,6 +24,8 @@ func (s *Store) Heartbeat(ctx context.Context, owner string, now time.Time, ttl 
 	if err := s.checkOpen(); err != nil {
 		return 0, err
 	}
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	if owner == "" || ttl <= 0 {
 		return 0, errors.New("heartbeat: owner and a positive ttl are required")
 	}
@@ -41,6 +43,8 @@ func (s *Store) Leave(ctx context.Context, owner string) error {
 	if err := s.checkOpen(); err != nil {
 		return err
 	}
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	if _, err := s.pool.Exec(ctx, `DELETE FROM replicas WHERE owner = $1`, owner); err != nil {
 		return wrap("leave", err)
 	}

@@ -3,7 +3,6 @@ package postgres
 import (
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/tandem-run/tandem/internal/record"
+	"github.com/tandem-run/tandem/internal/store"
 )
 
 // Column lists and scanners shared by every query, so a row always reads
@@ -172,23 +172,21 @@ func encodeCursor(at time.Time, id string) string {
 	return base64.RawURLEncoding.EncodeToString(fmt.Appendf(nil, "%d.%s", at.UnixMicro(), id))
 }
 
-var errBadCursor = errors.New("bad cursor")
-
 func decodeCursor(s string) (*cursor, error) {
 	if s == "" {
 		return nil, nil
 	}
 	b, err := base64.RawURLEncoding.DecodeString(s)
 	if err != nil {
-		return nil, errBadCursor
+		return nil, store.ErrInvalidCursor
 	}
 	num, id, ok := strings.Cut(string(b), ".")
 	if !ok || id == "" {
-		return nil, errBadCursor
+		return nil, store.ErrInvalidCursor
 	}
 	var us int64
 	if _, err := fmt.Sscanf(num, "%d", &us); err != nil {
-		return nil, errBadCursor
+		return nil, store.ErrInvalidCursor
 	}
 	return &cursor{at: time.UnixMicro(us).UTC(), id: id}, nil
 }

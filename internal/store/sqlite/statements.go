@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 )
 
 // statements are prepared once on the write connection and reused by every
@@ -11,13 +12,12 @@ import (
 type statements struct {
 	begin, commit, savepoint, rollbackTo, release *sql.Stmt
 
-	idemGet, msgInsert, delInsert *sql.Stmt
+	idemGet, msgInsert *sql.Stmt
 
 	claimSelect, claimUpdate *sql.Stmt
 
-	completeGet, attemptInsert, completeUpdate *sql.Stmt
-	siblings, changeUpdate, deliveryGet        *sql.Stmt
-	msgStatus                                  *sql.Stmt
+	family, attemptInsert, completeUpdate *sql.Stmt
+	changeUpdate, deliveryGet, msgStatus  *sql.Stmt
 
 	postpone, deliveryExists *sql.Stmt
 
@@ -46,25 +46,29 @@ func (st *statements) list() []struct {
 			WHERE route = ? AND idempotency_key = ? AND idempotency_key <> ''`},
 		{&st.msgInsert, `INSERT INTO messages (id, route, status, idempotency_key, body_hash, body, headers, query, created_at, updated_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
-		{&st.delInsert, `INSERT INTO deliveries (id, message_id, route, step, target, after_steps, required, status,
-			next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
 
 		// The WHERE repeats the partial index's condition word for word, so
 		// SQLite can use deliveries_due (see TestClaimUsesIndex).
 		{&st.claimSelect, `SELECT rowid FROM deliveries
 			WHERE target = ? AND status IN ('scheduled', 'running') AND next_attempt_at <= ?
 			ORDER BY next_attempt_at LIMIT ?`},
-		{&st.claimUpdate, `UPDATE deliveries SET status = 'running', lease_owner = ?, next_attempt_at = ?, updated_at = ?
-			WHERE rowid = ? RETURNING ` + deliveryCols},
+		// One statement leases them all; the select above only gives the order.
+		{&st.claimUpdate, `UPDATE deliveries SET status = 'running', lease_owner = ?1, next_attempt_at = ?2, updated_at = ?3
+			WHERE rowid IN (SELECT rowid FROM deliveries
+				WHERE target = ?4 AND status IN ('scheduled', 'running') AND next_attempt_at <= ?3
+				ORDER BY next_attempt_at LIMIT ?5)
+			RETURNING rowid, ` + deliveryCols},
 
-		{&st.completeGet, `SELECT d.rowid, d.status, d.lease_owner, d.attempts, d.message_id, m.status
-			FROM deliveries d JOIN messages m ON m.id = d.message_id WHERE d.id = ?`},
+		// A delivery's whole family: what the lease check, Resolve and
+		// DeriveMessageStatus need, in one statement.
+		{&st.family, `SELECT d.rowid, d.id, d.step, d.after_steps, d.required, d.status, d.attempts, d.lease_owner, m.id, m.status
+			FROM deliveries d JOIN messages m ON m.id = d.message_id
+			WHERE d.message_id = (SELECT message_id FROM deliveries WHERE id = ?)`},
 		{&st.attemptInsert, `INSERT INTO attempts (delivery_id, n, started_at, duration_ns, http_status, outcome, error)
 			VALUES (?, ?, ?, ?, ?, ?, ?)`},
 		{&st.completeUpdate, `UPDATE deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = ?, lease_owner = '',
 			last_error = ?, response_status = ?, response_body = ?, response_headers = ?, updated_at = ?
 			WHERE rowid = ?`},
-		{&st.siblings, `SELECT id, step, after_steps, required, status, attempts FROM deliveries WHERE message_id = ?`},
 		{&st.changeUpdate, `UPDATE deliveries SET status = ?, next_attempt_at = ?, last_error = ?, updated_at = ? WHERE id = ?`},
 		{&st.deliveryGet, `SELECT ` + deliveryCols + ` FROM deliveries WHERE id = ?`},
 		{&st.msgStatus, `UPDATE messages SET status = ?, updated_at = ? WHERE id = ?`},
@@ -81,6 +85,16 @@ func (st *statements) list() []struct {
 			attempts_at_replay = attempts, replayed_at = ?1, replays = replays + 1, updated_at = ?1
 			WHERE id = ?2 AND status = 'dead' RETURNING ` + deliveryCols},
 	}
+}
+
+// sqlOf returns the SQL of the statement stored at p.
+func (st *statements) sqlOf(p **sql.Stmt) string {
+	for _, s := range st.list() {
+		if s.p == p {
+			return s.sql
+		}
+	}
+	return ""
 }
 
 func (st *statements) prepare(ctx context.Context, conn *sql.Conn) error {
@@ -100,4 +114,32 @@ func (st *statements) close() {
 			(*s.p).Close()
 		}
 	}
+}
+
+// deliveryInsertCols is the column list of a delivery insert; one row binds
+// deliveryInsertArgs values.
+const (
+	deliveryInsertCols = `INSERT INTO deliveries (id, message_id, route, step, target, after_steps, required, status,
+	next_attempt_at, created_at, updated_at) VALUES `
+	deliveryInsertArgs = 11
+	// maxInsertRows bounds the multi-row insert statements kept prepared;
+	// a message with more deliveries inserts them in chunks.
+	maxInsertRows = 16
+)
+
+// deliveryInsert returns the prepared statement that inserts n deliveries
+// (1 <= n <= maxInsertRows) at once, preparing it on first use. Only the
+// writer goroutine calls it.
+func (t *wtx) deliveryInsert(n int) (*sql.Stmt, error) {
+	if st := t.inserts[n]; st != nil {
+		return st, nil
+	}
+	row := "(?" + strings.Repeat(", ?", deliveryInsertArgs-1) + ")"
+	q := deliveryInsertCols + row + strings.Repeat(", "+row, n-1)
+	st, err := t.conn.PrepareContext(t.ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("prepare delivery insert: %w", err)
+	}
+	t.inserts[n] = st
+	return st, nil
 }

@@ -36,8 +36,9 @@ type writer struct {
 // wtx is what an op sees: the write connection's prepared statements,
 // inside the open batch transaction.
 type wtx struct {
-	conn *sql.Conn
-	st   statements
+	conn    *sql.Conn
+	st      statements
+	inserts [maxInsertRows + 1]*sql.Stmt // by row count, prepared on first use
 	// ctx for statements: never the caller's, since cancelling a statement
 	// interrupts the connection and with it the whole shared transaction.
 	ctx context.Context
@@ -61,6 +62,11 @@ func newWriter(ctx context.Context, db *sql.DB, maxBatch int, onBatch func(int))
 // close releases the statements and the connection; the loop has ended.
 func (w *writer) close() error {
 	w.tx.st.close()
+	for _, st := range w.tx.inserts {
+		if st != nil {
+			st.Close()
+		}
+	}
 	return w.conn.Close()
 }
 
@@ -172,8 +178,7 @@ func (w *writer) apply(batch []*op, safe bool) error {
 		}
 		err := o.fn(t)
 		if err != nil {
-			var ce cleanError
-			if errors.As(err, &ce) {
+			if ce, ok := err.(cleanError); ok {
 				err = ce.err
 			} else if !safe {
 				return errDirty

@@ -35,7 +35,7 @@ func (s *Store) MessageInsert(ctx context.Context, p *store.MessageInsertParams)
 		return nil, fmt.Errorf("insert message: %w", err)
 	}
 	at := now.UnixNano()
-	rows := make([][11]any, len(p.Deliveries))
+	args := make([]any, 0, deliveryInsertArgs*len(p.Deliveries))
 	for i := range p.Deliveries {
 		d := &p.Deliveries[i]
 		d.MessageID, d.Route, d.CreatedAt, d.UpdatedAt = m.ID, m.Route, now, now
@@ -52,8 +52,8 @@ func (s *Store) MessageInsert(ctx context.Context, p *store.MessageInsertParams)
 		if err != nil {
 			return nil, fmt.Errorf("insert message: %w", err)
 		}
-		rows[i] = [11]any{d.ID, m.ID, m.Route, d.Step, d.Target, after, boolInt(d.Required), string(d.Status),
-			nanos(d.NextAttemptAt), at, at}
+		args = append(args, d.ID, m.ID, m.Route, d.Step, d.Target, after, boolInt(d.Required), string(d.Status),
+			nanos(d.NextAttemptAt), at, at)
 	}
 
 	var res store.MessageInsertResult
@@ -64,11 +64,11 @@ func (s *Store) MessageInsert(ctx context.Context, p *store.MessageInsertParams)
 			case err == nil:
 				res = store.MessageInsertResult{Message: old, Existing: true}
 				if old.BodyHash != m.BodyHash {
-					return store.ErrIdempotencyConflict
+					return clean(store.ErrIdempotencyConflict)
 				}
 				return nil
 			case !errors.Is(err, sql.ErrNoRows):
-				return fmt.Errorf("insert message: find idempotency key: %w", err)
+				return clean(fmt.Errorf("insert message: find idempotency key: %w", err))
 			}
 		}
 		_, err := t.st.msgInsert.ExecContext(t.ctx, m.ID, m.Route, string(m.Status), m.IdempotencyKey, m.BodyHash,
@@ -76,10 +76,16 @@ func (s *Store) MessageInsert(ctx context.Context, p *store.MessageInsertParams)
 		if err != nil {
 			return fmt.Errorf("insert message: %w", err)
 		}
-		for i := range rows {
-			if _, err := t.st.delInsert.ExecContext(t.ctx, rows[i][:]...); err != nil {
-				return fmt.Errorf("insert delivery: %w", err)
+		for rest := args; len(rest) > 0; {
+			n := min(len(rest)/deliveryInsertArgs, maxInsertRows)
+			st, err := t.deliveryInsert(n)
+			if err != nil {
+				return err
 			}
+			if _, err := st.ExecContext(t.ctx, rest[:n*deliveryInsertArgs]...); err != nil {
+				return fmt.Errorf("insert deliveries: %w", err)
+			}
+			rest = rest[n*deliveryInsertArgs:]
 		}
 		res = store.MessageInsertResult{Message: m}
 		return nil
@@ -122,26 +128,48 @@ func (s *Store) DeliveryClaim(ctx context.Context, p *store.DeliveryClaimParams)
 		out = out[:0]
 		rows, err := t.st.claimSelect.QueryContext(t.ctx, p.Target, at, p.Limit)
 		if err != nil {
-			return fmt.Errorf("claim deliveries: %w", err)
+			return clean(fmt.Errorf("claim deliveries: %w", err))
 		}
-		var ids []int64
+		order := map[int64]int{}
 		for rows.Next() {
 			var id int64
 			if err := rows.Scan(&id); err != nil {
 				rows.Close()
-				return fmt.Errorf("claim deliveries: %w", err)
+				return clean(fmt.Errorf("claim deliveries: %w", err))
 			}
-			ids = append(ids, id)
+			order[id] = len(order)
 		}
 		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return clean(fmt.Errorf("claim deliveries: %w", err))
+		}
+		if len(order) == 0 {
+			return nil
+		}
+		out = make([]record.Delivery, len(order))
+		rows, err = t.st.claimUpdate.QueryContext(t.ctx, p.Owner, until, at, p.Target, p.Limit)
+		if err != nil {
 			return fmt.Errorf("claim deliveries: %w", err)
 		}
-		for _, id := range ids {
-			d, err := scanDelivery(t.st.claimUpdate.QueryRowContext(t.ctx, p.Owner, until, at, id))
+		defer rows.Close()
+		n := 0
+		for rows.Next() {
+			var rowid int64
+			d, err := scanDelivery(rowidScanner{rows, &rowid})
 			if err != nil {
 				return fmt.Errorf("claim deliveries: %w", err)
 			}
-			out = append(out, d)
+			i, ok := order[rowid]
+			if !ok {
+				return fmt.Errorf("claim deliveries: delivery %s was not selected", d.ID)
+			}
+			out[i] = d
+			n++
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("claim deliveries: %w", err)
+		}
+		if n != len(order) {
+			return fmt.Errorf("claim deliveries: leased %d of %d", n, len(order))
 		}
 		return nil
 	})
@@ -174,35 +202,32 @@ func (s *Store) DeliveryComplete(ctx context.Context, p *store.DeliveryCompleteP
 
 	var res store.DeliveryCompleteResult
 	err = s.submit(ctx, func(t *wtx) error {
-		var (
-			rowid                int64
-			attempts             int
-			status, owner        string
-			msgID, msgStatusText string
-		)
-		err := t.st.completeGet.QueryRowContext(t.ctx, p.DeliveryID).Scan(&rowid, &status, &owner, &attempts, &msgID, &msgStatusText)
+		f, err := t.loadFamily(p.DeliveryID)
+		if err != nil {
+			return clean(fmt.Errorf("complete delivery %s: %w", p.DeliveryID, err))
+		}
+		i := f.index(p.DeliveryID)
+		d := &f.ds[i]
 		switch {
-		case errors.Is(err, sql.ErrNoRows):
-			return fmt.Errorf("complete delivery %s: %w", p.DeliveryID, store.ErrNotFound)
-		case err != nil:
-			return fmt.Errorf("complete delivery %s: %w", p.DeliveryID, err)
-		case status != string(record.DeliveryRunning) || owner != p.Owner:
-			return fmt.Errorf("complete delivery %s: %w", p.DeliveryID, store.ErrLeaseLost)
-		case a.N != attempts+1:
-			return fmt.Errorf("complete delivery %s: attempt %d given, %d due", p.DeliveryID, a.N, attempts+1)
+		case d.Status != record.DeliveryRunning || d.LeaseOwner != p.Owner:
+			return clean(fmt.Errorf("complete delivery %s: %w", p.DeliveryID, store.ErrLeaseLost))
+		case a.N != d.Attempts+1:
+			return clean(fmt.Errorf("complete delivery %s: attempt %d given, %d due", p.DeliveryID, a.N, d.Attempts+1))
 		}
 		if _, err := t.st.attemptInsert.ExecContext(t.ctx, p.DeliveryID, a.N, nanos(a.StartedAt), int64(a.Duration),
 			a.HTTPStatus, string(a.Outcome), a.Error); err != nil {
 			return fmt.Errorf("complete delivery %s: insert attempt: %w", p.DeliveryID, err)
 		}
 		if _, err := t.st.completeUpdate.ExecContext(t.ctx, string(p.Status), next, p.LastError, p.ResponseStatus,
-			p.ResponseBody, respHeaders, now.UnixNano(), rowid); err != nil {
+			p.ResponseBody, respHeaders, now.UnixNano(), f.rowids[i]); err != nil {
 			return fmt.Errorf("complete delivery %s: %w", p.DeliveryID, err)
 		}
-		st, ready, err := t.settle(msgID, record.MessageStatus(msgStatusText), now, nil)
+		d.Status, d.Attempts, d.LeaseOwner = p.Status, d.Attempts+1, ""
+		st, ready, err := t.settle(f, now, nil)
 		if err != nil {
 			return fmt.Errorf("complete delivery %s: %w", p.DeliveryID, err)
 		}
+		msgID := f.msgID
 		res = store.DeliveryCompleteResult{MessageID: msgID, MessageStatus: st, Ready: ready}
 		return nil
 	})
@@ -227,7 +252,7 @@ func (s *Store) DeliveryPostpone(ctx context.Context, p *store.DeliveryPostponeP
 		if n, err := r.RowsAffected(); err == nil && n == 1 {
 			return nil
 		}
-		return t.leaseError("postpone", p.DeliveryID)
+		return clean(t.leaseError("postpone", p.DeliveryID))
 	})
 }
 
@@ -258,10 +283,10 @@ func (s *Store) DeliveryReplay(ctx context.Context, p *store.DeliveryReplayParam
 		if len(ids) == 0 {
 			var err error
 			if ids, err = t.replayCandidates(p.Route, p.Target, limit); err != nil {
-				return err
+				return clean(err)
 			}
 		}
-		var order []string
+		var order []string               // one replayed delivery id per message
 		steps := map[string][]string{} // message id → replayed steps
 		for _, id := range ids {
 			d, err := scanDelivery(t.st.replayUpdate.QueryRowContext(t.ctx, now.UnixNano(), id))
@@ -273,16 +298,16 @@ func (s *Store) DeliveryReplay(ctx context.Context, p *store.DeliveryReplayParam
 			}
 			out = append(out, d)
 			if steps[d.MessageID] == nil {
-				order = append(order, d.MessageID)
+				order = append(order, d.ID)
 			}
 			steps[d.MessageID] = append(steps[d.MessageID], d.Step)
 		}
-		for _, msgID := range order {
-			var cur string
-			if err := t.conn.QueryRowContext(t.ctx, `SELECT status FROM messages WHERE id = ?`, msgID).Scan(&cur); err != nil {
-				return fmt.Errorf("replay: message %s: %w", msgID, err)
+		for _, id := range order {
+			f, err := t.loadFamily(id)
+			if err != nil {
+				return fmt.Errorf("replay delivery %s: %w", id, err)
 			}
-			if _, _, err := t.settle(msgID, record.MessageStatus(cur), now, steps[msgID]); err != nil {
+			if _, _, err := t.settle(f, now, steps[f.msgID]); err != nil {
 				return fmt.Errorf("replay: %w", err)
 			}
 		}
@@ -331,11 +356,8 @@ func dedupe(ids []string) []string {
 // schedules or skips waiting deliveries, and record.DeriveMessageStatus
 // gives the message status, written when it changed. It returns that
 // status and the deliveries Resolve made scheduled.
-func (t *wtx) settle(msgID string, cur record.MessageStatus, now time.Time, unskip []string) (record.MessageStatus, []record.Delivery, error) {
-	ds, err := t.siblings(msgID)
-	if err != nil {
-		return "", nil, err
-	}
+func (t *wtx) settle(f *family, now time.Time, unskip []string) (record.MessageStatus, []record.Delivery, error) {
+	ds := f.ds
 	was := make(map[string]record.DeliveryStatus, len(ds))
 	for _, d := range ds {
 		was[d.ID] = d.Status
@@ -376,42 +398,77 @@ func (t *wtx) settle(msgID string, cur record.MessageStatus, now time.Time, unsk
 	}
 	slices.Reverse(ready)
 	status := record.DeriveMessageStatus(ds)
-	if status != cur {
-		if _, err := t.st.msgStatus.ExecContext(t.ctx, string(status), at, msgID); err != nil {
-			return "", nil, fmt.Errorf("update message %s: %w", msgID, err)
+	if status != f.msgStatus {
+		if _, err := t.st.msgStatus.ExecContext(t.ctx, string(status), at, f.msgID); err != nil {
+			return "", nil, fmt.Errorf("update message %s: %w", f.msgID, err)
 		}
 	}
 	return status, ready, nil
 }
 
-// siblings loads what Resolve and DeriveMessageStatus need of a message's
-// deliveries.
-func (t *wtx) siblings(msgID string) ([]record.Delivery, error) {
-	rows, err := t.st.siblings.QueryContext(t.ctx, msgID)
+// family is a message's deliveries as the writer sees them: what the lease
+// check, record.Resolve and record.DeriveMessageStatus need.
+type family struct {
+	msgID     string
+	msgStatus record.MessageStatus
+	ds        []record.Delivery // ID, Step, After, Required, Status, Attempts, LeaseOwner
+	rowids    []int64
+}
+
+func (f *family) index(id string) int {
+	for i := range f.ds {
+		if f.ds[i].ID == id {
+			return i
+		}
+	}
+	return -1
+}
+
+// loadFamily loads the family of the delivery id; store.ErrNotFound when
+// there is no such delivery.
+func (t *wtx) loadFamily(id string) (*family, error) {
+	rows, err := t.st.family.QueryContext(t.ctx, id)
 	if err != nil {
-		return nil, fmt.Errorf("load deliveries of %s: %w", msgID, err)
+		return nil, fmt.Errorf("load deliveries: %w", err)
 	}
 	defer rows.Close()
-	var ds []record.Delivery
+	f := &family{}
 	for rows.Next() {
 		var (
 			d        record.Delivery
+			rowid    int64
 			after    sql.NullString
 			required int
 		)
-		if err := rows.Scan(&d.ID, &d.Step, &after, &required, &d.Status, &d.Attempts); err != nil {
-			return nil, fmt.Errorf("load deliveries of %s: %w", msgID, err)
+		if err := rows.Scan(&rowid, &d.ID, &d.Step, &after, &required, &d.Status, &d.Attempts, &d.LeaseOwner,
+			&f.msgID, &f.msgStatus); err != nil {
+			return nil, fmt.Errorf("load deliveries: %w", err)
 		}
 		if d.After, err = decodeList(after); err != nil {
 			return nil, err
 		}
 		d.Required = required != 0
-		ds = append(ds, d)
+		f.ds = append(f.ds, d)
+		f.rowids = append(f.rowids, rowid)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("load deliveries of %s: %w", msgID, err)
+		return nil, fmt.Errorf("load deliveries: %w", err)
 	}
-	return ds, nil
+	if f.index(id) < 0 {
+		return nil, store.ErrNotFound
+	}
+	return f, nil
+}
+
+// rowidScanner scans a leading rowid column, then hands the rest to the
+// wrapped scan.
+type rowidScanner struct {
+	rows  *sql.Rows
+	rowid *int64
+}
+
+func (r rowidScanner) Scan(dest ...any) error {
+	return r.rows.Scan(append([]any{r.rowid}, dest...)...)
 }
 
 func applyChanges(ds []record.Delivery, cs []record.Change) {
