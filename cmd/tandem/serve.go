@@ -96,15 +96,7 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ln net.
 	}
 	if st != nil {
 		go watchQueue(bg, st, metrics, 5*time.Second)
-		if l, ok := st.(interface {
-			Listen(context.Context) <-chan string
-		}); ok {
-			go func() {
-				for t := range l.Listen(bg) {
-					eng.Wake(t)
-				}
-			}()
-		}
+		startReplica(bg, st, eng, logger)
 	}
 	s := &server{
 		cfg: cfg, log: logger, engine: eng, store: st, addr: ln.Addr(), cancel: cancel,
