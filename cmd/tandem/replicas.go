@@ -3,21 +3,104 @@ package main
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	"github.com/tandem-run/tandem/internal/engine"
 	"github.com/tandem-run/tandem/internal/store"
 )
 
-// startReplica runs the background work a replica does beside serving:
-// wake-ups from other replicas (stores that can listen for them).
+// replicaTTL is how long a replica counts as live after its last
+// heartbeat; each replica heartbeats every replicaTTL/3, so two lost
+// heartbeats in a row do not yet drop it from the count.
+const replicaTTL = 15 * time.Second
+
+// listener is a store that hears of new work from other replicas.
+type listener interface {
+	Listen(context.Context) <-chan string
+}
+
+// heartbeater is a store shared by several replicas that counts the live
+// ones. Close removes this replica's row (the postgres store does so for
+// every owner it heartbeated for), since serve closes the store right after
+// ending ctx.
+type heartbeater interface {
+	Heartbeat(ctx context.Context, owner string, now time.Time, ttl time.Duration) (int, error)
+}
+
+// replicaCounter is an engine that splits shared limits by the live
+// replica count.
+// TODO(SetReplicas): *engine.Engine gains SetReplicas(n int) with the
+// shared rate limits; this check picks it up with no change here.
+type replicaCounter interface {
+	SetReplicas(n int)
+}
+
+// startReplica runs the background work a replica does beside serving,
+// until ctx ends: wake-ups from other replicas, and heartbeats that count
+// the live replicas for shared rate limits.
 func startReplica(ctx context.Context, st store.Store, eng *engine.Engine, logger *slog.Logger) {
-	if l, ok := st.(interface {
-		Listen(context.Context) <-chan string
-	}); ok {
-		go func() {
-			for t := range l.Listen(ctx) {
-				eng.Wake(t)
+	if l, ok := st.(listener); ok {
+		go wakeOnNotice(l.Listen(ctx), eng)
+	}
+	if hb, ok := st.(heartbeater); ok {
+		var set func(int)
+		if rc, ok := any(eng).(replicaCounter); ok {
+			set = rc.SetReplicas
+		}
+		go heartbeat(ctx, hb, eng.Owner(), replicaTTL, replicaTTL/3, set, logger)
+	}
+}
+
+// wakeOnNotice wakes the target named by each notice, and every target on
+// "" (the listener has (re)connected and may have missed some), until the
+// channel closes.
+func wakeOnNotice(notices <-chan string, eng *engine.Engine) {
+	for t := range notices {
+		if t != "" {
+			eng.Wake(t)
+			continue
+		}
+		for name := range eng.Config().Targets {
+			eng.Wake(name)
+		}
+	}
+}
+
+// heartbeat records this replica as live every interval until ctx ends,
+// and passes the live count to set (when not nil) whenever it changes.
+// While the store cannot be reached the last count stands; the failure is
+// logged once, and its end once.
+func heartbeat(ctx context.Context, hb heartbeater, owner string, ttl, interval time.Duration, set func(int), log *slog.Logger) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	last, failing := 0, false
+	for {
+		n, err := hb.Heartbeat(ctx, owner, time.Now(), ttl)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			if !failing {
+				log.Warn("replica heartbeat failed; keeping the last replica count", "error", err, "replicas", last)
 			}
-		}()
+			failing = true
+		default:
+			if failing {
+				log.Info("replica heartbeat recovered")
+			}
+			failing = false
+			if n != last {
+				log.Info("live replicas", "replicas", n, "owner", owner)
+				last = n
+				if set != nil {
+					set(n)
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 	}
 }

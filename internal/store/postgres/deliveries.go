@@ -168,6 +168,9 @@ func (s *Store) DeliveryList(ctx context.Context, p *store.DeliveryListParams) (
 	if p.Target != "" {
 		where = append(where, "target = "+arg(p.Target))
 	}
+	if p.ID != "" {
+		where = append(where, "id = "+arg(p.ID))
+	}
 	if p.MessageID != "" {
 		where = append(where, "message_id = "+arg(p.MessageID))
 	}

@@ -101,8 +101,17 @@ func (s *Store) Migrate(ctx context.Context) error {
 		return wrap("migrate: lock", err)
 	}
 	if s.cfg.Schema != "" {
-		if _, err := tx.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+pgx.Identifier{s.cfg.Schema}.Sanitize()); err != nil {
-			return wrap("migrate: create schema", err)
+		// Look before creating: CREATE SCHEMA IF NOT EXISTS needs the right
+		// to create schemas even when the schema is there, and a user
+		// given an existing schema may not have it.
+		var exists bool
+		if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", s.cfg.Schema).Scan(&exists); err != nil {
+			return wrap("migrate: find schema", err)
+		}
+		if !exists {
+			if _, err := tx.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+pgx.Identifier{s.cfg.Schema}.Sanitize()); err != nil {
+				return wrap("migrate: create schema", err)
+			}
 		}
 	}
 	if _, err := tx.Exec(ctx, createMigrationsTable); err != nil {

@@ -30,8 +30,10 @@ type Config struct {
 	MaxConns int32
 	// Schema, when set, is the schema every table lives in: it is created if
 	// missing and set as each connection's search_path, and it scopes the
-	// migration lock and the notification channel. Default: none (the
-	// DSN's search_path). Tests give each test its own schema.
+	// migration lock and the notification channel. Default: the DSN's
+	// search_path when that is one plain lowercase name (so a DSN with
+	// search_path=tandem gets the same treatment), else none. Tests give
+	// each test its own schema.
 	Schema string
 	// Logger receives the store's few log lines (migrations applied, the
 	// listener reconnecting). Default slog.Default().
@@ -60,6 +62,7 @@ type Store struct {
 	channel string // NOTIFY channel
 
 	notes     *notifier
+	replicas  *replicaSet
 	inserts   *batcher[insertOp]
 	completes *batcher[completeOp]
 
@@ -95,6 +98,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if pc.ConnConfig.ConnectTimeout == 0 {
 		pc.ConnConfig.ConnectTimeout = 5 * time.Second
 	}
+	if cfg.Schema == "" {
+		cfg.Schema = plainSchema(pc.ConnConfig.RuntimeParams["search_path"])
+	}
 	if cfg.Schema != "" {
 		pc.ConnConfig.RuntimeParams["search_path"] = pgx.Identifier{cfg.Schema}.Sanitize()
 	}
@@ -112,11 +118,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		log = slog.Default()
 	}
 	s := &Store{
-		cfg:     cfg,
-		log:     log,
-		addr:    serverAddr(pc.ConnConfig),
-		channel: channelName(cfg.Schema),
-		closed:  make(chan struct{}),
+		cfg:      cfg,
+		log:      log,
+		addr:     serverAddr(pc.ConnConfig),
+		channel:  channelName(cfg.Schema),
+		closed:   make(chan struct{}),
+		replicas: newReplicaSet(),
 	}
 	s.pool, err = pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
@@ -141,13 +148,15 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	return s, nil
 }
 
-// Close stops taking calls, waits for the group commits in progress, stops
-// the listeners and closes the pool. It may be called more than once.
+// Close stops taking calls, waits for the group commits in progress,
+// removes the replica rows this store heartbeated for (see Heartbeat),
+// stops the listeners and closes the pool. It may be called more than once.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.closed)
 		s.inserts.wait()
 		s.completes.wait()
+		s.leaveAll()
 		s.notes.stop()
 		s.listenMu.Lock()
 		s.listeners.Wait()
@@ -206,6 +215,25 @@ func channelName(schema string) string {
 		return "tandem_ready"
 	}
 	return "tandem_ready_" + schema
+}
+
+// plainSchema returns search_path when it names one schema by a plain
+// lowercase identifier, which PostgreSQL reads the same quoted or not; else
+// "" (a list, "$user", or a name that quoting would change).
+func plainSchema(searchPath string) string {
+	name := strings.TrimSpace(searchPath)
+	if name == "" || len(name) > 63 {
+		return ""
+	}
+	for i, r := range name {
+		switch {
+		case r >= 'a' && r <= 'z', r == '_':
+		case r >= '0' && r <= '9' && i > 0:
+		default:
+			return ""
+		}
+	}
+	return name
 }
 
 func serverAddr(c *pgx.ConnConfig) string {

@@ -4,10 +4,14 @@ import (
 	"database/sql"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/tandem-run/tandem/internal/record"
 	"github.com/tandem-run/tandem/internal/store"
@@ -117,9 +121,9 @@ const deliveryCols = `id, message_id, route, step, target, after_steps, required
 
 func scanDelivery(sc scanner) (record.Delivery, error) {
 	var (
-		d                                       record.Delivery
-		after, respHeaders                      sql.NullString
-		required                                int
+		d                                      record.Delivery
+		after, respHeaders                     sql.NullString
+		required                               int
 		replayedAt, next, createdAt, updatedAt int64
 	)
 	err := sc.Scan(&d.ID, &d.MessageID, &d.Route, &d.Step, &d.Target, &after, &required, &d.Status, &d.Attempts,
@@ -187,4 +191,21 @@ func pageLimit(n int) int {
 		return 1000
 	}
 	return n
+}
+
+// unavailable marks errors that say the database cannot do its job right
+// now (locked by another process, disk full, I/O error) with
+// store.ErrUnavailable, so callers answer 503 and retry, not 500. Other
+// errors pass unchanged.
+func unavailable(err error) error {
+	var se *sqlite.Error
+	if err == nil || errors.Is(err, store.ErrUnavailable) || !errors.As(err, &se) {
+		return err
+	}
+	switch se.Code() & 0xff {
+	case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL,
+		sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_NOMEM, sqlite3.SQLITE_PROTOCOL:
+		return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+	}
+	return err
 }

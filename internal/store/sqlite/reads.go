@@ -165,6 +165,9 @@ func (s *Store) DeliveryList(ctx context.Context, p *store.DeliveryListParams) (
 	}
 	limit := pageLimit(p.Limit)
 	var w where
+	if p.ID != "" {
+		w.add(`id = ?`, p.ID)
+	}
 	if p.MessageID != "" {
 		w.add(`message_id = ?`, p.MessageID)
 	}

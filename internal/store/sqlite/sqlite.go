@@ -77,7 +77,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	// synchronous=FULL: a commit returns only after the WAL is fsynced,
 	// which is what lets an answer to the caller mean "durable".
 	wdb, err := sql.Open("sqlite", withParams(cfg.DSN,
-		"_pragma=busy_timeout(10000)", "_pragma=foreign_keys(0)",
+		"_pragma=busy_timeout(10000)", "_pragma=foreign_keys(1)",
 		"_pragma=journal_mode(WAL)", "_pragma=synchronous(FULL)",
 		// Savepoints copy each page they touch to a sub-journal; in memory,
 		// not in a temporary file, or every op pays for write syscalls.

@@ -183,7 +183,7 @@ func (w *writer) apply(batch []*op, safe bool) error {
 			} else if !safe {
 				return errDirty
 			}
-			o.err = err
+			o.err = unavailable(err)
 			if safe {
 				if rerr := w.exec(t.st.rollbackTo); rerr != nil {
 					return errors.Join(err, rerr)

@@ -137,6 +137,8 @@ func TestCommitFailure(t *testing.T) {
 	ctx := context.Background()
 	release := stallWriter(t, s)
 	results := insertAsync(s, testMessage("m1", "", "x"))
+	// m1 must run first: statements after the ROLLBACK would autocommit.
+	waitUntil(t, "the insert queued", func() bool { return len(s.w.queue) == 1 })
 	breakErr := make(chan error, 1)
 	go func() {
 		breakErr <- s.submit(ctx, func(t *wtx) error {

@@ -286,7 +286,7 @@ func (s *Store) DeliveryReplay(ctx context.Context, p *store.DeliveryReplayParam
 				return clean(err)
 			}
 		}
-		var order []string               // one replayed delivery id per message
+		var order []string             // one replayed delivery id per message
 		steps := map[string][]string{} // message id → replayed steps
 		for _, id := range ids {
 			d, err := scanDelivery(t.st.replayUpdate.QueryRowContext(t.ctx, now.UnixNano(), id))

@@ -48,6 +48,8 @@ func testDeadLetters(t *testing.T, open Opener) {
 		{"dead on ta", store.DeliveryListParams{Status: dead, Target: "ta"}, []string{"d09", "d06", "d00"}},
 		{"dead on r2 and tb", store.DeliveryListParams{Status: dead, Route: "r2", Target: "tb"}, []string{"d01"}},
 		{"dead of m05", store.DeliveryListParams{Status: dead, MessageID: "m05"}, []string{"d05"}},
+		{"by id", store.DeliveryListParams{ID: "d07"}, []string{"d07"}},
+		{"by id and status", store.DeliveryListParams{ID: "d07", Status: dead}, nil},
 		{"succeeded", store.DeliveryListParams{Status: record.DeliverySucceeded}, []string{"d11", "d07", "d03"}},
 		{"all", store.DeliveryListParams{}, []string{"d11", "d10", "d09", "d08", "d07", "d06", "d05", "d04", "d03", "d02", "d01", "d00"}},
 		{"none", store.DeliveryListParams{Status: record.DeliveryWaiting}, nil},
