@@ -462,8 +462,8 @@ loop:
 	endBacklog := backlog()
 	// Drain: how long until the backlog is empty after the load stops.
 	drainStart := time.Now()
-	for backlog() > 0 && time.Since(drainStart) < 30*time.Second {
-		time.Sleep(20 * time.Millisecond)
+	for backlog() > 0 && time.Since(drainStart) < 60*time.Second {
+		time.Sleep(100 * time.Millisecond)
 	}
 	drain := time.Since(drainStart)
 	fmt.Println("## End-to-end (accept and deliver to both targets at once)")

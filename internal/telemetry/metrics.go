@@ -39,12 +39,15 @@ type Metrics struct {
 	answers      *prometheus.CounterVec   // route, code
 	ingestDur    *prometheus.HistogramVec // route
 	breakerState *prometheus.GaugeVec     // target
+	postponed    *prometheus.CounterVec   // target, reason
+	inFlight     *prometheus.GaugeVec     // target
 
 	err error // registration failures, see Err
 
 	mu     sync.RWMutex
-	steps  map[stepKey]*StepMetrics
-	routes map[string]*RouteMetrics
+	steps   map[stepKey]*StepMetrics
+	routes  map[string]*RouteMetrics
+	targets map[string]*TargetMetrics
 }
 
 type stepKey struct{ route, step, target string }
@@ -100,8 +103,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "tandem_breaker_state",
 			Help: "Circuit breaker state per target: 0 closed, 1 half-open, 2 open.",
 		}, []string{"target"}),
-		steps:  make(map[stepKey]*StepMetrics),
-		routes: make(map[string]*RouteMetrics),
+		postponed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tandem_deliveries_postponed_total",
+			Help: "Claimed deliveries given back without an attempt, by reason (breaker_open, paused, rate_limit, shutdown).",
+		}, []string{"target", "reason"}),
+		inFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tandem_target_in_flight",
+			Help: "Deliveries of a target claimed by this process and not yet recorded (at most its concurrency).",
+		}, []string{"target"}),
+		steps:   make(map[stepKey]*StepMetrics),
+		routes:  make(map[string]*RouteMetrics),
+		targets: make(map[string]*TargetMetrics),
 	}
 	if reg != nil {
 		var errs []error
@@ -115,6 +127,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.answers = register(reg, m.answers, &errs)
 		m.ingestDur = register(reg, m.ingestDur, &errs)
 		m.breakerState = register(reg, m.breakerState, &errs)
+		m.postponed = register(reg, m.postponed, &errs)
+		m.inFlight = register(reg, m.inFlight, &errs)
 		if err := errors.Join(errs...); err != nil {
 			m.err = fmt.Errorf("register metrics: %w", err)
 		}

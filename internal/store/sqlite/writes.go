@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/tandem-run/tandem/internal/record"
@@ -176,7 +177,46 @@ func (s *Store) DeliveryClaim(ctx context.Context, p *store.DeliveryClaimParams)
 	if err != nil {
 		return nil, err
 	}
+	if err := s.attachMessages(ctx, out); err != nil {
+		// The claim stands; the worker reads the message itself.
+		s.log.Warn("claim deliveries: read their messages", "err", err)
+	}
 	return out, nil
+}
+
+// attachMessages fills each claimed delivery's Message from the read pool,
+// so a worker need not read the message again. Messages never change after
+// insert but for their status, and the claim has committed, so a reader
+// sees them.
+func (s *Store) attachMessages(ctx context.Context, ds []record.Delivery) error {
+	if len(ds) == 0 {
+		return nil
+	}
+	ids := make([]any, 0, len(ds))
+	seen := make(map[string]bool, len(ds))
+	for _, d := range ds {
+		if !seen[d.MessageID] {
+			seen[d.MessageID] = true
+			ids = append(ids, d.MessageID)
+		}
+	}
+	q := `SELECT ` + messageCols + ` FROM messages WHERE id IN (?` + strings.Repeat(`,?`, len(ids)-1) + `)`
+	rows, err := s.rdb.QueryContext(ctx, q, ids...)
+	if err != nil {
+		return err
+	}
+	ms, err := collect(rows, scanMessage)
+	if err != nil {
+		return err
+	}
+	byID := make(map[string]*record.Message, len(ms))
+	for i := range ms {
+		byID[ms[i].ID] = &ms[i]
+	}
+	for i := range ds {
+		ds[i].Message = byID[ds[i].MessageID]
+	}
+	return nil
 }
 
 // DeliveryComplete records an attempt and its result, then resolves the
