@@ -32,6 +32,9 @@ func commands() []command {
 		{"validate", "check a config file and print ok or its errors", (*Main).validate},
 		{"demo", "run a self-contained demo with two sample APIs", (*Main).demo},
 		{"migrate", "apply or show the store's schema migrations", (*Main).migrate},
+		{"send", "send one message to a route of a running server", (*Main).send},
+		{"messages", "list messages or show one's journey (list|show ID)", (*Main).messages},
+		{"dlq", "list or replay dead letters (list|replay)", (*Main).dlq},
 		{"version", "print the version", (*Main).printVersion},
 	}
 }

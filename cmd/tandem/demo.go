@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tandem-run/tandem/client"
 	"github.com/tandem-run/tandem/examples"
 	"github.com/tandem-run/tandem/internal/config"
 	"github.com/tandem-run/tandem/internal/telemetry"
@@ -75,7 +76,7 @@ func (m *Main) demo(ctx context.Context, args []string) error {
 	out := m.Stdout
 	fmt.Fprintf(out, "tandem demo: gateway on %s, sample APIs payments on %s and inventory on %s\n\n", base, pSrv.Addr, iSrv.Addr)
 
-	c := &demoClient{base: base, http: &http.Client{Timeout: 10 * time.Second}}
+	c := client.New(base, "")
 	// The inventory does not know sku "sea-kayak" yet: that order's
 	// reservation is refused with 404 and goes to dead letters.
 	orders := []struct{ title, body, key string }{
@@ -89,14 +90,15 @@ func (m *Main) demo(ctx context.Context, args []string) error {
 	seen := map[string]bool{}
 	fmt.Fprintln(out, "1. POST /orders (respond: accepted)")
 	for _, o := range orders {
-		code, hdr, body, err := c.post("/orders", o.body, o.key)
+		res, err := c.Send(ctx, "/orders", []byte(o.body), "application/json", o.key)
 		if err != nil {
-			return err
+			return fmt.Errorf("demo: %w", err)
 		}
+		code := res.StatusCode
 		var a struct{ ID, Status string }
-		_ = json.Unmarshal(body, &a)
+		_ = json.Unmarshal(res.Body, &a)
 		extra := ""
-		if hdr.Get("Idempotent-Replayed") == "true" {
+		if res.Header.Get("Idempotent-Replayed") == "true" {
 			extra = " (repeat: same message, nothing new created)"
 		}
 		fmt.Fprintf(out, "   %-46s → %d %s%s\n", o.title, code, a.ID, extra)
@@ -106,18 +108,18 @@ func (m *Main) demo(ctx context.Context, args []string) error {
 		}
 	}
 	fmt.Fprintln(out, "\n2. Waiting until every message is settled (retries run in the background)...")
-	if err := c.waitSettled(ctx, ids, 20*time.Second); err != nil {
+	if err := waitSettled(ctx, c, ids, 20*time.Second); err != nil {
 		return err
 	}
 	fmt.Fprintln(out)
 	for _, id := range ids {
-		if err := c.printJourney(out, id); err != nil {
+		if err := showJourney(ctx, out, c, id); err != nil {
 			return err
 		}
 	}
-	dead, err := c.deadLetters()
+	dead, _, err := c.DeadLetters(ctx, client.ListOptions{})
 	if err != nil {
-		return err
+		return fmt.Errorf("demo: %w", err)
 	}
 	fmt.Fprintf(out, "3. Dead letters: %d\n", len(dead))
 	for _, d := range dead {
@@ -125,102 +127,43 @@ func (m *Main) demo(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintln(out, "\n4. The inventory learns sku \"sea-kayak\"; replaying the dead letters (POST /v1/dead-letters/replay)...")
 	inventory.addSKU("sea-kayak")
-	code, _, body, err := c.post("/v1/dead-letters/replay", `{"all":true}`, "")
+	replayed, err := c.Replay(ctx, client.ReplayRequest{All: true})
 	if err != nil {
-		return err
+		return fmt.Errorf("demo: %w", err)
 	}
-	fmt.Fprintf(out, "   → %d %s\n", code, strings.TrimSpace(string(body)))
-	if err := c.waitSettled(ctx, ids, 20*time.Second); err != nil {
+	fmt.Fprintf(out, "   → replayed %d: %s\n", len(replayed), strings.Join(replayed, ", "))
+	if err := waitSettled(ctx, c, ids, 20*time.Second); err != nil {
 		return err
 	}
 	for _, d := range dead {
-		if err := c.printJourney(out, d.MessageID); err != nil {
+		if err := showJourney(ctx, out, c, d.MessageID); err != nil {
 			return err
 		}
 	}
 	fmt.Fprintln(out, "5. POST /quote (respond: all, durable: false): both APIs in parallel, one merged answer")
-	code, _, body, err = c.post("/quote", `{"order":"Q-1","card":"ok","sku":"tent"}`, "")
+	res, err := c.Send(ctx, "/quote", []byte(`{"order":"Q-1","card":"ok","sku":"tent"}`), "application/json", "")
 	if err != nil {
-		return err
+		return fmt.Errorf("demo: %w", err)
 	}
 	var pretty bytes.Buffer
-	_ = json.Indent(&pretty, body, "   ", "  ")
-	fmt.Fprintf(out, "   → %d %s\n\n", code, pretty.String())
+	_ = json.Indent(&pretty, res.Body, "   ", "  ")
+	fmt.Fprintf(out, "   → %d %s\n\n", res.StatusCode, pretty.String())
 	fmt.Fprintf(out, "What the sample APIs received: payments %d requests, inventory %d requests;\n", payments.count(), inventory.count())
 	fmt.Fprintf(out, "each successful (message, step) reached its API once: payments %v, inventory %v.\n", payments.onceEach(), inventory.onceEach())
 	return nil
 }
 
-// demoClient talks to the gateway over HTTP, as a user would.
-type demoClient struct {
-	base string
-	http *http.Client
-}
-
-func (c *demoClient) post(path, body, key string) (int, http.Header, []byte, error) {
-	req, err := http.NewRequest(http.MethodPost, c.base+path, strings.NewReader(body))
-	if err != nil {
-		return 0, nil, nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if key != "" {
-		req.Header.Set("Idempotency-Key", key)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return 0, nil, nil, fmt.Errorf("demo: POST %s: %w", path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header, b, err
-}
-
-func (c *demoClient) get(path string, v any) error {
-	resp, err := c.http.Get(c.base + path)
-	if err != nil {
-		return fmt.Errorf("demo: GET %s: %w", path, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		return fmt.Errorf("demo: GET %s: %d %s", path, resp.StatusCode, b)
-	}
-	return json.NewDecoder(resp.Body).Decode(v)
-}
-
-type demoMessage struct {
-	ID         string `json:"id"`
-	Route      string `json:"route"`
-	Status     string `json:"status"`
-	Deliveries []struct {
-		Step      string `json:"step"`
-		Target    string `json:"target"`
-		Status    string `json:"status"`
-		LastError string `json:"last_error"`
-		Attempts  []struct {
-			N          int    `json:"n"`
-			DurationMS int64  `json:"duration_ms"`
-			HTTPStatus int    `json:"http_status"`
-			Error      string `json:"error"`
-			StartedAt  string `json:"started_at"`
-		} `json:"attempts"`
-	} `json:"deliveries"`
-}
-
-func (c *demoClient) waitSettled(ctx context.Context, ids []string, limit time.Duration) error {
+// waitSettled polls until every message is terminal.
+func waitSettled(ctx context.Context, c *client.Client, ids []string, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for {
 		settled := true
 		for _, id := range ids {
-			var m demoMessage
-			if err := c.get("/v1/messages/"+id, &m); err != nil {
-				return err
+			m, err := c.Message(ctx, id)
+			if err != nil {
+				return fmt.Errorf("demo: %w", err)
 			}
-			switch m.Status {
-			case "succeeded", "partially_succeeded", "failed", "compensated":
-			default:
-				settled = false
-			}
+			settled = settled && m.Terminal()
 		}
 		if settled {
 			return nil
@@ -236,47 +179,13 @@ func (c *demoClient) waitSettled(ctx context.Context, ids []string, limit time.D
 	}
 }
 
-func (c *demoClient) printJourney(w io.Writer, id string) error {
-	var m demoMessage
-	if err := c.get("/v1/messages/"+id, &m); err != nil {
-		return err
+func showJourney(ctx context.Context, w io.Writer, c *client.Client, id string) error {
+	m, err := c.Message(ctx, id)
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
 	}
-	fmt.Fprintf(w, "   message %s (%s): %s\n", m.ID, m.Route, m.Status)
-	for _, d := range m.Deliveries {
-		fmt.Fprintf(w, "     %-8s → %-9s %s\n", d.Step, d.Target, d.Status)
-		var first time.Time
-		for _, a := range d.Attempts {
-			t, _ := time.Parse(time.RFC3339Nano, a.StartedAt)
-			if first.IsZero() {
-				first = t
-			}
-			res := fmt.Sprintf("HTTP %d", a.HTTPStatus)
-			if a.HTTPStatus == 0 {
-				res = a.Error
-			}
-			fmt.Fprintf(w, "         attempt %d at +%-6s %-9s (%d ms)\n", a.N, t.Sub(first).Round(time.Millisecond), res, a.DurationMS)
-		}
-		if d.Status == "dead" {
-			fmt.Fprintf(w, "         dead letter: %s\n", d.LastError)
-		}
-	}
-	fmt.Fprintln(w)
+	printJourney(w, m)
 	return nil
-}
-
-type demoDead struct {
-	MessageID string `json:"message_id"`
-	Step      string `json:"step"`
-	Target    string `json:"target"`
-	LastError string `json:"last_error"`
-}
-
-func (c *demoClient) deadLetters() ([]demoDead, error) {
-	var out struct {
-		DeadLetters []demoDead `json:"dead_letters"`
-	}
-	err := c.get("/v1/dead-letters", &out)
-	return out.DeadLetters, err
 }
 
 // sampleAPI is one of the demo's downstream APIs. Payments fails a "flaky"

@@ -245,6 +245,9 @@ targets:
   flaky:
     url: %s/hook
     retry: { max_attempts: 5, initial: 5ms, max: 20ms }
+    # Two failures in three calls would open a breaker; this test is
+    # about retries, so the breaker is off.
+    breaker: { disabled: true }
   missing:
     url: %s/hook
     retry: { max_attempts: 5, initial: 5ms, max: 20ms }
@@ -322,6 +325,14 @@ routes:
 	getJSON(t, p.base+"/v1/messages/"+ids[0], &m)
 	if m.Status != "partially_succeeded" {
 		t.Errorf("message status %q, want partially_succeeded", m.Status)
+	}
+
+	// The CLI sees the same dead letters and messages.
+	if out, _, err := runCLI(t, nil, "dlq", "list", "--server", p.base, "--limit", "1000"); err != nil || strings.Count(out, "permanent failure") != n {
+		t.Errorf("dlq list: %v; %d rows", err, strings.Count(out, "permanent failure"))
+	}
+	if out, _, err := runCLI(t, nil, "messages", "show", ids[0], "--server", p.base); err != nil || !strings.Contains(out, "dead letter") {
+		t.Errorf("messages show: %v\n%s", err, out)
 	}
 
 	// Fix the target and replay every dead letter.

@@ -145,6 +145,17 @@ func (x *exclusiveTarget) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(w, `{"key":%q}`, key)
 }
 
+// requests counts the requests received.
+func (x *exclusiveTarget) requests() int {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	n := 0
+	for _, c := range x.seen {
+		n += c
+	}
+	return n
+}
+
 // delivered counts the keys that got a 2xx.
 func (x *exclusiveTarget) delivered(keys []string) int {
 	x.mu.Lock()

@@ -21,9 +21,7 @@ import (
 	"github.com/tandem-run/tandem/internal/telemetry"
 )
 
-// leaseMargin is added to a target's total timeout to make a claim's lease:
-// the lease must outlast the request, or a slow request would be claimed
-// and sent again while still in flight.
+// leaseMargin is the default Options.LeaseMargin.
 const leaseMargin = 30 * time.Second
 
 // Options configure an Engine.
@@ -52,6 +50,11 @@ type Options struct {
 	// local completion woke it (another replica may be delivering).
 	// Default 1s.
 	WaitPoll time.Duration
+	// LeaseMargin is added to a target's total timeout (and to the longest
+	// wait for a rate limit token) to make a claim's lease: the lease must
+	// outlast the request, or a slow request would be claimed and sent
+	// again while still in flight. Default 30s; tests make it short.
+	LeaseMargin time.Duration
 }
 
 // Engine runs routes: accept, persist, deliver, answer.
@@ -112,6 +115,9 @@ func New(opts Options) (*Engine, error) {
 	}
 	if opts.WaitPoll <= 0 {
 		opts.WaitPoll = time.Second
+	}
+	if opts.LeaseMargin <= 0 {
+		opts.LeaseMargin = leaseMargin
 	}
 	if opts.Owner == "" {
 		opts.Owner = defaultOwner()

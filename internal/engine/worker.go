@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/tandem-run/tandem/internal/config"
@@ -12,9 +13,17 @@ import (
 	"github.com/tandem-run/tandem/internal/resilience"
 	"github.com/tandem-run/tandem/internal/store"
 	"github.com/tandem-run/tandem/internal/target"
+	"github.com/tandem-run/tandem/internal/telemetry"
 )
 
-// targetRunner owns one target: its claim loop and its attempts in flight.
+// maxHold is the longest a claimed delivery waits in memory for a rate
+// limit token; a delivery that would wait longer is not claimed. The
+// lease of a rate-limited target covers it.
+const maxHold = time.Second
+
+// targetRunner owns one target: its claim loop, its attempts in flight and
+// the policies that gate them (Retry-After pause, circuit breaker, rate
+// limit, concurrency cap), shared by every route that calls the target.
 type targetRunner struct {
 	e        *Engine
 	cfg      *config.Target
@@ -22,9 +31,16 @@ type targetRunner struct {
 	policy   resilience.Policy
 	lease    time.Duration
 	limit    int
+	breaker  *resilience.Breaker // nil when disabled
+	limiter  *resilience.Limiter // nil without a rate limit
+	metrics  *telemetry.TargetMetrics
+
+	// pausedUntil (unix nanoseconds, 0 = none) is when the target's
+	// Retry-After pause ends; it only moves forward.
+	pausedUntil atomic.Int64
 
 	wakeCh chan struct{} // buffered 1: work may be due
-	slots  chan struct{} // one token per attempt in flight
+	slots  chan struct{} // one token per delivery claimed and not yet recorded
 }
 
 func newTargetRunner(e *Engine, tc *config.Target) *targetRunner {
@@ -36,7 +52,7 @@ func newTargetRunner(e *Engine, tc *config.Target) *targetRunner {
 	if total <= 0 {
 		total = 10 * time.Second
 	}
-	return &targetRunner{
+	tr := &targetRunner{
 		e:        e,
 		cfg:      tc,
 		endpoint: Endpoint(tc),
@@ -47,10 +63,57 @@ func newTargetRunner(e *Engine, tc *config.Target) *targetRunner {
 			Multiplier:  tc.Retry.Multiplier,
 			MaxAge:      tc.Retry.MaxAge.D(),
 		},
-		lease:  total + leaseMargin,
-		limit:  conc,
-		wakeCh: make(chan struct{}, 1),
-		slots:  make(chan struct{}, conc),
+		limit: conc,
+		limiter: resilience.NewLimiter(resilience.LimiterSettings{
+			PerSecond: tc.RateLimit.PerSecond, Burst: tc.RateLimit.Burst, Shared: tc.RateLimit.Shared,
+		}),
+		metrics: e.metrics.Target(tc.Name),
+		wakeCh:  make(chan struct{}, 1),
+		slots:   make(chan struct{}, conc),
+	}
+	// The lease outlasts everything a claimed delivery may go through
+	// before it is recorded: a wait for a token, the request itself, and
+	// a margin for the store round trips around it.
+	tr.lease = total + e.opts.LeaseMargin
+	if tr.limiter != nil {
+		tr.lease += maxHold
+	}
+	if !tc.Breaker.Disabled {
+		tr.breaker = resilience.NewBreaker(resilience.BreakerSettings{
+			FailureRatio:   tc.Breaker.FailureRatio,
+			MinRequests:    tc.Breaker.MinRequests,
+			Window:         tc.Breaker.Window.D(),
+			OpenFor:        tc.Breaker.OpenFor.D(),
+			HalfOpenProbes: tc.Breaker.HalfOpenProbes,
+		}, clockFunc(e.opts.Now), tr.breakerChanged)
+	}
+	tr.metrics.BreakerState(telemetry.BreakerClosed)
+	return tr
+}
+
+// clockFunc makes the engine's clock a resilience.Clock.
+type clockFunc func() time.Time
+
+func (f clockFunc) Now() time.Time { return f() }
+
+// breakerChanged logs and exports a state change. It runs with the
+// breaker's lock held: it must not call the breaker.
+func (tr *targetRunner) breakerChanged(c resilience.BreakerChange) {
+	log := tr.e.log.With("target", tr.cfg.Name, "from", c.From.String(), "to", c.To.String())
+	switch c.To {
+	case resilience.BreakerOpen:
+		tr.metrics.BreakerState(telemetry.BreakerOpen)
+		if c.From == resilience.BreakerClosed {
+			log.Warn("circuit breaker opened", "requests", c.Requests, "failures", c.Failures, "until", c.OpenUntil)
+		} else {
+			log.Warn("circuit breaker probe failed; open again", "until", c.OpenUntil)
+		}
+	case resilience.BreakerHalfOpen:
+		tr.metrics.BreakerState(telemetry.BreakerHalfOpen)
+		log.Info("circuit breaker half-open; probing")
+	default:
+		tr.metrics.BreakerState(telemetry.BreakerClosed)
+		log.Info("circuit breaker closed")
 	}
 }
 
@@ -89,20 +152,23 @@ func (tr *targetRunner) poke() {
 	}
 }
 
-// loop claims due deliveries while it has free slots, and otherwise waits
-// for a wake-up, a freed slot, or the poll interval.
+// loop claims due deliveries while the target's gates let attempts
+// through (free slots, no pause, breaker not open, rate limit tokens), and
+// otherwise waits for a wake-up, a freed slot, the end of the wait the
+// gates named, or the poll interval. While the breaker is open or the
+// target paused, it does not touch the store at all.
 func (tr *targetRunner) loop(ctx context.Context) {
 	e := tr.e
 	poll := time.NewTimer(e.opts.PollInterval)
 	defer poll.Stop()
 	backoff := time.Duration(0)
 	for {
-		free := tr.limit - len(tr.slots)
+		now := e.opts.Now().UTC()
+		want, wait := tr.admit(now)
 		got := 0
-		if free > 0 {
-			now := e.opts.Now().UTC()
+		if want > 0 {
 			ds, err := e.store.DeliveryClaim(ctx, &store.DeliveryClaimParams{
-				Target: tr.cfg.Name, Limit: free, LeaseFor: tr.lease, Owner: e.opts.Owner, Now: &now,
+				Target: tr.cfg.Name, Limit: want, LeaseFor: tr.lease, Owner: e.opts.Owner, Now: &now,
 			})
 			switch {
 			case ctx.Err() != nil:
@@ -120,15 +186,23 @@ func (tr *targetRunner) loop(ctx context.Context) {
 			}
 			backoff = 0
 			got = len(ds)
+			// Tokens are reserved from the time the claim returned, so
+			// a slow claim does not bunch the requests up after it.
+			at := e.opts.Now().UTC()
 			for i := range ds {
-				tr.slots <- struct{}{}
-				e.attempts.Add(1)
-				go tr.run(&ds[i])
+				tr.start(&ds[i], at)
 			}
 		}
-		if got > 0 && got == free {
-			// More may be due; claim again once a slot frees.
+		if got > 0 && got == want {
+			// More may be due; claim again while the gates allow.
 			continue
+		}
+		// The wait is measured on the engine's clock but slept in real
+		// time, at most a poll interval, so a test clock that jumps is
+		// noticed at the next poll.
+		sleep := e.opts.PollInterval
+		if wait > 0 && wait < sleep {
+			sleep = wait
 		}
 		if !poll.Stop() {
 			select {
@@ -136,7 +210,7 @@ func (tr *targetRunner) loop(ctx context.Context) {
 			default:
 			}
 		}
-		poll.Reset(e.opts.PollInterval)
+		poll.Reset(sleep)
 		select {
 		case <-ctx.Done():
 			return
@@ -146,19 +220,123 @@ func (tr *targetRunner) loop(ctx context.Context) {
 	}
 }
 
-// run makes one attempt of a claimed delivery and records its outcome.
-func (tr *targetRunner) run(d *record.Delivery) {
+// admit says how many deliveries the loop may claim now, and, when none,
+// how long until a gate may open (0: until woken or the next poll).
+func (tr *targetRunner) admit(now time.Time) (int, time.Duration) {
+	free := tr.limit - len(tr.slots)
+	if free <= 0 {
+		return 0, 0 // a finishing attempt wakes the loop
+	}
+	if until := tr.paused(now); !until.IsZero() {
+		return 0, until.Sub(now)
+	}
+	n, until := tr.breaker.Capacity()
+	if n <= 0 {
+		if until.IsZero() {
+			return 0, 0 // half-open, every probe out: a probe's end wakes the loop
+		}
+		return 0, max(until.Sub(now), time.Millisecond)
+	}
+	// Claim only what can get a token within maxHold, so no claimed
+	// delivery waits in memory for long.
+	if tokens := tr.limiter.Available(now, maxHold); tokens < n {
+		n = tokens
+	}
+	if n <= 0 {
+		return 0, max(tr.limiter.Next(now), time.Millisecond)
+	}
+	return min(n, free), 0
+}
+
+// start runs one claimed delivery in its own goroutine: it takes a slot,
+// and a rate limit token (waiting for it in memory, at most maxHold).
+func (tr *targetRunner) start(d *record.Delivery, now time.Time) {
 	e := tr.e
-	defer e.attempts.Done()
-	defer func() {
-		<-tr.slots
-		tr.poke()
+	hold, ok := tr.limiter.Reserve(now, maxHold)
+	tr.slots <- struct{}{}
+	tr.metrics.InFlight(1)
+	e.attempts.Add(1)
+	go func() {
+		defer func() {
+			<-tr.slots
+			tr.metrics.InFlight(-1)
+			e.attempts.Done()
+			tr.poke()
+		}()
+		if !ok {
+			// The rate went down (fewer tokens than admit counted on):
+			// give the delivery back for when a token will be there.
+			tr.postpone(d, now.Add(hold), telemetry.PostponeRateLimit, "")
+			return
+		}
+		tr.run(d, hold)
 	}()
+}
+
+// paused returns when the target's Retry-After pause ends, or zero when
+// the target is not paused at now.
+func (tr *targetRunner) paused(now time.Time) time.Time {
+	u := tr.pausedUntil.Load()
+	if u == 0 || now.UnixNano() >= u {
+		return time.Time{}
+	}
+	return time.Unix(0, u).UTC()
+}
+
+// pause stops the target's attempts until until (it never shortens a
+// pause already set).
+func (tr *targetRunner) pause(until time.Time) {
+	u := until.UnixNano()
+	for {
+		cur := tr.pausedUntil.Load()
+		if cur >= u {
+			return
+		}
+		if tr.pausedUntil.CompareAndSwap(cur, u) {
+			tr.e.log.Info("target paused: it asked to wait (Retry-After)", "target", tr.cfg.Name, "until", until.UTC())
+			return
+		}
+	}
+}
+
+// run makes one attempt of a claimed delivery and records its outcome.
+// hold is how long to wait first for a rate limit token.
+func (tr *targetRunner) run(d *record.Delivery, hold time.Duration) {
+	e := tr.e
 	ctx := e.hardCtx
+	if hold > 0 {
+		t := time.NewTimer(hold)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			tr.postpone(d, e.opts.Now(), telemetry.PostponeShutdown, "")
+			return
+		case <-t.C:
+		}
+	}
+	// The gates again, right before the call: the target may have paused
+	// or its breaker opened since the claim. Such a delivery is given
+	// back for when the gate opens, without counting an attempt.
+	now := e.opts.Now()
+	if until := tr.paused(now); !until.IsZero() {
+		tr.postpone(d, until, telemetry.PostponePaused, "postponed: the target asked to wait (Retry-After)")
+		return
+	}
+	permit, err := tr.breaker.Allow()
+	if err != nil {
+		var oe *resilience.BreakerOpenError
+		at := now
+		if errors.As(err, &oe) {
+			at = oe.Until
+		}
+		tr.postpone(d, at, telemetry.PostponeBreakerOpen, "postponed: circuit breaker open")
+		return
+	}
 	msg := d.Message
 	if msg == nil {
 		md, err := e.store.MessageGet(ctx, d.MessageID)
 		if err != nil {
+			permit.Cancel()
 			e.log.Warn("read message for delivery", "message_id", d.MessageID, "delivery_id", d.ID, "error", err)
 			tr.release(d, e.opts.Now().Add(time.Second), "read message: "+err.Error())
 			return
@@ -172,6 +350,7 @@ func (tr *targetRunner) run(d *record.Delivery) {
 	}
 	if sp == nil {
 		// The config changed under a stored message: nothing can be sent.
+		permit.Cancel()
 		tr.finish(d, &target.Result{Outcome: record.OutcomePermanent,
 			Err: fmt.Errorf("route %q has no step %q in the current config", d.Route, d.Step)}, e.opts.Now())
 		return
@@ -183,6 +362,7 @@ func (tr *targetRunner) run(d *record.Delivery) {
 	if err != nil {
 		// A request that cannot be built for this message will never be:
 		// dead-letter it with the reason.
+		permit.Cancel()
 		tr.finish(d, &target.Result{Outcome: record.OutcomePermanent, Err: err}, e.opts.Now())
 		return
 	}
@@ -190,10 +370,32 @@ func (tr *targetRunner) run(d *record.Delivery) {
 	res := e.caller.Do(ctx, req)
 	if ctx.Err() != nil && res.Outcome != record.OutcomeSuccess {
 		// Shutdown cut the attempt short: give the delivery back uncounted.
-		tr.release(d, e.opts.Now(), "")
+		permit.Cancel()
+		tr.postpone(d, e.opts.Now(), telemetry.PostponeShutdown, "")
 		return
 	}
+	tr.observe(permit, res)
 	tr.finish(d, res, started)
+}
+
+// observe feeds an attempt's outcome to the breaker and the pause. Only a
+// transient failure counts against the breaker: a permanent one (a 4xx)
+// shows the target is up. A 429 counts neither way: the target is up and
+// asks to slow down, which the pause does. A 429 or 503 with Retry-After
+// pauses the whole target (both say the service, not this one request,
+// needs the time).
+func (tr *targetRunner) observe(permit resilience.Permit, res *target.Result) {
+	switch {
+	case res.Status == http.StatusTooManyRequests:
+		permit.Cancel()
+	case res.Outcome == record.OutcomeTransient:
+		permit.Done(false)
+	default:
+		permit.Done(true)
+	}
+	if res.RetryAfter > 0 && (res.Status == http.StatusTooManyRequests || res.Status == http.StatusServiceUnavailable) {
+		tr.pause(tr.e.opts.Now().Add(res.RetryAfter))
+	}
 }
 
 // finish records the attempt and decides the delivery's next state.
@@ -265,7 +467,7 @@ func (tr *targetRunner) finish(d *record.Delivery, res *target.Result, started t
 		e.metrics.DeliveryFinished(route, d.Step, d.Target, string(record.DeliveryDead))
 	default:
 		log.Info("retry scheduled", "http_status", res.Status, "error", errText, "next_attempt_at", p.NextAttemptAt)
-		if wait := time.Until(p.NextAttemptAt); wait < e.opts.PollInterval {
+		if p.NextAttemptAt.Sub(now) < e.opts.PollInterval {
 			tr.poke()
 		}
 	}
@@ -273,6 +475,13 @@ func (tr *targetRunner) finish(d *record.Delivery, res *target.Result, started t
 		e.wake(r.Target)
 	}
 	e.notify(d.MessageID)
+}
+
+// postpone gives a claimed delivery back, due at at, without counting an
+// attempt, and counts it under reason.
+func (tr *targetRunner) postpone(d *record.Delivery, at time.Time, reason, text string) {
+	tr.metrics.Postponed(reason)
+	tr.release(d, at, text)
 }
 
 // release gives a claimed delivery back without counting an attempt.

@@ -137,7 +137,7 @@ type Breaker struct {
 	s        BreakerSettings
 	clock    Clock
 	width    time.Duration // of one bucket
-	onChange func(from, to BreakerState, at time.Time)
+	onChange func(BreakerChange)
 
 	mu        sync.Mutex
 	state     BreakerState
@@ -156,10 +156,20 @@ type bucket struct {
 	populated bool
 }
 
+// BreakerChange describes one state change, for logs and metrics.
+type BreakerChange struct {
+	From, To BreakerState
+	At       time.Time
+	// Requests and Failures in the window when a closed breaker opened.
+	Requests, Failures int
+	// OpenUntil is when the breaker half-opens, when To is open.
+	OpenUntil time.Time
+}
+
 // NewBreaker returns a closed breaker. clock nil means SystemClock.
 // onChange, when not nil, is called on every state change with the lock
-// held (so calls arrive in order): it must not call the breaker.
-func NewBreaker(s BreakerSettings, clock Clock, onChange func(from, to BreakerState, at time.Time)) *Breaker {
+// held (so changes arrive in order): it must not call the breaker.
+func NewBreaker(s BreakerSettings, clock Clock, onChange func(BreakerChange)) *Breaker {
 	s = s.WithDefaults()
 	if clock == nil {
 		clock = SystemClock{}
@@ -338,16 +348,21 @@ func (b *Breaker) open(now time.Time) {
 
 // setState moves to a new generation in state to. b.mu is held.
 func (b *Breaker) setState(to BreakerState, now time.Time) {
-	from := b.state
+	ch := BreakerChange{From: b.state, To: to, At: now}
+	if ch.From == BreakerClosed {
+		ch.Requests, ch.Failures = b.counts(now)
+	}
 	b.state = to
 	b.gen++
 	b.probes, b.probesOK = 0, 0
 	clear(b.buckets)
-	if to != BreakerOpen {
+	if to == BreakerOpen {
+		ch.OpenUntil = b.openUntil
+	} else {
 		b.openUntil = time.Time{}
 	}
-	if b.onChange != nil && from != to {
-		b.onChange(from, to, now)
+	if b.onChange != nil && ch.From != to {
+		b.onChange(ch)
 	}
 }
 

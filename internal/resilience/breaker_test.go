@@ -22,9 +22,9 @@ func newTestBreaker(t *testing.T, s BreakerSettings) (*Breaker, *ManualClock, fu
 	clk := NewManualClock(t0)
 	var mu sync.Mutex
 	var got []transition
-	b := NewBreaker(s, clk, func(from, to BreakerState, at time.Time) {
+	b := NewBreaker(s, clk, func(c BreakerChange) {
 		mu.Lock()
-		got = append(got, transition{from, to, at.Sub(t0)})
+		got = append(got, transition{c.From, c.To, c.At.Sub(t0)})
 		mu.Unlock()
 	})
 	return b, clk, func() []transition {

@@ -44,7 +44,7 @@ type Metrics struct {
 
 	err error // registration failures, see Err
 
-	mu     sync.RWMutex
+	mu      sync.RWMutex
 	steps   map[stepKey]*StepMetrics
 	routes  map[string]*RouteMetrics
 	targets map[string]*TargetMetrics
