@@ -130,6 +130,7 @@ routes:
 	})
 
 	proxy.Stop()
+	outage := time.Now()
 	t.Log("database unreachable")
 	waitFor(t, 15*time.Second, "/readyz to answer 503", func() bool {
 		code, _ := getStatus(t, p.base+"/readyz")
@@ -170,7 +171,8 @@ routes:
 	if err := proxy.Start(); err != nil {
 		t.Fatalf("restart proxy: %v", err)
 	}
-	t.Log("database back")
+	back := time.Now()
+	t.Logf("database back after %v", back.Sub(outage).Round(10*time.Millisecond))
 	waitFor(t, 15*time.Second, "/readyz to answer 200", func() bool {
 		code, _ := getStatus(t, p.base+"/readyz")
 		return code == http.StatusOK
@@ -189,6 +191,7 @@ routes:
 	waitFor(t, 45*time.Second, "every acknowledged message at both targets", func() bool {
 		return ta.delivered(keysA) == len(keys) && tb.delivered(keysB) == len(keys)
 	})
+	t.Logf("all delivered %v after the database came back", time.Since(back).Round(10*time.Millisecond))
 	waitFor(t, 15*time.Second, "every message recorded as succeeded", func() bool {
 		return pgCount(t, schema, "SELECT count(*) FROM messages WHERE status <> 'succeeded'") == 0
 	})

@@ -46,8 +46,17 @@ func (e *Engine) Ingest(ctx context.Context, route string, in *Inbound) (*Answer
 	} else {
 		ans, err = e.fanOut(ctx, rp, in)
 	}
-	if err == nil {
-		e.metrics.ObserveIngest(route, ans.HTTPStatus, time.Since(start))
+	code := 0
+	switch {
+	case err == nil:
+		code = ans.HTTPStatus
+	case errors.Is(err, store.ErrIdempotencyConflict):
+		code = http.StatusConflict
+	case errors.Is(err, store.ErrUnavailable), errors.Is(err, ErrShuttingDown):
+		code = http.StatusServiceUnavailable
+	}
+	if code != 0 {
+		e.metrics.ObserveIngest(route, code, time.Since(start))
 	}
 	return ans, err
 }
