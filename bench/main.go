@@ -44,7 +44,7 @@ func main() {
 	dur := flag.Duration("duration", 8*time.Second, "how long each measured run lasts")
 	conns := flag.Int("conns", 64, "concurrent client connections")
 	e2eRate := flag.Float64("e2e-rate", 5000, "offered messages/s in the end-to-end run")
-	only := flag.String("only", "", "run only: fanout, accept or e2e")
+	only := flag.String("only", "", "run only: fanout, accept, e2e or pg (PostgreSQL and replicas; needs TANDEM_BENCH_POSTGRES or TANDEM_TEST_POSTGRES)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
 	if *cpuprofile != "" {
@@ -89,6 +89,11 @@ func run(dur time.Duration, conns int, e2eRate float64, only string) error {
 	}
 	if only == "" || only == "e2e" {
 		if err := benchEndToEnd(a, b, dur, conns, e2eRate); err != nil {
+			return err
+		}
+	}
+	if only == "pg" {
+		if err := benchPostgres(a, b, dur, conns); err != nil {
 			return err
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -143,7 +144,7 @@ func (cc *crashClients) run(id int, interval time.Duration, stop, hard <-chan st
 				}
 				break
 			}
-			var bad *badAnswer
+			var bad *crashBadAnswer
 			if errors.As(err, &bad) {
 				cc.bad.Add(1)
 				cc.badText.Store(err.Error())
@@ -160,18 +161,18 @@ func (cc *crashClients) run(id int, interval time.Duration, stop, hard <-chan st
 	}
 }
 
-// badAnswer is an answer that is neither a 202 nor a connection error.
-type badAnswer struct {
+// crashBadAnswer is an answer that is neither a 202 nor a connection error.
+type crashBadAnswer struct {
 	code int
 	body string
 }
 
-func (b *badAnswer) Error() string { return fmt.Sprintf("status %d: %s", b.code, b.body) }
+func (b *crashBadAnswer) Error() string { return fmt.Sprintf("status %d: %s", b.code, b.body) }
 
 func (cc *crashClients) post(key, body string) (id string, repeat bool, err error) {
 	req, err := http.NewRequest(http.MethodPost, cc.base+"/orders", strings.NewReader(body))
 	if err != nil {
-		return "", false, &badAnswer{body: err.Error()}
+		return "", false, &crashBadAnswer{body: err.Error()}
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Idempotency-Key", key)
@@ -188,12 +189,12 @@ func (cc *crashClients) post(key, body string) (id string, repeat bool, err erro
 		return "", false, errors.New("503: " + string(b)) // shutting down or store away: retry
 	}
 	if resp.StatusCode != http.StatusAccepted {
-		return "", false, &badAnswer{code: resp.StatusCode, body: string(b)}
+		return "", false, &crashBadAnswer{code: resp.StatusCode, body: string(b)}
 	}
 	loc := resp.Header.Get("Location")
 	id = strings.TrimPrefix(loc, "/v1/messages/")
 	if id == "" || id == loc {
-		return "", false, &badAnswer{code: resp.StatusCode, body: "no Location: " + string(b)}
+		return "", false, &crashBadAnswer{code: resp.StatusCode, body: "no Location: " + string(b)}
 	}
 	return id, resp.Header.Get("Idempotent-Replayed") == "true", nil
 }
@@ -206,6 +207,20 @@ func (cc *crashClients) ackedIDs() map[string]string {
 		out[k] = v
 	}
 	return out
+}
+
+// crashBinary builds tandem without the race detector into a temp dir:
+// the race build reaches only about 110 messages/s on a 2-core machine, and
+// this test needs the production speed. Races in serve are the business of
+// the end-to-end and in-process tests, which run under -race.
+func crashBinary(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "tandem")
+	out, err := exec.Command("go", "build", "-o", path, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return path
 }
 
 // crashFreeAddr returns a loopback address that was free a moment ago.
@@ -276,8 +291,8 @@ func (p *process) crashLogs() string {
 	return p.logs.String()
 }
 
-// kill sends SIGKILL and waits for the process to be gone.
-func (p *process) sigkill(t *testing.T) {
+// crashKill sends SIGKILL and waits for the process to be gone.
+func (p *process) crashKill(t *testing.T) {
 	t.Helper()
 	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -334,7 +349,7 @@ routes:
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	bin := "/tmp/tandem-plain" // TEMP
+	bin := crashBinary(t)
 	listen := crashFreeAddr(t)
 
 	cc := &crashClients{
@@ -359,7 +374,7 @@ routes:
 	for i := range crashes {
 		time.Sleep(time.Second + rand.N(1500*time.Millisecond)) // load for 1–2.5s
 		before := len(cc.ackedIDs())
-		p.sigkill(t)
+		p.crashKill(t)
 		killedAt[gen.Load()] = time.Now()
 		t.Logf("crash %d: SIGKILL at %v, %d messages acknowledged so far", i+1, time.Since(started).Round(time.Millisecond), before)
 		gen.Add(1)
@@ -367,6 +382,7 @@ routes:
 	}
 	time.Sleep(time.Second) // one more second of load on the last generation
 	close(stop)
+	loadTime := time.Since(started)
 	finished := make(chan struct{})
 	go func() { wg.Wait(); close(finished) }()
 	select {
@@ -386,8 +402,9 @@ routes:
 	}
 	// Deliveries a killed generation held are claimed again when their
 	// lease (total timeout + 30s margin) runs out.
-	waitFor(t, 50*time.Second, "every acknowledged message to reach both targets", func() bool {
-		return steady.succeeded(keys)+flaky.succeeded(keys) == len(keys)
+	waitFor(t, 50*time.Second, "every acknowledged message to reach both targets and settle", func() bool {
+		return steady.succeeded(keys)+flaky.succeeded(keys) == len(keys) &&
+			!crashAnyMessage(t, cc.base, "accepted") && !crashAnyMessage(t, cc.base, "running")
 	})
 	p.stop(t, 15*time.Second)
 	elapsed := time.Since(started)
@@ -398,15 +415,26 @@ routes:
 		t.Fatal(err)
 	}
 	defer st.Close()
-	stored := storedMessages(t, st)
+	stored := crashStoredMessages(t, st)
 
 	rep := checkCrashRun(t, acked, stored, killedAt, map[string]*crashTarget{"a": steady, "b": flaky})
 	rep.retried, rep.replayed = cc.retried.Load(), cc.replayed.Load()
-	t.Logf("crash test: %d SIGKILLs over %v; acknowledged %d, delivered %d (to both targets), lost %d; "+
+	t.Logf("crash test: %d SIGKILLs over %v; %d clients offered %.0f msg/s, acknowledged %.0f msg/s over %v of load (restarts included); acknowledged %d, delivered %d (to both targets), lost %d; "+
 		"re-delivered after a success %d (all in a crash window: %d); attempts made but not recorded %d; "+
 		"POST retries %d, of which %d found their message already committed; widest crash window %v",
-		crashes, elapsed.Round(time.Millisecond), rep.acked, rep.delivered, rep.lost,
+		crashes, elapsed.Round(time.Millisecond), clients, float64(clients)*float64(time.Second)/float64(interval),
+		float64(rep.acked)/loadTime.Seconds(), loadTime.Round(time.Millisecond), rep.acked, rep.delivered, rep.lost,
 		rep.redelivered, rep.inWindow, rep.unrecorded, rep.retried, rep.replayed, rep.widest.Round(time.Microsecond))
+}
+
+// crashAnyMessage reports whether some message has the status.
+func crashAnyMessage(t *testing.T, base, status string) bool {
+	t.Helper()
+	var page struct {
+		Messages []json.RawMessage `json:"messages"`
+	}
+	getJSON(t, base+"/v1/messages?limit=1&status="+status, &page)
+	return len(page.Messages) > 0
 }
 
 // crashReport holds the figures of one crash run.
@@ -418,8 +446,8 @@ type crashReport struct {
 	widest                 time.Duration // longest time from an unrecorded success to the kill
 }
 
-// storedMessages reads every message, with deliveries and attempts.
-func storedMessages(t *testing.T, st store.Store) map[string]*record.MessageDetail {
+// crashStoredMessages reads every message, with deliveries and attempts.
+func crashStoredMessages(t *testing.T, st store.Store) map[string]*record.MessageDetail {
 	t.Helper()
 	ctx := context.Background()
 	out := map[string]*record.MessageDetail{}
@@ -488,7 +516,7 @@ func checkCrashRun(t *testing.T, acked map[string]string, stored map[string]*rec
 		both := true
 		for _, d := range md.Deliveries {
 			ev := events[d.Step][id+"."+d.Step]
-			if !checkDelivery(t, id, d, md.Attempts[d.ID], ev, killedAt, &rep) {
+			if !crashCheckDelivery(t, id, d, md.Attempts[d.ID], ev, killedAt, &rep) {
 				both = false
 			}
 		}
@@ -504,11 +532,11 @@ func checkCrashRun(t *testing.T, acked map[string]string, stored map[string]*rec
 	return rep
 }
 
-// checkDelivery checks one delivery against what its target saw: it
+// crashCheckDelivery checks one delivery against what its target saw: it
 // reached the target with a 2xx; every request after the first 2xx is
 // explained by a kill of the generation that got that 2xx; the last
 // request is the recorded success.
-func checkDelivery(t *testing.T, id string, d record.Delivery, atts []record.Attempt, ev []crashEvent,
+func crashCheckDelivery(t *testing.T, id string, d record.Delivery, atts []record.Attempt, ev []crashEvent,
 	killedAt map[int32]time.Time, rep *crashReport) bool {
 	t.Helper()
 	key := id + "." + d.Step

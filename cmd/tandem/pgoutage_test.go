@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -72,37 +73,35 @@ func TestPostgresOutage(t *testing.T) {
 	schema, dsn := pgSchema(t)
 	proxy, proxied := pgProxy(t, dsn)
 
-	// Each key's first request is answered 503 with Retry-After: 4, which
-	// pauses the target: when the outage begins every delivery waits in
-	// the store, none in flight, and they fall due during or after the
-	// outage and must be picked up once it ends. (An attempt in flight
-	// when the database goes away cannot be recorded; its lease, timeout
-	// plus 30s, would have to run out first. TestReplicas covers leases.)
+	// Until the outage begins, the targets answer 503 with Retry-After: 5,
+	// which pauses them: when the outage begins every delivery waits in
+	// the store, none in flight, and they fall due during the outage and
+	// must be picked up once it ends. (An attempt in flight, or a claim
+	// whose answer is cut off, when the database goes away cannot be
+	// recorded: its lease, timeout.total plus 30s, must run out first.
+	// The wait for delivery allows for that, should the machine be so slow
+	// that the pause ends before the outage begins.)
+	var outageBegun atomic.Bool
 	fail := func(key string, n int) int {
-		if n == 1 {
+		if !outageBegun.Load() {
 			return http.StatusServiceUnavailable
 		}
 		return http.StatusOK
 	}
 	ta := newExclusiveTarget(0, fail)
 	tb := newExclusiveTarget(0, fail)
-	retryAfter := func(h http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Retry-After", "4")
-			h.ServeHTTP(w, r)
-		})
-	}
-	sa := httptest.NewServer(retryAfter(ta))
+	ta.retryAfter, tb.retryAfter = "5", "5"
+	sa := httptest.NewServer(ta)
 	defer sa.Close()
-	sb := httptest.NewServer(retryAfter(tb))
+	sb := httptest.NewServer(tb)
 	defer sb.Close()
 	cfgPath := writeConfig(t, fmt.Sprintf(`
 server: { shutdown_grace: 10s }
 store: { driver: postgres, dsn: %q }
 log: { format: json, level: info }
 targets:
-  a: { url: "%s/a", timeout: { total: 2s }, retry: { max_attempts: 10, initial: 50ms, max: 1s }, breaker: { disabled: true } }
-  b: { url: "%s/b", timeout: { total: 2s }, retry: { max_attempts: 10, initial: 50ms, max: 1s }, breaker: { disabled: true } }
+  a: { url: "%s/a", timeout: { total: 1s }, retry: { max_attempts: 10, initial: 50ms, max: 1s }, breaker: { disabled: true } }
+  b: { url: "%s/b", timeout: { total: 1s }, retry: { max_attempts: 10, initial: 50ms, max: 1s }, breaker: { disabled: true } }
 routes:
   - name: orders
     path: /orders
@@ -129,6 +128,7 @@ routes:
 			pgCount(t, schema, "SELECT count(*) FROM deliveries WHERE status = 'scheduled'") == 2*n
 	})
 
+	outageBegun.Store(true)
 	proxy.Stop()
 	outage := time.Now()
 	t.Log("database unreachable")
@@ -168,6 +168,11 @@ routes:
 		refused = append(refused, key)
 	}
 
+	// Keep the database away until the deliveries fall due, so the
+	// engine has work waiting when it comes back.
+	waitFor(t, 15*time.Second, "every delivery due", func() bool {
+		return pgCount(t, schema, "SELECT count(*) FROM deliveries WHERE status = 'scheduled' AND next_attempt_at <= now()") == 2*n
+	})
 	if err := proxy.Start(); err != nil {
 		t.Fatalf("restart proxy: %v", err)
 	}
@@ -188,7 +193,7 @@ routes:
 	for i, id := range keys {
 		keysA[i], keysB[i] = id+".a", id+".b"
 	}
-	waitFor(t, 45*time.Second, "every acknowledged message at both targets", func() bool {
+	waitFor(t, 60*time.Second, "every acknowledged message at both targets", func() bool {
 		return ta.delivered(keysA) == len(keys) && tb.delivered(keysB) == len(keys)
 	})
 	t.Logf("all delivered %v after the database came back", time.Since(back).Round(10*time.Millisecond))

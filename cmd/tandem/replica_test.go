@@ -103,6 +103,8 @@ func pgCount(t *testing.T, schema, query string, args ...any) int {
 type exclusiveTarget struct {
 	hold time.Duration
 	fail func(key string, n int) int
+	// retryAfter, when set, is sent as Retry-After with each failure.
+	retryAfter string
 
 	mu       sync.Mutex
 	inflight map[string]bool
@@ -141,6 +143,9 @@ func (x *exclusiveTarget) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	x.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
+	if code >= 300 && x.retryAfter != "" {
+		w.Header().Set("Retry-After", x.retryAfter)
+	}
 	w.WriteHeader(code)
 	fmt.Fprintf(w, `{"key":%q}`, key)
 }
@@ -258,6 +263,7 @@ targets:
     timeout: { connect: 1s, total: 1s }
     concurrency: 8
     retry: { max_attempts: 50, initial: 20ms, max: 200ms }
+    rate_limit: { per_second: 3000, burst: 300, shared: true }
 routes:
   - name: orders
     path: /orders
@@ -274,10 +280,11 @@ routes:
 	waitFor(t, 15*time.Second, "three live replicas in the replicas table", func() bool {
 		return pgCount(t, schema, "SELECT count(*) FROM replicas") == 3
 	})
-	waitFor(t, 15*time.Second, "the last replica to count three", func() bool {
-		procs[2].mu.Lock()
-		defer procs[2].mu.Unlock()
-		return strings.Contains(procs[2].logs.String(), `"msg":"live replicas","replicas":3`)
+	// The last replica to start counts three at once; the shared limit
+	// is divided by that.
+	waitFor(t, 15*time.Second, "the last replica to divide the shared limit by three", func() bool {
+		n, rate := sharedLimit(t, procs[2].base, "b")
+		return n == 3 && rate == 1000
 	})
 
 	const n = 300
@@ -359,6 +366,14 @@ routes:
 		t.Logf("target %s: %d keys delivered more than once", name, again)
 	}
 
+	// The killed replica stops counting once its heartbeat is older than
+	// the ttl (15s); the lease wait above outlasts that.
+	waitFor(t, 20*time.Second, "the live replicas to divide the shared limit by two", func() bool {
+		n1, _ := sharedLimit(t, procs[1].base, "b")
+		n2, rate := sharedLimit(t, procs[2].base, "b")
+		return n1 == 2 && n2 == 2 && rate == 1500
+	})
+
 	// A clean stop removes a replica's row; the killed one's stays until
 	// its ttl passes.
 	procs[1].stop(t, 15*time.Second)
@@ -366,6 +381,29 @@ routes:
 	if got := pgCount(t, schema, "SELECT count(*) FROM replicas"); got != 1 {
 		t.Errorf("%d replicas rows after two clean stops, want 1 (the killed one)", got)
 	}
+}
+
+// sharedLimit reads a target's rate limit from GET /v1/targets: the
+// replicas it is divided by and the rate this replica allows.
+func sharedLimit(t *testing.T, base, target string) (replicas int, perSecond float64) {
+	t.Helper()
+	var list struct {
+		Targets []struct {
+			Name      string
+			RateLimit *struct {
+				Replicas  int     `json:"replicas"`
+				Effective float64 `json:"effective_per_second"`
+			} `json:"rate_limit"`
+		}
+	}
+	getJSON(t, base+"/v1/targets", &list)
+	for _, tv := range list.Targets {
+		if tv.Name == target && tv.RateLimit != nil {
+			return tv.RateLimit.Replicas, tv.RateLimit.Effective
+		}
+	}
+	t.Fatalf("GET /v1/targets: no rate limit on target %s", target)
+	return 0, 0
 }
 
 // liveCounts collects what heartbeat passes to its set func.

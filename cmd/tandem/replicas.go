@@ -27,27 +27,16 @@ type heartbeater interface {
 	Heartbeat(ctx context.Context, owner string, now time.Time, ttl time.Duration) (int, error)
 }
 
-// replicaCounter is an engine that splits shared limits by the live
-// replica count.
-// TODO(SetReplicas): *engine.Engine gains SetReplicas(n int) with the
-// shared rate limits; this check picks it up with no change here.
-type replicaCounter interface {
-	SetReplicas(n int)
-}
-
 // startReplica runs the background work a replica does beside serving,
 // until ctx ends: wake-ups from other replicas, and heartbeats that count
-// the live replicas for shared rate limits.
+// the live replicas for shared rate limits (Engine.SetReplicas).
 func startReplica(ctx context.Context, st store.Store, eng *engine.Engine, logger *slog.Logger) {
 	if l, ok := st.(listener); ok {
 		go wakeOnNotice(l.Listen(ctx), eng)
 	}
 	if hb, ok := st.(heartbeater); ok {
-		var set func(int)
-		if rc, ok := any(eng).(replicaCounter); ok {
-			set = rc.SetReplicas
-		}
-		go heartbeat(ctx, hb, eng.Owner(), replicaTTL, replicaTTL/3, set, logger)
+		// The live count divides rate limits marked shared.
+		go heartbeat(ctx, hb, eng.Owner(), replicaTTL, replicaTTL/3, eng.SetReplicas, logger)
 	}
 }
 

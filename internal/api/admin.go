@@ -107,7 +107,7 @@ func (s *server) registerAdmin(api huma.API) (err error) {
 	}), s.listRoutes)
 	huma.Register(api, secured(huma.Operation{
 		OperationID: "list-targets", Method: http.MethodGet, Path: "/v1/targets",
-		Summary: "List targets", Description: "Targets with their queue depth. Secrets are never shown.",
+		Summary: "List targets", Description: "Targets with their queue depth, and this replica's view of their health: circuit breaker, rate limit, concurrency and Retry-After pause. Secrets are never shown.",
 		Tags: []string{"config"}, Errors: []int{401, 403, 503},
 	}), s.listTargets)
 	return nil
@@ -267,9 +267,20 @@ func (s *server) listTargets(ctx context.Context, _ *struct{}) (*body[targetList
 		names = append(names, n)
 	}
 	slices.Sort(names)
+	live := map[string]*engine.TargetHealth{}
+	if s.eng != nil {
+		hs := s.eng.TargetHealth()
+		for i := range hs {
+			live[hs[i].Name] = &hs[i]
+		}
+	}
 	out := &body[targetList]{Body: targetList{Targets: make([]targetView, 0, len(names))}}
 	for _, n := range names {
-		out.Body.Targets = append(out.Body.Targets, targetOf(s.targets[n], n, stats[n]))
+		v := targetOf(s.targets[n], n, stats[n])
+		if h := live[n]; h != nil {
+			v.withHealth(h)
+		}
+		out.Body.Targets = append(out.Body.Targets, v)
 	}
 	return out, nil
 }

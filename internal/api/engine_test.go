@@ -229,7 +229,7 @@ func TestIngestAcceptedAndMessageDetail(t *testing.T) {
 		r.getJSON(t, "/v1/messages/"+ans.ID, &detail)
 		return string(detail["status"]) == `"succeeded"`
 	})
-	wantKeys(t, "message", detail, "id", "route", "status", "created_at", "updated_at", "idempotency_key", "body", "deliveries")
+	wantKeys(t, "message", detail, "id", "route", "status", "created_at", "updated_at", "idempotency_key", "body", "deliveries", "timeline")
 	if string(detail["body"]) != `{"total":12.5,"items":["a"]}` || string(detail["route"]) != `"orders"` {
 		t.Errorf("body %s route %s", detail["body"], detail["route"])
 	}
@@ -239,7 +239,7 @@ func TestIngestAcceptedAndMessageDetail(t *testing.T) {
 	}
 	d := ds[0]
 	wantKeys(t, "delivery", d, "id", "step", "target", "status", "after", "required", "attempts",
-		"next_attempt_at", "last_error", "response", "replays")
+		"next_attempt_at", "last_error", "response", "replays", "compensates", "compensation")
 	if string(d["after"]) != `[]` || string(d["next_attempt_at"]) != `null` || string(d["required"]) != `true` {
 		t.Errorf("delivery %v", d)
 	}

@@ -241,11 +241,22 @@ type Step struct {
 // IsRequired reports whether the step is required.
 func (s *Step) IsRequired() bool { return s.Required == nil || *s.Required }
 
-// Compensate is a saga's undo call.
+// Compensate is a saga's undo call. Its templates may read its own step
+// and the steps that step waits for.
 type Compensate struct {
-	Target  string            `yaml:"target"`
-	Body    any               `yaml:"body"`
+	// Target names an entry under targets. Required.
+	Target string `yaml:"target"`
+	// Method overrides the target's method. Default: the target's.
+	Method string `yaml:"method"`
+	// Body is a template for the request body; absent forwards the inbound
+	// body unchanged.
+	Body any `yaml:"body"`
+	// Headers are templates for extra request headers.
 	Headers map[string]string `yaml:"headers"`
+	// Query are templates for query parameters.
+	Query map[string]string `yaml:"query"`
+	// Path is a template appended to the target URL's path.
+	Path string `yaml:"path"`
 }
 
 // Response shapes a waiting caller's answer.

@@ -87,6 +87,9 @@ func setDefaults(c *Config) {
 				}
 			}
 			st.Method = strings.ToUpper(st.Method)
+			if st.Compensate != nil {
+				st.Compensate.Method = strings.ToUpper(st.Compensate.Method)
+			}
 		}
 	}
 }

@@ -406,6 +406,7 @@ func (v *validator) route(p string, r *Route) {
 		}
 	}
 	v.cycles(p, r, steps)
+	v.templates(p, r)
 
 	rp := joinKey(p, "respond")
 	if r.Respond.Mode == RespondSteps {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tandem-run/tandem/internal/record"
+	"github.com/tandem-run/tandem/internal/route/template"
 	"github.com/tandem-run/tandem/internal/target"
 )
 
@@ -30,7 +31,7 @@ func (e *Engine) fanOut(ctx context.Context, rp *routePlan, in *Inbound) (*Answe
 		done[i] = make(chan struct{})
 		index[sp.cfg.Name] = i
 	}
-	header := forwardHeaders(in.Header)
+	msg := &record.Message{ID: id, Route: rp.cfg.Name, Body: in.Body, Headers: in.Header, Query: in.Query}
 	var wg sync.WaitGroup
 	for i, sp := range rp.steps {
 		wg.Add(1)
@@ -48,10 +49,16 @@ func (e *Engine) fanOut(ctx context.Context, rp *routePlan, in *Inbound) (*Answe
 					return
 				}
 			}
-			durations[i] = e.callWithin(ctx, rp.cfg.Name, sp, &target.Request{
-				Endpoint: sp.target.endpoint, Method: sp.cfg.Method, Body: in.Body, Header: header,
-				IdempotencyKey: id + "." + sp.cfg.Name,
-			}, d)
+			// Every step a template reads is upstream of this one, so it is
+			// done (its done channel closed before ours could be reached).
+			env := template.NewEnv(messageInput(msg, id, memoryResults(results, index, sp.step.Reads), e.opts.Now()))
+			req, err := requestFor(sp.target.endpoint, sp, env, msg, id+"."+sp.cfg.Name)
+			if err != nil {
+				d.Status = record.DeliveryDead
+				d.LastError = "permanent failure: " + err.Error()
+				return
+			}
+			durations[i] = e.callWithin(ctx, rp.cfg.Name, sp, req, d)
 		}()
 	}
 	wg.Wait()
@@ -75,7 +82,28 @@ func (e *Engine) fanOut(ctx context.Context, rp *routePlan, in *Inbound) (*Answe
 	default:
 		code = http.StatusBadGateway
 	}
-	return &Answer{HTTPStatus: code, Body: body}, nil
+	ans := &Answer{HTTPStatus: code, Body: body}
+	e.shape(rp, ans, msg, results)
+	return ans, nil
+}
+
+// memoryResults picks the named steps' answers out of an in-memory
+// fan-out's results ("*": every step).
+func memoryResults(results []record.Delivery, index map[string]int, names []string) map[string]template.Result {
+	if len(names) == 0 {
+		return nil
+	}
+	out := make(map[string]template.Result, len(names))
+	for _, n := range names {
+		if n == "*" {
+			return resultsOf(results, names)
+		}
+		if i, ok := index[n]; ok {
+			d := results[i]
+			out[n] = template.Result{Status: d.ResponseStatus, Body: d.ResponseBody, Header: d.ResponseHeaders}
+		}
+	}
+	return out
 }
 
 // callWithin tries one step until it succeeds, fails for good, runs out of
@@ -87,7 +115,7 @@ func (e *Engine) callWithin(ctx context.Context, route string, sp *stepPlan, req
 		res := e.caller.Do(ctx, req)
 		d.Attempts++
 		e.metrics.ObserveAttempt(route, d.Step, d.Target, res.Outcome, res.Duration)
-		d.ResponseStatus, d.ResponseBody = res.Status, res.Body
+		d.ResponseStatus, d.ResponseBody, d.ResponseHeaders = res.Status, res.Body, res.Header
 		switch res.Outcome {
 		case record.OutcomeSuccess:
 			d.Status = record.DeliverySucceeded

@@ -11,8 +11,22 @@
 //     store for due deliveries, so a restart keeps every schedule.
 //   - Each target has its own claim loop and its own cap on attempts in
 //     flight, so a slow or failing target cannot take another's workers.
-//   - A claim's lease is the target's total timeout plus a margin, so a
-//     request still in flight is never claimed and sent a second time.
+//     The cap adapts (AIMD): transient failures lower it towards 1, so a
+//     target that is down is retried one attempt at a time and its churn
+//     cannot crowd the store's single writer.
+//   - A claim's lease is the target's total timeout plus a margin (plus
+//     the longest wait for a rate limit token), so a request still in
+//     flight is never claimed and sent a second time.
+//   - A target's gates are shared by every route that calls it, and
+//     checked twice: the claim loop claims only what they let through
+//     (nothing while the breaker is open or the target paused by
+//     Retry-After, so that costs the store nothing), and each claimed
+//     delivery passes them again right before its request; one stopped
+//     there is given back, due when the gate opens, without counting an
+//     attempt.
+//   - A claimed delivery waits in memory for a rate limit token at most
+//     maxHold (1s); the loop claims no more than the tokens that come
+//     within it.
 //   - On shutdown, attempts still running after the grace period are
 //     cancelled and their deliveries given back (postponed to now) without
 //     counting an attempt.

@@ -16,6 +16,7 @@ import (
 	"github.com/tandem-run/tandem/internal/config"
 	"github.com/tandem-run/tandem/internal/record"
 	"github.com/tandem-run/tandem/internal/resilience"
+	"github.com/tandem-run/tandem/internal/route"
 	"github.com/tandem-run/tandem/internal/store"
 	"github.com/tandem-run/tandem/internal/target"
 	"github.com/tandem-run/tandem/internal/telemetry"
@@ -86,13 +87,15 @@ type Engine struct {
 // routePlan is a route compiled for the engine.
 type routePlan struct {
 	cfg    *config.Route
+	plan   *route.Plan // step graph and templates (request.go)
 	steps  []*stepPlan
-	byName map[string]*stepPlan
+	byName map[string]*stepPlan // forward steps, and compensations by their "<step>.compensate" name
 }
 
 // stepPlan is one step with its target resolved.
 type stepPlan struct {
 	cfg    *config.Step
+	step   *route.Step // compiled templates (request.go)
 	target *targetRunner
 }
 
@@ -156,6 +159,9 @@ func New(opts Options) (*Engine, error) {
 		}
 		if rc.IsDurable() && opts.Store == nil {
 			return nil, fmt.Errorf("engine: route %s is durable but there is no store", rc.Name)
+		}
+		if err := e.compilePlan(rp); err != nil {
+			return nil, err
 		}
 		e.routes[rc.Name] = rp
 		e.names = append(e.names, rc.Name)

@@ -23,9 +23,12 @@ type TargetHealth struct {
 	// it is not paused.
 	PausedUntil time.Time
 	// InFlight counts deliveries claimed by this replica and not yet
-	// recorded; Concurrency is the cap on them.
-	InFlight    int
-	Concurrency int
+	// recorded; Concurrency is the configured cap on them, and
+	// ConcurrencyLimit the adaptive cap in force (lower while the target
+	// fails transiently).
+	InFlight         int
+	Concurrency      int
+	ConcurrencyLimit int
 	// Lease is how long a claim of this target's deliveries lasts.
 	Lease time.Duration
 }
@@ -36,14 +39,15 @@ func (e *Engine) TargetHealth() []TargetHealth {
 	out := make([]TargetHealth, 0, len(e.targets))
 	for name, tr := range e.targets {
 		out = append(out, TargetHealth{
-			Name:            name,
-			Breaker:         tr.breaker.Snapshot(),
-			BreakerDisabled: tr.breaker == nil,
-			Limiter:         tr.limiter.Snapshot(now),
-			PausedUntil:     tr.paused(now),
-			InFlight:        len(tr.slots),
-			Concurrency:     tr.limit,
-			Lease:           tr.lease,
+			Name:             name,
+			Breaker:          tr.breaker.Snapshot(),
+			BreakerDisabled:  tr.breaker == nil,
+			Limiter:          tr.limiter.Snapshot(now),
+			PausedUntil:      tr.paused(now),
+			InFlight:         len(tr.slots),
+			Concurrency:      tr.limit,
+			ConcurrencyLimit: tr.adaptive.Limit(),
+			Lease:            tr.lease,
 		})
 	}
 	slices.SortFunc(out, func(a, b TargetHealth) int { return strings.Compare(a.Name, b.Name) })

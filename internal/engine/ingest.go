@@ -13,6 +13,7 @@ import (
 
 	"github.com/tandem-run/tandem/internal/config"
 	"github.com/tandem-run/tandem/internal/record"
+	"github.com/tandem-run/tandem/internal/route/template"
 	"github.com/tandem-run/tandem/internal/store"
 )
 
@@ -90,6 +91,16 @@ func (e *Engine) ingestDurable(ctx context.Context, rp *routePlan, in *Inbound) 
 		}
 		ds = append(ds, d)
 	}
+	// A saga's compensations are committed with the message: each waits
+	// until record.Resolve decides it runs or is cancelled.
+	for _, cs := range rp.plan.Compensations {
+		ds = append(ds, record.Delivery{
+			ID:     newID(),
+			Step:   cs.Name,
+			Target: cs.Target,
+			Status: record.DeliveryWaiting,
+		})
+	}
 	waiting := rp.cfg.Respond.Mode != "" && rp.cfg.Respond.Mode != config.RespondAccepted
 	var changed <-chan struct{}
 	if waiting {
@@ -154,7 +165,7 @@ func (e *Engine) await(ctx context.Context, rp *routePlan, id string, changed <-
 		if err != nil {
 			return nil, fmt.Errorf("read message: %w", err)
 		}
-		if ans, done := answerFor(rp, md, false); done {
+		if ans, done := e.answerFor(rp, md, false); done {
 			return ans, nil
 		}
 		select {
@@ -162,15 +173,15 @@ func (e *Engine) await(ctx context.Context, rp *routePlan, id string, changed <-
 			changed = e.subscribe(id)
 		case <-poll.C:
 		case <-timer.C:
-			ans, _ := answerFor(rp, md, true)
+			ans, _ := e.answerFor(rp, md, true)
 			return ans, nil
 		case <-e.closingCh:
 			// Shutting down: the message is durable; answer where it is.
-			ans, _ := answerFor(rp, md, true)
+			ans, _ := e.answerFor(rp, md, true)
 			return ans, nil
 		case <-ctx.Done():
 			// The caller left; the message is durable and goes on.
-			ans, _ := answerFor(rp, md, true)
+			ans, _ := e.answerFor(rp, md, true)
 			return ans, nil
 		}
 	}
@@ -178,8 +189,8 @@ func (e *Engine) await(ctx context.Context, rp *routePlan, id string, changed <-
 
 // answerFor builds the waiting caller's answer from the message, and says
 // whether the respond point is reached. With late set, it answers 202 when
-// it is not.
-func answerFor(rp *routePlan, md *record.MessageDetail, late bool) (*Answer, bool) {
+// it is not. A route's response template shapes an answer that is reached.
+func (e *Engine) answerFor(rp *routePlan, md *record.MessageDetail, late bool) (*Answer, bool) {
 	want := map[string]bool{}
 	all := rp.cfg.Respond.Mode == config.RespondAll
 	for _, s := range rp.cfg.Respond.Steps {
@@ -191,6 +202,9 @@ func answerFor(rp *routePlan, md *record.MessageDetail, late bool) (*Answer, boo
 	for _, d := range md.Deliveries {
 		if !all && !want[d.Step] {
 			continue
+		}
+		if _, isComp := record.Compensates(d.Step); isComp && d.Status == record.DeliveryCancelled {
+			continue // a compensation that was not needed is not news
 		}
 		body.Steps[d.Step] = stepAnswer(d, md.Attempts[d.ID])
 		if !d.Status.Final() {
@@ -220,7 +234,31 @@ func answerFor(rp *routePlan, md *record.MessageDetail, late bool) (*Answer, boo
 	} else if !ok {
 		code = http.StatusBadGateway
 	}
-	return &Answer{HTTPStatus: code, Body: body}, true
+	ans := &Answer{HTTPStatus: code, Body: body}
+	e.shape(rp, ans, &md.Message, md.Deliveries)
+	return ans, true
+}
+
+// shape applies the route's response template to a reached answer. If the
+// template fails for this message, the caller gets the standard answer
+// and the failure is logged: the message itself is safe either way.
+func (e *Engine) shape(rp *routePlan, ans *Answer, msg *record.Message, ds []record.Delivery) {
+	resp := rp.plan.Response
+	if resp == nil {
+		return
+	}
+	env := template.NewEnv(messageInput(msg, ans.Body.ID, resultsOf(ds, resp.Reads), e.opts.Now()))
+	code, raw, err := resp.Render(env)
+	if err != nil {
+		e.log.Warn("response template failed; answering with the standard answer", "route", rp.cfg.Name, "message_id", ans.Body.ID, "error", err)
+		return
+	}
+	if code != 0 {
+		ans.HTTPStatus = code
+	}
+	if raw != nil {
+		ans.Raw = raw
+	}
 }
 
 func stepAnswer(d record.Delivery, attempts []record.Attempt) StepAnswer {

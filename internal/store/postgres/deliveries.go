@@ -80,7 +80,50 @@ func (s *Store) DeliveryClaim(ctx context.Context, p *store.DeliveryClaimParams)
 	for i, c := range out {
 		ds[i] = c.d
 	}
+	rows.Close()
+	if err := s.attachMessages(ctx, ds); err != nil {
+		// The claim stands; the worker reads each message itself.
+		s.log.Warn("claim deliveries: read their messages", "error", err)
+	}
 	return ds, nil
+}
+
+// attachMessages fills each claimed delivery's Message with one query, so
+// a worker need not read its message again (a MessageGet is three
+// queries). Messages change after insert only in their status, which a
+// worker does not use.
+func (s *Store) attachMessages(ctx context.Context, ds []record.Delivery) error {
+	if len(ds) == 0 {
+		return nil
+	}
+	ids := make([]string, 0, len(ds))
+	seen := make(map[string]bool, len(ds))
+	for _, d := range ds {
+		if !seen[d.MessageID] {
+			seen[d.MessageID] = true
+			ids = append(ids, d.MessageID)
+		}
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+messageCols+` FROM messages WHERE id = ANY($1)`, ids)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	byID := make(map[string]*record.Message, len(ids))
+	for rows.Next() {
+		m, err := scanMessage(rows)
+		if err != nil {
+			return err
+		}
+		byID[m.ID] = &m
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for i := range ds {
+		ds[i].Message = byID[ds[i].MessageID]
+	}
+	return nil
 }
 
 // prefixRow scans one extra leading column into first, then hands the rest
