@@ -22,7 +22,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -42,7 +41,6 @@ import (
 	toxiproxy "github.com/Shopify/toxiproxy/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
-	"golang.org/x/time/rate"
 
 	"github.com/tandem-run/tandem/internal/api"
 	"github.com/tandem-run/tandem/internal/config"
@@ -142,8 +140,8 @@ func run(o options) error {
 	fmt.Printf("soak: %v at %.0f msg/s (%d messages), 2 steps per message; faults: first target behind toxiproxy "+
 		"(latency %d±%dms, reset on %.1f%% of connections, one connection per attempt), second target 503 on %d%%; sample every %v\n",
 		o.duration, o.rate, int(o.rate*o.duration.Seconds()), o.latency, o.jitter, o.resetPct, o.failPct, o.every)
-	fmt.Printf("%8s %9s %9s %7s %8s %8s %10s %8s %9s %9s %8s\n",
-		"t", "sent", "accepted", "errors", "rss_mib", "heap_mib", "goroutines", "backlog", "delivered", "ingest_p99", "fds")
+	fmt.Printf("%8s %9s %9s %7s %8s %8s %8s %10s %8s %9s %9s %8s\n",
+		"t", "sent", "accepted", "errors", "rss_mib", "gosys_mib", "heap_mib", "goroutines", "backlog", "delivered", "ingest_p99", "fds")
 
 	ld := &load{base: "http://" + gw.addr, client: &http.Client{
 		Timeout:   30 * time.Second,
@@ -197,6 +195,7 @@ sampling:
 
 // gateway is tandem running in this process.
 type gateway struct {
+	reg   *prometheus.Registry
 	store store.Store
 	eng   *engine.Engine
 	http  *http.Server
@@ -252,7 +251,7 @@ routes:
 		st.Close()
 		return nil, err
 	}
-	gw := &gateway{store: st, eng: eng, addr: ln.Addr().String(),
+	gw := &gateway{reg: reg, store: st, eng: eng, addr: ln.Addr().String(),
 		http: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}}
 	go func() { _ = gw.http.Serve(ln) }()
 	return gw, nil
@@ -350,22 +349,30 @@ func (l *load) run(ctx context.Context, r float64, workers, total int) {
 			}
 		}()
 	}
-	lim := rate.NewLimiter(rate.Limit(r), 1)
-	for n := 0; n < total; n++ {
-		if lim.Wait(ctx) != nil {
-			break
+	// Message n is due at start + n/r. A sender that falls behind (a
+	// slow wake-up) catches up at once, so the average rate holds.
+	start := time.Now()
+	interval := time.Duration(float64(time.Second) / r)
+	for n := 0; n < total && ctx.Err() == nil; n++ {
+		if wait := time.Until(start.Add(time.Duration(n) * interval)); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+			case <-t.C:
+			}
+			if ctx.Err() != nil {
+				break
+			}
 		}
 		select {
 		case jobs <- n:
 		default:
-			l.late.Add(1)
+			l.late.Add(1) // every worker busy: the gateway is slower than the rate
 			select {
 			case jobs <- n:
 			case <-ctx.Done():
 			}
-		}
-		if ctx.Err() != nil {
-			break
 		}
 	}
 	close(jobs)
@@ -413,12 +420,6 @@ func (l *load) takeLatencies() []time.Duration {
 	out := l.lat
 	l.lat = nil
 	return out
-}
-
-// jsonString is for printing a value in the report.
-func jsonString(v any) string {
-	b, _ := json.Marshal(v)
-	return string(b)
 }
 
 // percentile returns the p-th percentile of ds (sorted in place).

@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tandem-run/tandem/internal/store"
 )
@@ -21,6 +24,7 @@ type sample struct {
 	errs       int64
 	rssKiB     int64
 	heapKiB    int64
+	goSysKiB   int64 // memory the Go runtime holds from the OS
 	goroutines int
 	fds        int
 	backlog    int // deliveries due, scheduled, waiting or running
@@ -29,8 +33,8 @@ type sample struct {
 }
 
 func (s sample) String() string {
-	return fmt.Sprintf("%8s %9d %9d %7d %8.1f %8.1f %10d %8d %9d %9s %8d",
-		s.at.Round(time.Second), s.sent, s.accepted, s.errs, float64(s.rssKiB)/1024, float64(s.heapKiB)/1024,
+	return fmt.Sprintf("%8s %9d %9d %7d %8.1f %8.1f %8.1f %10d %8d %9d %9s %8d",
+		s.at.Round(time.Second), s.sent, s.accepted, s.errs, float64(s.rssKiB)/1024, float64(s.goSysKiB)/1024, float64(s.heapKiB)/1024,
 		s.goroutines, s.backlog, s.delivered, s.ingestP99.Round(100*time.Microsecond), s.fds)
 }
 
@@ -44,6 +48,7 @@ func measure(start time.Time, l *load, st store.Store, a, b *counter) sample {
 		errs:       l.errs.Load(),
 		rssKiB:     rssKiB(),
 		heapKiB:    int64(ms.HeapInuse / 1024),
+		goSysKiB:   int64((ms.Sys - ms.HeapReleased) / 1024),
 		goroutines: runtime.NumGoroutine(),
 		fds:        openFiles(),
 		delivered:  a.delivered() + b.delivered(),
@@ -94,6 +99,34 @@ func openFiles() int {
 		return -1
 	}
 	return len(es)
+}
+
+// attemptCounts reads tandem_attempts_total by target and outcome.
+func attemptCounts(g prometheus.Gatherer) string {
+	mfs, err := g.Gather()
+	if err != nil {
+		return err.Error()
+	}
+	var parts []string
+	for _, mf := range mfs {
+		if mf.GetName() != "tandem_attempts_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			var target, outcome string
+			for _, lp := range m.GetLabel() {
+				switch lp.GetName() {
+				case "target":
+					target = lp.GetValue()
+				case "outcome":
+					outcome = lp.GetValue()
+				}
+			}
+			parts = append(parts, fmt.Sprintf("%s/%s=%.0f", target, outcome, m.GetCounter().GetValue()))
+		}
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, " ")
 }
 
 // flatness judges one series after warm-up: the growth from the middle
@@ -171,8 +204,14 @@ func report(o options, samples []sample, l *load, a, b *counter, gw *gateway, lo
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if stats, err := gw.store.DeliveryStats(ctx, nil); err == nil {
-		fmt.Printf("store at the end: %s\n", jsonString(stats))
+		dead, open := 0, 0
+		for _, t := range stats {
+			dead += t.Dead
+			open += t.Due + t.Scheduled + t.Waiting + t.Running
+		}
+		fmt.Printf("store at the end: %d dead letters, %d deliveries not finished\n", dead, open)
 	}
+	fmt.Printf("attempts by target and outcome: %s\n", attemptCounts(gw.reg))
 	checks := []flatness{
 		judge("rss MiB", rss, 0.10, 16),
 		judge("heap MiB", heap, 0.10, 8),

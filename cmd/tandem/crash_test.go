@@ -263,6 +263,14 @@ func crashLaunch(t *testing.T, bin, configPath, listen string) *process {
 		<-scanned
 		p.done <- cmd.Wait()
 	}()
+	t.Cleanup(func() {
+		// A passing test has stopped or killed every process it started;
+		// a failing one may have left this one running.
+		if t.Failed() {
+			_ = cmd.Process.Kill()
+			t.Logf("logs of tandem serve (pid %d):\n%s", cmd.Process.Pid, p.crashLogs())
+		}
+	})
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, err := http.Get(p.base + "/readyz")

@@ -26,10 +26,14 @@ import (
 // sends orders (one flaky, one doomed, one repeated), replays the dead
 // letter once the cause is fixed, and prints every message's journey.
 func (m *Main) demo(ctx context.Context, args []string) error {
-	fs := m.newFlags("demo", "demo [--keep DIR]")
+	fs := m.newFlags("demo", "demo [--example NAME] [--keep DIR]")
 	keep := fs.String("keep", "", "keep the demo's SQLite database in DIR (default: a temporary directory, removed)")
+	example := fs.String("example", "", "run one example ("+strings.Join(exampleNames(), ", ")+") against sample APIs")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *example != "" {
+		return m.runExample(ctx, *example)
 	}
 	dir := *keep
 	if dir == "" {

@@ -281,3 +281,63 @@ func TestSagaStoreConformance(t *testing.T) {
 		return st
 	})
 }
+
+// TestHybridAnswer: the caller gets the named steps' results (200, or 502
+// when one failed) while the rest goes on; past the deadline it gets 202
+// with the status URL, and the message still completes.
+func TestHybridAnswer(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	users := newBodyTarget(t, func(_ *http.Request, body string) (int, string) {
+		if strings.Contains(body, "taken") {
+			return 409, `{"error":"taken"}`
+		}
+		return 201, `{"id":"u-1"}`
+	})
+	slow := newBodyTarget(t, func(*http.Request, string) (int, string) {
+		<-release
+		return 200, `{}`
+	})
+	s := start(t, fmt.Sprintf(`
+targets:
+  users: { url: %q }
+  slow: { url: %q, timeout: { total: 20s } }
+routes:
+  - name: signup
+    path: /signup
+    respond: [create]
+    deadline: 5s
+    steps:
+      - { name: create, target: users }
+      - { name: welcome, target: slow, after: [create], required: false }
+  - name: signup-slow
+    path: /signup-slow
+    respond: [welcome]
+    deadline: 50ms
+    steps:
+      - { name: create, target: users }
+      - { name: welcome, target: slow, after: [create] }
+`, users.srv.URL, slow.srv.URL), engine.Options{})
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { close(release) }) })
+
+	ans := ingest(t, s.eng, "signup", `{"email":"a@x"}`, "")
+	if ans.HTTPStatus != http.StatusOK || string(ans.Body.Steps["create"].Body) != `{"id":"u-1"}` || len(ans.Body.Steps) != 1 {
+		t.Fatalf("answer %d %+v", ans.HTTPStatus, ans.Body)
+	}
+	if ans.Body.Status != record.MessageRunning {
+		t.Errorf("message status %s while welcome is held, want running", ans.Body.Status)
+	}
+	if ans = ingest(t, s.eng, "signup", `{"email":"taken"}`, ""); ans.HTTPStatus != http.StatusBadGateway {
+		t.Errorf("failed create: %d, want 502", ans.HTTPStatus)
+	}
+	late := ingest(t, s.eng, "signup-slow", `{"email":"b@x"}`, "")
+	if late.HTTPStatus != http.StatusAccepted || late.Location != "/v1/messages/"+late.Body.ID {
+		t.Fatalf("past the deadline: %d %q", late.HTTPStatus, late.Location)
+	}
+	once.Do(func() { close(release) })
+	md := waitMessage(t, s.store, late.Body.ID, func(md *record.MessageDetail) bool { return md.Message.Status.Terminal() })
+	if md.Message.Status != record.MessageSucceeded {
+		t.Errorf("status %s", md.Message.Status)
+	}
+}

@@ -32,10 +32,10 @@ func health(t *testing.T, eng *engine.Engine, name string) engine.TargetHealth {
 	return engine.TargetHealth{}
 }
 
-// eventually polls cond until it holds, failing the test after 10s.
+// eventually polls cond until it holds, failing the test after 30s.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
@@ -251,6 +251,13 @@ routes:
 				break
 			}
 			n++
+		}
+		if n > perSecond+burst {
+			var offs []string
+			for _, b := range arrivals[max(0, i-3) : i+n+2] {
+				offs = append(offs, b.Sub(arrivals[0]).Round(100*time.Microsecond).String())
+			}
+			t.Logf("DEBUG window at index %d: %v", i, offs)
 		}
 		busiest = max(busiest, n)
 	}

@@ -256,15 +256,37 @@ func (p *strictPatcher) Visit(node *ast.Node) {
 	}
 }
 
-// isHeaders reports whether n reads a headers map (request.headers or
-// steps.<name>.headers), already rewritten to a fetch.
+// isHeaders reports whether n reads a headers map of the env
+// (request.headers or steps.<name>.headers), already rewritten to a fetch;
+// a "headers" field inside a JSON body is not one.
 func isHeaders(n ast.Node) bool {
-	c, ok := n.(*ast.CallNode)
-	if !ok || len(c.Arguments) != 3 {
+	base, prop, ok := fetchParts(n)
+	if !ok || prop != propHeader {
 		return false
 	}
+	if id, ok := base.(*ast.IdentifierNode); ok {
+		return id.Value == identReq
+	}
+	root, _, ok := fetchParts(base) // steps.<name>
+	id, isIdent := root.(*ast.IdentifierNode)
+	return ok && isIdent && id.Value == identSteps
+}
+
+// fetchParts splits a rewritten member access into its base and literal
+// property.
+func fetchParts(n ast.Node) (ast.Node, string, bool) {
+	c, ok := n.(*ast.CallNode)
+	if !ok || len(c.Arguments) != 3 {
+		return nil, "", false
+	}
+	if id, ok := c.Callee.(*ast.IdentifierNode); !ok || id.Value != fnFetch && id.Value != fnLookup {
+		return nil, "", false
+	}
 	s, ok := c.Arguments[1].(*ast.StringNode)
-	return ok && s.Value == propHeader
+	if !ok {
+		return nil, "", false
+	}
+	return c.Arguments[0], s.Value, true
 }
 
 // pathText is how a member access reads in an error: request.body.total.

@@ -27,7 +27,7 @@ func input(body string) *template.Input {
 }
 
 const order = `{"total": 12, "big": 12345678901234567, "price": 0.1, "name": "ann", "email": "Ann@X.com",
-	"items": [{"sku": "tent", "qty": 2}, {"sku": "lamp", "qty": 1}], "note": null, "vip": true}`
+	"items": [{"sku": "tent", "qty": 2}, {"sku": "lamp", "qty": 1}], "note": null, "vip": true, "headers": {"x-a": 1}}`
 
 func renderValue(t *testing.T, v any, body string) (string, error) {
 	t.Helper()
@@ -64,6 +64,7 @@ func TestRenderValue(t *testing.T) {
 		{"message id", "{{ message.id }}", `"msg-1"`},
 		{"headers: first value, any case", "{{ request.headers['x-user-id'] }}", `"u-1"`},
 		{"headers canonical", "{{ request.headers['Content-Type'] }}", `"application/json"`},
+		{"a body field named headers keeps its keys", "{{ request.body.headers['x-a'] }}", `1`},
 		{"query", "{{ request.query.src }}", `"web"`},
 		{"step body", "{{ steps.charge.body.id }}", `"ch_1"`},
 		{"step status", "{{ steps.charge.status }}", `201`},

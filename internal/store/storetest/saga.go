@@ -13,8 +13,7 @@ import (
 // record.Resolve inside DeliveryComplete and DeliveryReplay, in reverse
 // dependency order, and the message ends compensated or failed. It needs
 // no store support beyond calling Resolve and DeriveMessageStatus in
-// those transactions. Run does not call it yet: add {"Saga", RunSaga} to
-// Run's table, or call it from a driver's test.
+// those transactions. Run calls it.
 func RunSaga(t *testing.T, open Opener) {
 	t.Run("Compensated", func(t *testing.T) { testSagaCompensated(t, open) })
 	t.Run("CompensationFailsAndReplay", func(t *testing.T) { testSagaCompensationFails(t, open) })
