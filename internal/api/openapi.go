@@ -93,9 +93,15 @@ func documentRoute(api huma.API, rt *config.Route) {
 		http.StatusMultiStatus: "Some required steps succeeded (respond: all).",
 		http.StatusBadGateway:  "No awaited step succeeded.",
 	} {
+		schema := answer
+		if rt.Response != nil && code != http.StatusAccepted {
+			// The route shapes its own answer with a response template.
+			schema = &huma.Schema{Description: "The route's response template, rendered over the steps' answers."}
+			desc += " The body is shaped by the route's response template."
+		}
 		op.Responses[strconv.Itoa(code)] = &huma.Response{
 			Description: desc,
-			Content:     map[string]*huma.MediaType{"application/json": {Schema: answer}},
+			Content:     map[string]*huma.MediaType{"application/json": {Schema: schema}},
 		}
 	}
 	problemResponses(api, op, 400, 401, 403, 409, 413, 500, 503)
