@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"runtime"
 	"slices"
@@ -12,8 +13,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/tandem-run/tandem/internal/store"
 )
 
 // sample is one point of the curve.
@@ -27,18 +26,20 @@ type sample struct {
 	goSysKiB   int64 // memory the Go runtime holds from the OS
 	goroutines int
 	fds        int
-	backlog    int // deliveries due, scheduled, waiting or running
-	delivered  int // deliveries that reached their target with a 2xx
+	backlog    int   // deliveries due, scheduled, waiting or running
+	rssFileKiB int64 // the part of rss that maps files (RssFile + RssShmem)
+	delivered  int   // deliveries that succeeded (tandem_deliveries_total)
 	ingestP99  time.Duration
 }
 
 func (s sample) String() string {
-	return fmt.Sprintf("%8s %9d %9d %7d %8.1f %8.1f %8.1f %10d %8d %9d %9s %8d",
-		s.at.Round(time.Second), s.sent, s.accepted, s.errs, float64(s.rssKiB)/1024, float64(s.goSysKiB)/1024, float64(s.heapKiB)/1024,
+	return fmt.Sprintf("%8s %9d %9d %7d %8.1f %8.1f %8.1f %8.1f %10d %8d %9d %9s %8d",
+		s.at.Round(time.Second), s.sent, s.accepted, s.errs, float64(s.rssKiB)/1024, float64(s.rssFileKiB)/1024,
+		float64(s.goSysKiB)/1024, float64(s.heapKiB)/1024,
 		s.goroutines, s.backlog, s.delivered, s.ingestP99.Round(100*time.Microsecond), s.fds)
 }
 
-func measure(start time.Time, l *load, st store.Store, a, b *counter) sample {
+func measure(start time.Time, l *load, gw *gateway) sample {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	s := sample{
@@ -46,17 +47,18 @@ func measure(start time.Time, l *load, st store.Store, a, b *counter) sample {
 		sent:       l.sent.Load(),
 		accepted:   l.accepted.Load(),
 		errs:       l.errs.Load(),
-		rssKiB:     rssKiB(),
+		rssKiB:     procStatus("VmRSS"),
+		rssFileKiB: procStatus("RssFile") + procStatus("RssShmem"),
 		heapKiB:    int64(ms.HeapInuse / 1024),
 		goSysKiB:   int64((ms.Sys - ms.HeapReleased) / 1024),
 		goroutines: runtime.NumGoroutine(),
 		fds:        openFiles(),
-		delivered:  a.delivered() + b.delivered(),
+		delivered:  succeeded(gw.reg),
 		ingestP99:  percentile(l.takeLatencies(), 0.99),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if stats, err := st.DeliveryStats(ctx, nil); err == nil {
+	if stats, err := gw.store.DeliveryStats(ctx, nil); err == nil {
 		for _, t := range stats {
 			s.backlog += t.Due + t.Scheduled + t.Waiting + t.Running
 		}
@@ -66,8 +68,9 @@ func measure(start time.Time, l *load, st store.Store, a, b *counter) sample {
 	return s
 }
 
-// rssKiB reads VmRSS from /proc/self/status; -1 when it cannot.
-func rssKiB() int64 {
+// procStatus reads a "kB" field of /proc/self/status (VmRSS, RssFile...);
+// -1 when it cannot.
+func procStatus(field string) int64 {
 	f, err := os.Open("/proc/self/status")
 	if err != nil {
 		return -1
@@ -75,7 +78,7 @@ func rssKiB() int64 {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:")
+		rest, ok := strings.CutPrefix(sc.Text(), field+":")
 		if !ok {
 			continue
 		}
@@ -101,43 +104,64 @@ func openFiles() int {
 	return len(es)
 }
 
-// attemptCounts reads tandem_attempts_total by target and outcome.
-func attemptCounts(g prometheus.Gatherer) string {
+// counterSum adds up the counter family name over the series whose
+// labels match every pair in match; by, when set, names a label to break
+// the sum down by (returned as "value=sum ..." sorted).
+func counterSum(g prometheus.Gatherer, name string, match map[string]string, by string) (float64, string) {
 	mfs, err := g.Gather()
 	if err != nil {
-		return err.Error()
+		return -1, err.Error()
 	}
-	var parts []string
+	total := 0.0
+	parts := map[string]float64{}
 	for _, mf := range mfs {
-		if mf.GetName() != "tandem_attempts_total" {
+		if mf.GetName() != name {
 			continue
 		}
+	series:
 		for _, m := range mf.GetMetric() {
-			var target, outcome string
+			labels := map[string]string{}
 			for _, lp := range m.GetLabel() {
-				switch lp.GetName() {
-				case "target":
-					target = lp.GetValue()
-				case "outcome":
-					outcome = lp.GetValue()
+				labels[lp.GetName()] = lp.GetValue()
+			}
+			for k, v := range match {
+				if labels[k] != v {
+					continue series
 				}
 			}
-			parts = append(parts, fmt.Sprintf("%s/%s=%.0f", target, outcome, m.GetCounter().GetValue()))
+			v := m.GetCounter().GetValue()
+			total += v
+			if by != "" {
+				parts[labels[by]] += v
+			}
 		}
 	}
-	slices.Sort(parts)
-	return strings.Join(parts, " ")
+	keys := slices.Sorted(maps.Keys(parts))
+	out := make([]string, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, fmt.Sprintf("%s=%.0f", k, parts[k]))
+	}
+	return total, strings.Join(out, " ")
 }
 
-// flatness judges one series after warm-up: the growth from the middle
-// sample to the end against the allowed slack.
+// succeeded is how many deliveries the engine recorded as succeeded.
+func succeeded(g prometheus.Gatherer) int {
+	n, _ := counterSum(g, "tandem_deliveries_total", map[string]string{"status": "succeeded"}, "")
+	return int(n)
+}
+
+// flatness judges one series sampled under load: the mean of its last
+// quarter against the mean of its second quarter (a leak grows through
+// both; a cache that fills up early does not), with slack for noise.
 type flatness struct {
-	name                string
-	warm, mid, end, top float64
-	slack               float64
+	name              string
+	warm, top         float64 // first sample after warm-up; highest after it
+	second, last      float64 // means of the second and last quarters
+	slack             float64
+	samples, quarters int
 }
 
-func (f flatness) growth() float64 { return f.end - f.mid }
+func (f flatness) growth() float64 { return f.last - f.second }
 
 func (f flatness) flat() bool { return f.growth() <= f.slack }
 
@@ -146,28 +170,34 @@ func (f flatness) String() string {
 	if !f.flat() {
 		verdict = "GROWING"
 	}
-	return fmt.Sprintf("%-10s after warm-up %8.1f, middle %8.1f, end %8.1f, highest %8.1f; middle→end %+8.1f (allowed %+.1f): %s",
-		f.name, f.warm, f.mid, f.end, f.top, f.growth(), f.slack, verdict)
+	return fmt.Sprintf("%-10s after warm-up %7.1f, mean of 2nd quarter %7.1f, of last quarter %7.1f, highest %7.1f; growth %+7.1f (allowed %+.1f): %s",
+		f.name, f.warm, f.second, f.last, f.top, f.growth(), f.slack, verdict)
 }
 
-// judge builds the flatness of a series sampled during the load: the
-// warm-up point is the first sample after 10% of the load (at least the
-// second sample), the middle one is halfway, the end one is the last
-// sample under load. Slack is the larger of rel × middle and abs.
+// judge builds the flatness of xs. Slack is the larger of rel × the
+// second quarter's mean and abs.
 func judge(name string, xs []float64, rel, abs float64) flatness {
 	n := len(xs)
+	f := flatness{name: name, samples: n}
 	if n == 0 {
-		return flatness{name: name}
+		return f
 	}
-	warm := max(1, n/10)
-	if warm >= n {
-		warm = n - 1
+	q := max(1, n/4)
+	mean := func(ys []float64) float64 {
+		sum := 0.0
+		for _, y := range ys {
+			sum += y
+		}
+		return sum / float64(len(ys))
 	}
-	f := flatness{name: name, warm: xs[warm], mid: xs[warm+(n-1-warm)/2], end: xs[n-1]}
+	warm := min(max(1, n/10), n-1)
+	f.warm = xs[warm]
 	for _, x := range xs[warm:] {
 		f.top = max(f.top, x)
 	}
-	f.slack = max(rel*f.mid, abs)
+	f.second = mean(xs[min(q, n-1):min(2*q, n)])
+	f.last = mean(xs[n-q:])
+	f.slack = max(rel*f.second, abs)
 	return f
 }
 
@@ -175,11 +205,13 @@ func report(o options, samples []sample, l *load, a, b *counter, gw *gateway, lo
 	// Samples under load: all but the last (taken after the drain).
 	under := samples[:len(samples)-1]
 	rss := make([]float64, len(under))
+	anon := make([]float64, len(under))
 	heap := make([]float64, len(under))
 	gor := make([]float64, len(under))
 	fds := make([]float64, len(under))
 	for i, s := range under {
 		rss[i] = float64(s.rssKiB) / 1024
+		anon[i] = float64(s.rssKiB-s.rssFileKiB) / 1024
 		heap[i] = float64(s.heapKiB) / 1024
 		gor[i] = float64(s.goroutines)
 		fds[i] = float64(s.fds)
@@ -199,24 +231,30 @@ func report(o options, samples []sample, l *load, a, b *counter, gw *gateway, lo
 		fmt.Printf(" (last error: %v)", e)
 	}
 	fmt.Println()
-	fmt.Printf("delivery: %d of %d messages reached the first target, %d the second (requests: %d and %d); drained %v after the load\n",
-		a.delivered(), accepted, b.delivered(), a.requests.Load(), b.requests.Load(), drained.Round(time.Millisecond))
+	done := succeeded(gw.reg)
+	fmt.Printf("delivery: %d of %d deliveries succeeded (2 per accepted message); the targets answered 2xx %d and %d times (requests: %d and %d); drained %v after the load\n",
+		done, 2*accepted, a.ok.Load(), b.ok.Load(), a.requests.Load(), b.requests.Load(), drained.Round(time.Millisecond))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	dead, open := -1, -1
 	if stats, err := gw.store.DeliveryStats(ctx, nil); err == nil {
-		dead, open := 0, 0
+		dead, open = 0, 0
 		for _, t := range stats {
 			dead += t.Dead
 			open += t.Due + t.Scheduled + t.Waiting + t.Running
 		}
 		fmt.Printf("store at the end: %d dead letters, %d deliveries not finished\n", dead, open)
 	}
-	fmt.Printf("attempts by target and outcome: %s\n", attemptCounts(gw.reg))
+	_, byOutcome := counterSum(gw.reg, "tandem_attempts_total", map[string]string{"target": "shaky"}, "outcome")
+	fmt.Printf("attempts to the first target (proxy): %s\n", byOutcome)
+	_, byOutcome = counterSum(gw.reg, "tandem_attempts_total", map[string]string{"target": "flaky"}, "outcome")
+	fmt.Printf("attempts to the second target (503s): %s\n", byOutcome)
 	checks := []flatness{
 		judge("rss MiB", rss, 0.10, 16),
+		judge("anon MiB", anon, 0.10, 16),
 		judge("heap MiB", heap, 0.10, 8),
-		judge("goroutines", gor, 0.10, 20),
-		judge("fds", fds, 0.10, 20),
+		judge("goroutines", gor, 0.10, 50),
+		judge("fds", fds, 0.10, 50),
 	}
 	fmt.Println()
 	flat := true
@@ -224,12 +262,12 @@ func report(o options, samples []sample, l *load, a, b *counter, gw *gateway, lo
 		fmt.Println(c)
 		flat = flat && c.flat()
 	}
-	lost := int(accepted) - min(a.delivered(), b.delivered())
+	missing := 2*int(accepted) - done
 	switch {
-	case flat && lost == 0:
+	case flat && missing == 0 && dead == 0:
 		fmt.Println("verdict: FLAT — memory, goroutines and file descriptors stayed level; every accepted message reached both targets")
 	case flat:
-		fmt.Printf("verdict: FLAT, but %d accepted messages had not reached both targets when the drain time ended\n", lost)
+		fmt.Printf("verdict: FLAT, but %d deliveries had not succeeded when the drain time ended (%d dead letters)\n", missing, dead)
 	default:
 		fmt.Println("verdict: GROWING — see the series marked GROWING above")
 	}

@@ -110,8 +110,8 @@ type crashClients struct {
 	client   *http.Client
 	mu       sync.Mutex
 	acked    map[string]string // client key → message id
-	retried  atomic.Int64      // POSTs sent again after a connection error
-	replayed atomic.Int64      // retries answered with Idempotent-Replayed
+	retried  atomic.Int64      // messages whose POST was sent again after a connection error
+	replayed atomic.Int64      // of those, how many were answered with Idempotent-Replayed
 	bad      atomic.Int64      // answers that were neither 202 nor a connection error
 	badText  atomic.Value
 }
@@ -131,10 +131,13 @@ func (cc *crashClients) run(id int, interval time.Duration, stop, hard <-chan st
 		key := fmt.Sprintf("c%d-%d", id, n)
 		body := fmt.Sprintf(`{"client":%d,"n":%d}`, id, n)
 		for try := 0; ; try++ {
-			if try > 0 {
+			if try == 1 {
 				cc.retried.Add(1)
 			}
 			msgID, repeat, err := cc.post(key, body)
+			if err == nil && repeat && try == 0 {
+				err = &crashBadAnswer{code: http.StatusAccepted, body: "a new key answered as a repeat"}
+			}
 			if err == nil {
 				cc.mu.Lock()
 				cc.acked[key] = msgID
@@ -429,7 +432,7 @@ routes:
 	rep.retried, rep.replayed = cc.retried.Load(), cc.replayed.Load()
 	t.Logf("crash test: %d SIGKILLs over %v; %d clients offered %.0f msg/s, acknowledged %.0f msg/s over %v of load (restarts included); acknowledged %d, delivered %d (to both targets), lost %d; "+
 		"re-delivered after a success %d (all in a crash window: %d); attempts made but not recorded %d; "+
-		"POST retries %d, of which %d found their message already committed; widest crash window %v",
+		"POSTs retried after a connection error %d, of which %d found their message already committed; widest crash window %v",
 		crashes, elapsed.Round(time.Millisecond), clients, float64(clients)*float64(time.Second)/float64(interval),
 		float64(rep.acked)/loadTime.Seconds(), loadTime.Round(time.Millisecond), rep.acked, rep.delivered, rep.lost,
 		rep.redelivered, rep.inWindow, rep.unrecorded, rep.retried, rep.replayed, rep.widest.Round(time.Microsecond))

@@ -16,6 +16,10 @@ import (
 	"github.com/tandem-run/tandem/internal/telemetry"
 )
 
+// testHookReserve, when set by a test, is told of every rate limit token
+// a target takes and when its attempt may start.
+var testHookReserve atomic.Pointer[func(target string, at time.Time)]
+
 // maxHold is the longest a claimed delivery waits in memory for a rate
 // limit token; a delivery that would wait longer is not claimed. The
 // lease of a rate-limited target covers it.
@@ -255,6 +259,9 @@ func (tr *targetRunner) admit(now time.Time) (int, time.Duration) {
 func (tr *targetRunner) start(d *record.Delivery, now time.Time) {
 	e := tr.e
 	hold, ok := tr.limiter.Reserve(now, maxHold)
+	if h := testHookReserve.Load(); h != nil && ok && tr.limiter != nil {
+		(*h)(tr.cfg.Name, now.Add(hold))
+	}
 	tr.slots <- struct{}{}
 	tr.metrics.InFlight(1)
 	e.attempts.Add(1)
