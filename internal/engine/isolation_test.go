@@ -108,7 +108,7 @@ func attemptsOf(t *testing.T, st store.Store, target string) int {
 func TestIsolation(t *testing.T) {
 	samples := 300
 	if raceEnabled {
-		samples = 40
+		samples = 30
 	}
 	tests := []struct {
 		name string

@@ -57,6 +57,9 @@ type Store struct {
 	log    *slog.Logger
 	wdb    *sql.DB // one connection: every write goes through it
 	rdb    *sql.DB // read pool, query_only
+	// Hot reads, prepared once on the read pool (database/sql re-prepares
+	// them per connection as needed) instead of parsed on every call.
+	dueCheck, claimedMessages *sql.Stmt
 	w      *writer
 	mu     sync.RWMutex // held shared while an op is queued; Close takes it to stop new ops
 	closed bool
@@ -103,6 +106,16 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	rdb.SetMaxOpenConns(cfg.ReadConns)
 	rdb.SetMaxIdleConns(cfg.ReadConns)
 	s.rdb = rdb
+	if s.dueCheck, err = rdb.PrepareContext(ctx, `SELECT 1 FROM deliveries
+		WHERE target = ? AND status IN ('scheduled', 'running') AND next_attempt_at <= ? LIMIT 1`); err == nil {
+		s.claimedMessages, err = rdb.PrepareContext(ctx, `SELECT `+messageCols+` FROM messages
+			WHERE id IN (SELECT value FROM json_each(?))`)
+	}
+	if err != nil {
+		wdb.Close()
+		rdb.Close()
+		return nil, fmt.Errorf("prepare sqlite reads: %w", err)
+	}
 	w, err := newWriter(ctx, wdb, cfg.MaxBatch, cfg.OnBatch)
 	if err != nil {
 		wdb.Close()
@@ -152,7 +165,7 @@ func (s *Store) Close() error {
 	close(s.w.queue)
 	s.mu.Unlock()
 	<-s.done
-	err := errors.Join(s.w.close(), s.rdb.Close(), s.wdb.Close())
+	err := errors.Join(s.w.close(), s.dueCheck.Close(), s.claimedMessages.Close(), s.rdb.Close(), s.wdb.Close())
 	if err != nil {
 		return fmt.Errorf("close sqlite: %w", err)
 	}

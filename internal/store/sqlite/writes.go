@@ -3,10 +3,10 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/tandem-run/tandem/internal/record"
@@ -113,9 +113,7 @@ func (s *Store) DeliveryClaim(ctx context.Context, p *store.DeliveryClaimParams)
 	// claims out of the writer's queue. A delivery that becomes due just
 	// after this look is found by the next poll.
 	var one int
-	err := s.rdb.QueryRowContext(ctx, `SELECT 1 FROM deliveries
-		WHERE target = ? AND status IN ('scheduled', 'running') AND next_attempt_at <= ? LIMIT 1`,
-		p.Target, now.UnixNano()).Scan(&one)
+	err := s.dueCheck.QueryRowContext(ctx, p.Target, now.UnixNano()).Scan(&one)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return nil, nil
@@ -192,7 +190,7 @@ func (s *Store) attachMessages(ctx context.Context, ds []record.Delivery) error 
 	if len(ds) == 0 {
 		return nil
 	}
-	ids := make([]any, 0, len(ds))
+	ids := make([]string, 0, len(ds))
 	seen := make(map[string]bool, len(ds))
 	for _, d := range ds {
 		if !seen[d.MessageID] {
@@ -200,8 +198,11 @@ func (s *Store) attachMessages(ctx context.Context, ds []record.Delivery) error 
 			ids = append(ids, d.MessageID)
 		}
 	}
-	q := `SELECT ` + messageCols + ` FROM messages WHERE id IN (?` + strings.Repeat(`,?`, len(ids)-1) + `)`
-	rows, err := s.rdb.QueryContext(ctx, q, ids...)
+	list, err := json.Marshal(ids)
+	if err != nil {
+		return err
+	}
+	rows, err := s.claimedMessages.QueryContext(ctx, string(list))
 	if err != nil {
 		return err
 	}
