@@ -17,6 +17,7 @@ import (
 
 	"github.com/tandem-run/tandem/internal/api"
 	"github.com/tandem-run/tandem/internal/engine"
+	"github.com/tandem-run/tandem/internal/record"
 	"github.com/tandem-run/tandem/internal/store"
 	"github.com/tandem-run/tandem/internal/store/postgres"
 	"github.com/tandem-run/tandem/internal/telemetry"
@@ -41,6 +42,22 @@ type gateway struct {
 	st    store.Store
 	stop  func()
 	start func() error // starts the delivery workers (and, on PostgreSQL, the wake-ups)
+}
+
+// countingStore counts claims and the deliveries they return.
+type countingStore struct {
+	store.Store
+}
+
+var claims, claimed atomic.Int64
+
+func (c countingStore) DeliveryClaim(ctx context.Context, p *store.DeliveryClaimParams) ([]record.Delivery, error) {
+	ds, err := c.Store.DeliveryClaim(ctx, p)
+	if len(ds) > 0 {
+		claims.Add(1)
+		claimed.Add(int64(len(ds)))
+	}
+	return ds, err
 }
 
 // pgCommits counts the PostgreSQL stores' group commits of inserts.
@@ -84,7 +101,7 @@ routes:
 	if err != nil {
 		return nil, err
 	}
-	eng, err := engine.New(engine.Options{Config: cfg, Store: st, Metrics: m})
+	eng, err := engine.New(engine.Options{Config: cfg, Store: countingStore{st}, Metrics: m})
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -167,6 +184,7 @@ type pgRow struct {
 	drained            bool
 	drainTime          time.Duration
 	backlog, perCommit string
+	perClaim           string // deliveries per claim while draining (PostgreSQL only)
 }
 
 // measureStore accepts for dur with the workers off, then starts them and
@@ -185,6 +203,7 @@ func measureStore(name string, gs []*gateway, a, b *sink, dur time.Duration, con
 	}
 	row.backlog = fmt.Sprint(backlog)
 	a0, b0 := a.count.Load(), b.count.Load()
+	perCommit(&claims, &claimed)
 	start := time.Now()
 	for _, g := range gs {
 		if err := g.start(); err != nil {
@@ -200,6 +219,8 @@ func measureStore(name string, gs []*gateway, a, b *sink, dur time.Duration, con
 	}
 	row.drainTime = time.Since(start)
 	row.delivered = float64(min(a.count.Load()-a0, b.count.Load()-b0)) / row.drainTime.Seconds()
+	row.perClaim = perCommit(&claims, &claimed)
+
 	return row, nil
 }
 
@@ -276,16 +297,16 @@ func benchPostgres(a, b *sink, dur time.Duration, conns int) error {
 	fmt.Println("## PostgreSQL and replicas (respond: accepted, two targets)")
 	fmt.Println()
 	fmt.Printf("Accept: %s of load over %d connections with the workers off. Deliver: the workers start and drain that backlog to both targets, for at most %s.\n\n", dur, conns, dur)
-	fmt.Println("| store | accepted/s | accept p50 | accept p99 | errors | accepts per commit | backlog | delivered to both/s | drained in |")
-	fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	fmt.Println("| store | accepted/s | accept p50 | accept p99 | errors | accepts per commit | backlog | delivered to both/s | drained in | deliveries per claim |")
+	fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	for _, r := range rows {
 		drain := r.drainTime.Round(10 * time.Millisecond).String()
 		if !r.drained {
 			drain = "not in " + dur.String()
 		}
-		fmt.Printf("| %s | %.0f | %s | %s | %d | %s | %s | %.0f | %s |\n", r.name, r.accepted.rps(),
+		fmt.Printf("| %s | %.0f | %s | %s | %d | %s | %s | %.0f | %s | %s |\n", r.name, r.accepted.rps(),
 			r.accepted.pct(0.50).Round(time.Microsecond), r.accepted.pct(0.99).Round(time.Microsecond),
-			r.accepted.errs, r.perCommit, r.backlog, r.delivered, drain)
+			r.accepted.errs, r.perCommit, r.backlog, r.delivered, drain, r.perClaim)
 	}
 	fmt.Println()
 	fmt.Printf("(the load generator, every replica, both targets and PostgreSQL share this machine's %d CPUs; 1-minute load average %s before, %s after)\n",

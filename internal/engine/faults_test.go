@@ -263,9 +263,9 @@ var faultReset = regexp.MustCompile(`connection reset by peer|connection closed 
 
 func TestFaultsFromProxy(t *testing.T) {
 	t.Parallel()
-	const n = 20
 	tests := []struct {
 		name     string
+		n        int // messages; default 20
 		toxics   []toxic
 		attempts int // max_attempts
 		bodySize int // padding of the target's answer
@@ -274,13 +274,13 @@ func TestFaultsFromProxy(t *testing.T) {
 		// ("dead"), or either ("either").
 		want string
 		// check looks at the tally further.
-		check func(t *testing.T, ft faultTally, tg *faultTarget)
+		check func(t *testing.T, n int, ft faultTally, tg *faultTarget)
 	}{
 		{
 			name:     "latency within the timeout",
 			toxics:   []toxic{{Name: "lat", Type: "latency", Stream: "downstream", Toxicity: 1, Attributes: map[string]any{"latency": 100}}},
 			attempts: 3, fault: faultTimeout, want: "succeeded",
-			check: func(t *testing.T, ft faultTally, _ *faultTarget) {
+			check: func(t *testing.T, n int, ft faultTally, _ *faultTarget) {
 				if ft.firstTry != n || ft.minDuration < 100*time.Millisecond {
 					t.Errorf("%d of %d succeeded at once, shortest attempt %v; want all, at least 100ms", ft.firstTry, n, ft.minDuration)
 				}
@@ -290,7 +290,7 @@ func TestFaultsFromProxy(t *testing.T) {
 			name:     "latency past the timeout",
 			toxics:   []toxic{{Name: "lat", Type: "latency", Stream: "downstream", Toxicity: 1, Attributes: map[string]any{"latency": 600}}},
 			attempts: 2, fault: faultTimeout, want: "dead",
-			check: func(t *testing.T, ft faultTally, _ *faultTarget) {
+			check: func(t *testing.T, n int, ft faultTally, _ *faultTarget) {
 				if ft.attempts != 2*n {
 					t.Errorf("%d attempts, want %d (max_attempts each)", ft.attempts, 2*n)
 				}
@@ -302,10 +302,12 @@ func TestFaultsFromProxy(t *testing.T) {
 			attempts: 8, fault: faultTimeout, want: "either",
 		},
 		{
+			// 40 messages: the chance that no attempt is reset is 0.7^40.
 			name:     "reset of 30% of connections before the request",
+			n:        40,
 			toxics:   []toxic{{Name: "rst", Type: "reset_peer", Stream: "upstream", Toxicity: 0.3, Attributes: map[string]any{"timeout": 0}}},
 			attempts: 12, fault: faultReset, want: "either",
-			check: func(t *testing.T, ft faultTally, _ *faultTarget) {
+			check: func(t *testing.T, n int, ft faultTally, _ *faultTarget) {
 				if ft.failures == 0 {
 					t.Errorf("no attempt failed: the reset toxic did not act")
 				}
@@ -323,7 +325,7 @@ func TestFaultsFromProxy(t *testing.T) {
 			name:     "reset of every answer after the target handled it",
 			toxics:   []toxic{{Name: "rst", Type: "reset_peer", Stream: "downstream", Toxicity: 1, Attributes: map[string]any{"timeout": 0}}},
 			attempts: 3, fault: faultReset, want: "dead",
-			check: func(t *testing.T, ft faultTally, tg *faultTarget) {
+			check: func(t *testing.T, n int, ft faultTally, tg *faultTarget) {
 				for key := range ft.keys {
 					if got := tg.requests(key); got != 3 {
 						t.Errorf("target saw %s %d times, want 3 (one per attempt)", key, got)
@@ -335,7 +337,7 @@ func TestFaultsFromProxy(t *testing.T) {
 			name:     "black hole",
 			toxics:   []toxic{{Name: "hole", Type: "timeout", Stream: "upstream", Toxicity: 1, Attributes: map[string]any{"timeout": 0}}},
 			attempts: 2, fault: faultTimeout, want: "dead",
-			check: func(t *testing.T, _ faultTally, tg *faultTarget) {
+			check: func(t *testing.T, n int, _ faultTally, tg *faultTarget) {
 				tg.mu.Lock()
 				defer tg.mu.Unlock()
 				if len(tg.seen) != 0 {
@@ -364,6 +366,10 @@ func TestFaultsFromProxy(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
+			n := tc.n
+			if n == 0 {
+				n = 20
+			}
 			tg := newFaultTarget(t, tc.bodySize)
 			p := faultProxy(t, tg.srv.URL, tc.toxics...)
 			r := newFaultRig(t, fmt.Sprintf(faultYAML, p.Listen, tc.attempts))
@@ -376,10 +382,14 @@ func TestFaultsFromProxy(t *testing.T) {
 				t.Errorf("%d of %d dead, want all", ft.dead, n)
 			}
 			if tc.check != nil {
-				tc.check(t, ft, tg)
+				tc.check(t, n, ft, tg)
 			}
-			t.Logf("%d messages: %d succeeded (%d at the first attempt), %d dead; %d attempts, %d failed; dead reasons %v",
-				n, ft.succeeded, ft.firstTry, ft.dead, ft.attempts, ft.failures, ft.reasons)
+			reached := 0
+			for key := range ft.keys {
+				reached += tg.requests(key)
+			}
+			t.Logf("%s: %d messages: %d succeeded (%d at the first attempt), %d dead; %d attempts, %d failed, %d reached the target; dead reasons %v",
+				tc.name, n, ft.succeeded, ft.firstTry, ft.dead, ft.attempts, ft.failures, reached, ft.reasons)
 		})
 	}
 }
