@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/danielgtaylor/huma/v2"
 
@@ -145,6 +146,19 @@ func isJSON(contentType string) bool {
 func checkJSON(body []byte) *Problem {
 	if len(body) == 0 {
 		return newProblem(http.StatusBadRequest, "the body is empty, but the content type is JSON")
+	}
+	// RFC 8259 wants UTF-8, and json.Valid does not check it; an answer or
+	// a template would otherwise carry the broken bytes on.
+	if !utf8.Valid(body) {
+		off := 0
+		for off < len(body) {
+			r, n := utf8.DecodeRune(body[off:])
+			if r == utf8.RuneError && n <= 1 {
+				break
+			}
+			off += n
+		}
+		return newProblem(http.StatusBadRequest, fmt.Sprintf("the body is not valid UTF-8 (at byte offset %d)", off))
 	}
 	if json.Valid(body) {
 		return nil
