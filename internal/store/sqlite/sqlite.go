@@ -53,17 +53,17 @@ func (c *Config) setDefaults() error {
 // Store is the SQLite store.Store: one writer connection fed by a
 // group-commit queue, and a pool of read connections on the same file.
 type Store struct {
-	cfg    Config
-	log    *slog.Logger
-	wdb    *sql.DB // one connection: every write goes through it
-	rdb    *sql.DB // read pool, query_only
+	cfg Config
+	log *slog.Logger
+	wdb *sql.DB // one connection: every write goes through it
+	rdb *sql.DB // read pool, query_only
 	// Hot reads, prepared once on the read pool (database/sql re-prepares
 	// them per connection as needed) instead of parsed on every call.
 	dueCheck, claimedMessages *sql.Stmt
-	w      *writer
-	mu     sync.RWMutex // held shared while an op is queued; Close takes it to stop new ops
-	closed bool
-	done   chan struct{} // closed when the writer goroutine has ended
+	w                         *writer
+	mu                        sync.RWMutex // held shared while an op is queued; Close takes it to stop new ops
+	closed                    bool
+	done                      chan struct{} // closed when the writer goroutine has ended
 }
 
 var _ store.Store = (*Store)(nil)
