@@ -318,10 +318,11 @@ func (p *process) crashKill(t *testing.T) {
 // TestCrashNothingLost is the crash-safety test (docs/guarantees.md).
 func TestCrashNothingLost(t *testing.T) {
 	if testing.Short() {
-		t.Skip("crash test: builds the binary and runs it for about 45s")
+		t.Skip("crash test: builds the binary and runs it for about 20s")
 	}
-	// Most of its time is spent waiting for the killed generation's leases
-	// (timeout.total + 30s) to run out; other tests can use that time.
+	// Part of its time is spent waiting for the killed generation's leases
+	// (timeout.total + lease_margin = 7s) to run out; other tests can use
+	// that time.
 	t.Parallel()
 	const (
 		clients  = 6
@@ -345,11 +346,11 @@ log: { format: json, level: warn }
 targets:
   steady:
     url: %s/hook
-    timeout: { total: 2s }
+    timeout: { total: 2s, lease_margin: 5s }
     retry: { max_attempts: 30, initial: 10ms, max: 100ms }
   flaky:
     url: %s/hook
-    timeout: { total: 2s }
+    timeout: { total: 2s, lease_margin: 5s }
     retry: { max_attempts: 30, initial: 10ms, max: 100ms }
     breaker: { disabled: true }
 routes:
@@ -415,7 +416,7 @@ routes:
 		keys = append(keys, id+".a", id+".b")
 	}
 	// Deliveries a killed generation held are claimed again when their
-	// lease (total timeout + 30s margin) runs out.
+	// lease (total timeout + lease_margin) runs out.
 	waitFor(t, 50*time.Second, "every acknowledged message to reach both targets and settle", func() bool {
 		return steady.succeeded(keys)+flaky.succeeded(keys) == len(keys) &&
 			!crashAnyMessage(t, cc.base, "accepted") && !crashAnyMessage(t, cc.base, "running")

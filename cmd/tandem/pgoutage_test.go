@@ -70,7 +70,7 @@ func TestPostgresOutage(t *testing.T) {
 		t.Skip("end-to-end test: builds and runs the binary")
 	}
 	t.Parallel()
-	schema, dsn := pgSchema(t)
+	dsn, count := pgSchema(t)
 	proxy, proxied := pgProxy(t, dsn)
 
 	// Until the outage begins, the targets answer 503 with Retry-After: 5,
@@ -125,7 +125,7 @@ routes:
 	}
 	waitFor(t, 15*time.Second, "both targets paused and every delivery waiting in the store", func() bool {
 		return ta.requests() > 0 && tb.requests() > 0 &&
-			pgCount(t, schema, "SELECT count(*) FROM deliveries WHERE status = 'scheduled'") == 2*n
+			count("SELECT count(*) FROM deliveries WHERE status = 'scheduled'") == 2*n
 	})
 
 	outageBegun.Store(true)
@@ -171,7 +171,7 @@ routes:
 	// Keep the database away until the deliveries fall due, so the
 	// engine has work waiting when it comes back.
 	waitFor(t, 15*time.Second, "every delivery due", func() bool {
-		return pgCount(t, schema, "SELECT count(*) FROM deliveries WHERE status = 'scheduled' AND next_attempt_at <= now()") == 2*n
+		return count("SELECT count(*) FROM deliveries WHERE status = 'scheduled' AND next_attempt_at <= now()") == 2*n
 	})
 	if err := proxy.Start(); err != nil {
 		t.Fatalf("restart proxy: %v", err)
@@ -198,9 +198,9 @@ routes:
 	})
 	t.Logf("all delivered %v after the database came back", time.Since(back).Round(10*time.Millisecond))
 	waitFor(t, 15*time.Second, "every message recorded as succeeded", func() bool {
-		return pgCount(t, schema, "SELECT count(*) FROM messages WHERE status <> 'succeeded'") == 0
+		return count("SELECT count(*) FROM messages WHERE status <> 'succeeded'") == 0
 	})
-	if got := pgCount(t, schema, "SELECT count(*) FROM messages"); got != len(keys) {
+	if got := count("SELECT count(*) FROM messages"); got != len(keys) {
 		t.Errorf("%d messages stored, want %d", got, len(keys))
 	}
 	for name, x := range map[string]*exclusiveTarget{"a": ta, "b": tb} {

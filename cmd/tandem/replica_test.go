@@ -53,14 +53,16 @@ func dsnWith(t *testing.T, dsn, key, value string) string {
 }
 
 // pgSchema picks a fresh schema name, drops the schema when the test ends,
-// and returns the name with a DSN whose search_path is that schema (the
-// store creates it at start-up).
-func pgSchema(t *testing.T) (schema, dsn string) {
+// and returns a DSN whose search_path is that schema (the store creates it
+// at start-up), and count, which runs a count query on the
+// schema directly (not through any proxy a test puts in front of tandem),
+// over one connection kept for the test.
+func pgSchema(t *testing.T) (dsn string, count func(query string) int) {
 	t.Helper()
 	base := pgDSN(t)
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
-	schema = "cmd_" + hex.EncodeToString(b)
+	schema := "cmd_" + hex.EncodeToString(b)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -74,25 +76,27 @@ func pgSchema(t *testing.T) (schema, dsn string) {
 			t.Errorf("drop schema %s: %v", schema, err)
 		}
 	})
-	return schema, dsnWith(t, base, "search_path", schema)
-}
-
-// pgCount runs a count query against the test schema, directly (not
-// through any proxy a test puts in front of tandem).
-func pgCount(t *testing.T, schema, query string, args ...any) int {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, dsnWith(t, pgDSN(t), "search_path", schema))
-	if err != nil {
-		t.Fatalf("connect: %v", err)
+	dsn = dsnWith(t, base, "search_path", schema)
+	var conn *pgx.Conn
+	count = func(query string) int {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if conn == nil {
+			c, err := pgx.Connect(ctx, dsn)
+			if err != nil {
+				t.Fatalf("connect: %v", err)
+			}
+			conn = c
+			t.Cleanup(func() { _ = c.Close(context.Background()) })
+		}
+		var n int
+		if err := conn.QueryRow(ctx, query).Scan(&n); err != nil {
+			t.Fatalf("%s: %v", query, err)
+		}
+		return n
 	}
-	defer conn.Close(ctx)
-	var n int
-	if err := conn.QueryRow(ctx, query, args...).Scan(&n); err != nil {
-		t.Fatalf("%s: %v", query, err)
-	}
-	return n
+	return dsn, count
 }
 
 // exclusiveTarget is a target that notices when one Idempotency-Key is
@@ -230,7 +234,7 @@ func TestReplicas(t *testing.T) {
 		t.Skip("end-to-end test: builds and runs the binary")
 	}
 	t.Parallel()
-	schema, dsn := pgSchema(t)
+	dsn, count := pgSchema(t)
 	// About one key in seven fails once, so retries move between replicas
 	// too.
 	fail := func(key string, n int) int {
@@ -246,8 +250,8 @@ func TestReplicas(t *testing.T) {
 	sb := httptest.NewServer(tb)
 	defer sb.Close()
 
-	// A short total timeout keeps the lease short: timeout.total plus the
-	// engine's 30s margin is how long the killed replica's deliveries wait.
+	// A short lease: timeout.total plus lease_margin (6s) is how long the
+	// killed replica's deliveries wait.
 	cfgPath := writeConfig(t, fmt.Sprintf(`
 server: { shutdown_grace: 10s }
 store: { driver: postgres, dsn: %q }
@@ -255,12 +259,12 @@ log: { format: json, level: info }
 targets:
   a:
     url: %s/a
-    timeout: { connect: 1s, total: 1s }
+    timeout: { connect: 1s, total: 1s, lease_margin: 5s }
     concurrency: 8
     retry: { max_attempts: 50, initial: 20ms, max: 200ms }
   b:
     url: %s/b
-    timeout: { connect: 1s, total: 1s }
+    timeout: { connect: 1s, total: 1s, lease_margin: 5s }
     concurrency: 8
     retry: { max_attempts: 50, initial: 20ms, max: 200ms }
     rate_limit: { per_second: 3000, burst: 300, shared: true }
@@ -278,7 +282,7 @@ routes:
 		bases[i] = p.base
 	}
 	waitFor(t, 15*time.Second, "three live replicas in the replicas table", func() bool {
-		return pgCount(t, schema, "SELECT count(*) FROM replicas") == 3
+		return count("SELECT count(*) FROM replicas") == 3
 	})
 	// The last replica to start counts three at once; the shared limit
 	// is divided by that.
@@ -335,15 +339,18 @@ routes:
 	for i, id := range ids {
 		keysA[i], keysB[i] = id+".a", id+".b"
 	}
-	// The killed replica's leases last timeout.total + 30s.
+	// The killed replica's leases last timeout.total + lease_margin: a delivery it
+	// had sent but not recorded is sent again only then, so the targets
+	// may have every key well before the store records every success.
 	waitFor(t, 75*time.Second, "every acknowledged message at both targets", func() bool {
 		return ta.delivered(keysA) == n && tb.delivered(keysB) == n
 	})
 	t.Logf("all delivered %v after the kill", time.Since(killedAt).Round(100*time.Millisecond))
-	waitFor(t, 15*time.Second, "every message recorded as succeeded", func() bool {
-		return pgCount(t, schema, "SELECT count(*) FROM messages WHERE status <> 'succeeded'") == 0
+	waitFor(t, 75*time.Second, "every message recorded as succeeded", func() bool {
+		return count("SELECT count(*) FROM messages WHERE status <> 'succeeded'") == 0
 	})
-	if got := pgCount(t, schema, "SELECT count(*) FROM messages"); got != n {
+	t.Logf("all recorded as succeeded %v after the kill", time.Since(killedAt).Round(100*time.Millisecond))
+	if got := count("SELECT count(*) FROM messages"); got != n {
 		t.Errorf("%d messages stored, want %d (one per Idempotency-Key)", got, n)
 	}
 	for name, x := range map[string]*exclusiveTarget{"a": ta, "b": tb} {
@@ -378,7 +385,7 @@ routes:
 	// its ttl passes.
 	procs[1].stop(t, 15*time.Second)
 	procs[2].stop(t, 15*time.Second)
-	if got := pgCount(t, schema, "SELECT count(*) FROM replicas"); got != 1 {
+	if got := count("SELECT count(*) FROM replicas"); got != 1 {
 		t.Errorf("%d replicas rows after two clean stops, want 1 (the killed one)", got)
 	}
 }
@@ -419,7 +426,7 @@ func (c *liveCounts) get() int  { c.mu.Lock(); defer c.mu.Unlock(); return c.las
 // that stops is no longer counted.
 func TestHeartbeatCounts(t *testing.T) {
 	t.Parallel()
-	schema, dsn := pgSchema(t)
+	dsn, count := pgSchema(t)
 	quiet := slog.New(slog.DiscardHandler)
 	open := func() *postgres.Store {
 		t.Helper()
@@ -444,7 +451,7 @@ func TestHeartbeatCounts(t *testing.T) {
 	bcancel()
 	_ = b.Close()
 	waitFor(t, 10*time.Second, "a to count one", func() bool { return ca.get() == 1 })
-	if got := pgCount(t, schema, "SELECT count(*) FROM replicas"); got != 1 {
+	if got := count("SELECT count(*) FROM replicas"); got != 1 {
 		t.Errorf("%d replicas rows, want 1", got)
 	}
 }

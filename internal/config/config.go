@@ -106,6 +106,11 @@ type Timeout struct {
 	Connect Duration `yaml:"connect"`
 	// Total bounds the whole attempt, body included. Default 10s.
 	Total Duration `yaml:"total"`
+	// LeaseMargin is added to Total to make a claim's lease: how long a
+	// crashed worker's deliveries wait before another worker claims them.
+	// It must cover the store round trips around an attempt and the clock
+	// skew between replicas. Default 30s; at least 1s.
+	LeaseMargin Duration `yaml:"lease_margin"`
 }
 
 // TargetAuth holds a target's credentials; values are usually secrets.

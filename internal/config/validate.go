@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 )
 
 // reservedPrefixes belong to the admin API; a route may not use them.
@@ -131,6 +132,9 @@ func (v *validator) target(p string, t *Target) {
 	tp := joinKey(p, "timeout")
 	if t.Timeout.Connect > t.Timeout.Total {
 		v.errf(joinKey(tp, "connect"), "connect timeout %s is longer than total timeout %s", t.Timeout.Connect, t.Timeout.Total)
+	}
+	if m := t.Timeout.LeaseMargin; m != 0 && m.D() < time.Second {
+		v.errf(joinKey(tp, "lease_margin"), "lease_margin must be at least 1s (it covers store round trips and clock skew), got %s", m)
 	}
 
 	rp := joinKey(p, "retry")

@@ -80,7 +80,11 @@ func newTargetRunner(e *Engine, tc *config.Target) *targetRunner {
 	// The lease outlasts everything a claimed delivery may go through
 	// before it is recorded: a wait for a token, the request itself, and
 	// a margin for the store round trips around it.
-	tr.lease = total + e.opts.LeaseMargin
+	margin := tc.Timeout.LeaseMargin.D()
+	if margin <= 0 {
+		margin = e.opts.LeaseMargin
+	}
+	tr.lease = total + margin
 	if tr.limiter != nil {
 		tr.lease += maxHold
 	}
