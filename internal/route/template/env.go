@@ -38,15 +38,24 @@ type Result struct {
 	Header map[string][]string // first value per name
 }
 
-// Env is the data of one render, decoded once and shared by every
-// template rendered with it. It is not safe for concurrent use.
+// Env is the data of one render, decoded once, on the first expression
+// that needs it, and shared by every template rendered with it: a step
+// that only forwards the inbound body never decodes anything. It is not
+// safe for concurrent use.
 type Env struct {
+	in   *Input
 	vars map[string]any
 	vm   vm.VM
 }
 
-// NewEnv decodes in for rendering.
+// NewEnv prepares in for rendering; decoding waits for the first
+// expression.
 func NewEnv(in *Input) *Env {
+	return &Env{in: in}
+}
+
+func (env *Env) decode() {
+	in := env.in
 	now := in.Now
 	if now.IsZero() {
 		now = time.Now()
@@ -59,7 +68,7 @@ func NewEnv(in *Input) *Env {
 			"headers": firstValues(r.Header, true),
 		}
 	}
-	env := &Env{vars: map[string]any{
+	env.vars = map[string]any{
 		identReq: map[string]any{
 			"body":    DecodeBody(in.Body),
 			"headers": firstValues(in.Header, true),
@@ -68,13 +77,15 @@ func NewEnv(in *Input) *Env {
 		identMsg:   map[string]any{"id": in.MessageID},
 		identSteps: steps,
 		varNow:     now.UTC(),
-	}}
+	}
 	env.vm.MemoryBudget = MemoryBudget
-	return env
 }
 
 // run evaluates one expression.
 func (env *Env) run(e *expression) (any, error) {
+	if env.vars == nil {
+		env.decode()
+	}
 	return env.vm.Run(e.prog, env.vars)
 }
 
