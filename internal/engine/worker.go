@@ -230,11 +230,24 @@ func (tr *targetRunner) loop(ctx context.Context) {
 	}
 }
 
+// claimBatch is the fewest free slots worth a claim while attempts are in
+// flight: a quarter of the cap, at most 8.
+func claimBatch(limit int) int {
+	return min(8, max(1, limit/4))
+}
+
 // admit says how many deliveries the loop may claim now, and, when none,
 // how long until a gate may open (0: until woken or the next poll).
 func (tr *targetRunner) admit(now time.Time) (int, time.Duration) {
-	free := tr.adaptive.Limit() - len(tr.slots)
+	limit, inflight := tr.adaptive.Limit(), len(tr.slots)
+	free := limit - inflight
 	if free <= 0 {
+		return 0, 0 // a finishing attempt wakes the loop
+	}
+	// While attempts are in flight, claim in batches: a claim for every
+	// finished attempt would cost the store as much as recording it. An
+	// idle target claims at once, so latency at low load is unchanged.
+	if inflight > 0 && free < claimBatch(limit) {
 		return 0, 0 // a finishing attempt wakes the loop
 	}
 	if until := tr.paused(now); !until.IsZero() {
