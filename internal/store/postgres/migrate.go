@@ -4,11 +4,9 @@ import (
 	"context"
 	"embed"
 	"fmt"
+	"github.com/tandem-run/tandem/internal/store/migration"
 	"hash/fnv"
-	"io/fs"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -29,43 +27,9 @@ type MigrationState struct {
 	Unknown bool
 }
 
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
-// migrations returns the embedded migrations in version order. Files are
-// named NNNN_name.sql.
-func migrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrationFiles, "migrations")
-	if err != nil {
-		return nil, fmt.Errorf("read migrations: %w", err)
-	}
-	var out []migration
-	for _, e := range entries {
-		base, ok := strings.CutSuffix(e.Name(), ".sql")
-		if !ok {
-			continue
-		}
-		num, name, ok := strings.Cut(base, "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || v <= 0 {
-			return nil, fmt.Errorf("migration file %s: want NNNN_name.sql", e.Name())
-		}
-		b, err := migrationFiles.ReadFile("migrations/" + e.Name())
-		if err != nil {
-			return nil, fmt.Errorf("read migration %s: %w", e.Name(), err)
-		}
-		out = append(out, migration{version: v, name: name, sql: string(b)})
-	}
-	slices.SortFunc(out, func(a, b migration) int { return a.version - b.version })
-	for i := 1; i < len(out); i++ {
-		if out[i].version == out[i-1].version {
-			return nil, fmt.Errorf("migration version %d used twice", out[i].version)
-		}
-	}
-	return out, nil
+// migrations lists the embedded migrations in version order.
+func migrations() ([]migration.Migration, error) {
+	return migration.Load(migrationFiles, "migrations")
 }
 
 // lockKey is the advisory lock that serialises migrations of one schema
@@ -123,16 +87,16 @@ func (s *Store) Migrate(ctx context.Context) error {
 	}
 	var done []string
 	for _, m := range ms {
-		if _, ok := applied[m.version]; ok {
+		if _, ok := applied[m.Version]; ok {
 			continue
 		}
-		if _, err := tx.Exec(ctx, m.sql); err != nil {
-			return wrap(fmt.Sprintf("migrate %04d_%s", m.version, m.name), err)
+		if _, err := tx.Exec(ctx, m.SQL); err != nil {
+			return wrap(fmt.Sprintf("migrate %04d_%s", m.Version, m.Name), err)
 		}
-		if _, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", m.version, m.name); err != nil {
+		if _, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", m.Version, m.Name); err != nil {
 			return wrap("migrate: record version", err)
 		}
-		done = append(done, fmt.Sprintf("%04d_%s", m.version, m.name))
+		done = append(done, fmt.Sprintf("%04d_%s", m.Version, m.Name))
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return wrap("migrate: commit", err)
@@ -141,7 +105,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 		s.log.Info("postgres migrations applied", "migrations", done, "schema", s.cfg.Schema)
 	}
 	if len(ms) > 0 {
-		last := ms[len(ms)-1].version
+		last := ms[len(ms)-1].Version
 		for v := range applied {
 			if v > last {
 				s.log.Warn("postgres schema is newer than this tandem", "db_version", v, "known_version", last)
@@ -200,10 +164,10 @@ func (s *Store) MigrationStatus(ctx context.Context) ([]MigrationState, error) {
 	}
 	out := make([]MigrationState, 0, len(ms))
 	for _, m := range ms {
-		st := MigrationState{Version: m.version, Name: m.name}
-		if a, ok := applied[m.version]; ok {
+		st := MigrationState{Version: m.Version, Name: m.Name}
+		if a, ok := applied[m.Version]; ok {
 			st.Applied, st.AppliedAt = true, a.AppliedAt
-			delete(applied, m.version)
+			delete(applied, m.Version)
 		}
 		out = append(out, st)
 	}

@@ -6,23 +6,13 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
+	"github.com/tandem-run/tandem/internal/store/migration"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
 )
 
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
-
-// migration is one numbered SQL file: migrations/0001_init.sql is version 1,
-// named "init".
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
 
 // MigrationState is one schema migration and whether the database has it.
 type MigrationState struct {
@@ -36,31 +26,8 @@ type MigrationState struct {
 }
 
 // migrations lists the embedded migrations in version order.
-func migrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrationFiles, "migrations")
-	if err != nil {
-		return nil, fmt.Errorf("read migrations: %w", err)
-	}
-	var out []migration
-	for _, e := range entries {
-		num, name, ok := strings.Cut(strings.TrimSuffix(e.Name(), ".sql"), "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || v <= 0 {
-			return nil, fmt.Errorf("migration %s: name is not NNNN_name.sql", e.Name())
-		}
-		b, err := migrationFiles.ReadFile("migrations/" + e.Name())
-		if err != nil {
-			return nil, fmt.Errorf("read migration %s: %w", e.Name(), err)
-		}
-		out = append(out, migration{version: v, name: name, sql: string(b)})
-	}
-	slices.SortFunc(out, func(a, b migration) int { return a.version - b.version })
-	for i := 1; i < len(out); i++ {
-		if out[i].version == out[i-1].version {
-			return nil, fmt.Errorf("two migrations have version %d", out[i].version)
-		}
-	}
-	return out, nil
+func migrations() ([]migration.Migration, error) {
+	return migration.Load(migrationFiles, "migrations")
 }
 
 const createMigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -88,16 +55,16 @@ func (s *Store) migrate(ctx context.Context) error {
 	if err := conn.QueryRowContext(ctx, `SELECT max(version) FROM schema_migrations`).Scan(&top); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	if len(ms) > 0 && top.Int64 > int64(ms[len(ms)-1].version) {
-		return fmt.Errorf("migrate: database schema version %d is newer than this binary's %d", top.Int64, ms[len(ms)-1].version)
+	if len(ms) > 0 && top.Int64 > int64(ms[len(ms)-1].Version) {
+		return fmt.Errorf("migrate: database schema version %d is newer than this binary's %d", top.Int64, ms[len(ms)-1].Version)
 	}
 	for _, m := range ms {
 		applied, err := applyMigration(ctx, conn, m)
 		if err != nil {
-			return fmt.Errorf("migrate %04d_%s: %w", m.version, m.name, err)
+			return fmt.Errorf("migrate %04d_%s: %w", m.Version, m.Name, err)
 		}
 		if applied {
-			s.log.Info("schema migration applied", "version", m.version, "name", m.name)
+			s.log.Info("schema migration applied", "version", m.Version, "name", m.Name)
 		}
 	}
 	return nil
@@ -105,7 +72,7 @@ func (s *Store) migrate(ctx context.Context) error {
 
 // applyMigration runs m unless the database already has it. The check is
 // inside the transaction, so two processes starting at once apply it once.
-func applyMigration(ctx context.Context, conn *sql.Conn, m migration) (applied bool, err error) {
+func applyMigration(ctx context.Context, conn *sql.Conn, m migration.Migration) (applied bool, err error) {
 	if _, err := conn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
 		return false, err
 	}
@@ -115,17 +82,17 @@ func applyMigration(ctx context.Context, conn *sql.Conn, m migration) (applied b
 		}
 	}()
 	var n int
-	if err := conn.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = ?`, m.version).Scan(&n); err != nil {
+	if err := conn.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = ?`, m.Version).Scan(&n); err != nil {
 		return false, err
 	}
 	if n > 0 {
 		return false, nil
 	}
-	if _, err := conn.ExecContext(ctx, m.sql); err != nil {
+	if _, err := conn.ExecContext(ctx, m.SQL); err != nil {
 		return false, err
 	}
 	if _, err := conn.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
-		m.version, m.name, time.Now().UnixNano()); err != nil {
+		m.Version, m.Name, time.Now().UnixNano()); err != nil {
 		return false, err
 	}
 	if _, err := conn.ExecContext(ctx, `COMMIT`); err != nil {
@@ -166,11 +133,11 @@ func (s *Store) MigrationStatus(ctx context.Context) ([]MigrationState, error) {
 	}
 	out := make([]MigrationState, 0, len(ms))
 	for _, m := range ms {
-		st, ok := have[m.version]
+		st, ok := have[m.Version]
 		if !ok {
-			st = MigrationState{Version: m.version, Name: m.name}
+			st = MigrationState{Version: m.Version, Name: m.Name}
 		}
-		delete(have, m.version)
+		delete(have, m.Version)
 		out = append(out, st)
 	}
 	for _, st := range have {
