@@ -4,12 +4,13 @@ import (
 	"context"
 	"embed"
 	"fmt"
-	"github.com/tandem-run/tandem/internal/store/migration"
 	"hash/fnv"
 	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/tandem-run/tandem/internal/store/migration"
 )
 
 //go:embed migrations/*.sql

@@ -6,9 +6,10 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"github.com/tandem-run/tandem/internal/store/migration"
 	"slices"
 	"time"
+
+	"github.com/tandem-run/tandem/internal/store/migration"
 )
 
 //go:embed migrations/*.sql
