@@ -486,7 +486,7 @@ func (tr *targetRunner) finish(d *record.Delivery, res *target.Result, started t
 	p.Attempt = att
 	route := d.Route
 	e.metrics.ObserveAttempt(route, d.Step, d.Target, res.Outcome, res.Duration)
-	res2, err := e.store.DeliveryComplete(context.WithoutCancel(e.hardCtx), p)
+	res2, err := tr.record(d, p)
 	if err != nil {
 		if errors.Is(err, store.ErrLeaseLost) {
 			e.log.Warn("lease lost before the attempt was recorded", "message_id", d.MessageID, "delivery_id", d.ID, "step", d.Step, "attempt", n)
@@ -525,6 +525,35 @@ func (tr *targetRunner) finish(d *record.Delivery, res *target.Result, started t
 func (tr *targetRunner) postpone(d *record.Delivery, at time.Time, reason, text string) {
 	tr.metrics.Postponed(reason)
 	tr.release(d, at, text)
+}
+
+// record stores an attempt's result. While the store is unavailable (a
+// database outage) it tries again, with backoff, until shortly before the
+// delivery's lease ends: a result recorded late beats an attempt sent
+// twice. It gives up at shutdown; the lease then brings the delivery back.
+func (tr *targetRunner) record(d *record.Delivery, p *store.DeliveryCompleteParams) (*store.DeliveryCompleteResult, error) {
+	e := tr.e
+	ctx := context.WithoutCancel(e.hardCtx)
+	wait := 100 * time.Millisecond
+	for {
+		res, err := e.store.DeliveryComplete(ctx, p)
+		if err == nil || !errors.Is(err, store.ErrUnavailable) {
+			return res, err
+		}
+		// A claimed delivery's NextAttemptAt is when its lease ends.
+		if d.NextAttemptAt.IsZero() || !e.opts.Now().Add(wait + time.Second).Before(d.NextAttemptAt) {
+			return nil, err
+		}
+		e.log.Debug("record attempt: store unavailable; trying again", "delivery_id", d.ID, "retry_in", wait, "error", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-e.hardCtx.Done():
+			t.Stop()
+			return nil, err
+		case <-t.C:
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
 }
 
 // release gives a claimed delivery back without counting an attempt.
