@@ -280,10 +280,10 @@ routes:
 	load(bURL, body, conns, dur/8, 1<<40, 200, nil)
 	load(tURL+"/fan", body, conns, dur/8, 1<<40, 200, nil)
 	var base, tan result
-	for range 2 {
-		r := load(bURL, body, conns, dur/2, 1<<40, 200, nil)
+	for range 4 {
+		r := load(bURL, body, conns, dur/4, 1<<40, 200, nil)
 		base = merge(base, r)
-		r = load(tURL+"/fan", body, conns, dur/2, 1<<40, 200, nil)
+		r = load(tURL+"/fan", body, conns, dur/4, 1<<40, 200, nil)
 		tan = merge(tan, r)
 	}
 	fmt.Println("## Sync fan-out to two targets (durable: false, respond: all)")
