@@ -2,7 +2,6 @@ package engine_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -408,5 +407,4 @@ routes:
 	if fmt.Sprint(order) != "[first second]" {
 		t.Errorf("calls %v, want [first second]", order)
 	}
-	_ = json.Valid
 }
