@@ -541,7 +541,7 @@ func (tr *targetRunner) record(d *record.Delivery, p *store.DeliveryCompletePara
 			return res, err
 		}
 		// A claimed delivery's NextAttemptAt is when its lease ends.
-		if d.NextAttemptAt.IsZero() || !e.opts.Now().Add(wait + time.Second).Before(d.NextAttemptAt) {
+		if d.NextAttemptAt.IsZero() || !e.opts.Now().Add(wait+time.Second).Before(d.NextAttemptAt) {
 			return nil, err
 		}
 		e.log.Debug("record attempt: store unavailable; trying again", "delivery_id", d.ID, "retry_in", wait, "error", err)
