@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -194,38 +193,14 @@ func (s *Store) DeliveryList(ctx context.Context, p *store.DeliveryListParams) (
 		return nil, fmt.Errorf("list deliveries: %w", err)
 	}
 	limit := pageLimit(p.Limit)
-	var (
-		where []string
-		args  []any
-	)
-	arg := func(v any) string {
-		args = append(args, v)
-		return fmt.Sprintf("$%d", len(args))
-	}
-	if p.Status != "" {
-		where = append(where, "status = "+arg(string(p.Status)))
-	}
-	if p.Route != "" {
-		where = append(where, "route = "+arg(p.Route))
-	}
-	if p.Target != "" {
-		where = append(where, "target = "+arg(p.Target))
-	}
-	if p.ID != "" {
-		where = append(where, "id = "+arg(p.ID))
-	}
-	if p.MessageID != "" {
-		where = append(where, "message_id = "+arg(p.MessageID))
-	}
-	if cur != nil {
-		where = append(where, fmt.Sprintf("(created_at, id) < (%s, %s)", arg(cur.at), arg(cur.id)))
-	}
-	q := `SELECT ` + deliveryCols + ` FROM deliveries`
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
-	}
-	q += " ORDER BY created_at DESC, id DESC LIMIT " + arg(limit+1)
-	rows, err := s.pool.Query(ctx, q, args...)
+	var f filter
+	f.eq("status", string(p.Status))
+	f.eq("route", p.Route)
+	f.eq("target", p.Target)
+	f.eq("id", p.ID)
+	f.eq("message_id", p.MessageID)
+	q := f.page(`SELECT `+deliveryCols+` FROM deliveries`, cur, limit)
+	rows, err := s.pool.Query(ctx, q, f.args...)
 	if err != nil {
 		return nil, wrap("list deliveries", err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -83,29 +82,11 @@ func (s *Store) MessageList(ctx context.Context, p *store.MessageListParams) (*s
 		return nil, fmt.Errorf("list messages: %w", err)
 	}
 	limit := pageLimit(p.Limit)
-	var (
-		where []string
-		args  []any
-	)
-	arg := func(v any) string {
-		args = append(args, v)
-		return fmt.Sprintf("$%d", len(args))
-	}
-	if p.Status != "" {
-		where = append(where, "status = "+arg(string(p.Status)))
-	}
-	if p.Route != "" {
-		where = append(where, "route = "+arg(p.Route))
-	}
-	if cur != nil {
-		where = append(where, fmt.Sprintf("(created_at, id) < (%s, %s)", arg(cur.at), arg(cur.id)))
-	}
-	q := `SELECT ` + messageListCols + ` FROM messages`
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
-	}
-	q += " ORDER BY created_at DESC, id DESC LIMIT " + arg(limit+1)
-	rows, err := s.pool.Query(ctx, q, args...)
+	var f filter
+	f.eq("status", string(p.Status))
+	f.eq("route", p.Route)
+	q := f.page(`SELECT `+messageListCols+` FROM messages`, cur, limit)
+	rows, err := s.pool.Query(ctx, q, f.args...)
 	if err != nil {
 		return nil, wrap("list messages", err)
 	}

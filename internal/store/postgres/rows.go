@@ -200,3 +200,34 @@ func pageLimit(n int) int {
 	}
 	return n
 }
+
+// filter collects the conditions and arguments of a list query.
+type filter struct {
+	where []string
+	args  []any
+}
+
+// arg adds an argument and returns its placeholder.
+func (f *filter) arg(v any) string {
+	f.args = append(f.args, v)
+	return fmt.Sprintf("$%d", len(f.args))
+}
+
+// eq adds "col = v" when v is set.
+func (f *filter) eq(col, v string) {
+	if v != "" {
+		f.where = append(f.where, col+" = "+f.arg(v))
+	}
+}
+
+// page finishes a newest-first list query: the conditions, the cursor, and
+// a limit one past the page, so the caller knows whether another follows.
+func (f *filter) page(sel string, cur *cursor, limit int) string {
+	if cur != nil {
+		f.where = append(f.where, fmt.Sprintf("(created_at, id) < (%s, %s)", f.arg(cur.at), f.arg(cur.id)))
+	}
+	if len(f.where) > 0 {
+		sel += " WHERE " + strings.Join(f.where, " AND ")
+	}
+	return sel + " ORDER BY created_at DESC, id DESC LIMIT " + f.arg(limit+1)
+}
