@@ -2,12 +2,13 @@ package config
 
 import (
 	"fmt"
-	"math"
 	"reflect"
 	"strings"
 
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/token"
+
+	"github.com/tandem-run/tandem/internal/typo"
 )
 
 // The schema walk checks the YAML tree against the Go types before the
@@ -299,7 +300,7 @@ func (w *schemaWalker) keyText(k ast.MapKeyNode) (string, bool) {
 
 func unknownKeyMsg(key string, known []string) string {
 	msg := fmt.Sprintf("unknown key %q", key)
-	if s := suggest(key, known); s != "" {
+	if s := typo.Closest(key, known); s != "" {
 		msg += fmt.Sprintf(" (did you mean %q?)", s)
 	}
 	return msg
@@ -327,51 +328,4 @@ func looksNumeric(n *ast.StringNode) bool {
 	}
 	v := strings.TrimLeft(n.Value, "+-")
 	return v != "" && strings.Trim(v, "0123456789") == ""
-}
-
-// suggest returns the candidate closest to s, if it is close enough to be
-// a likely typo: a few edits away, or sharing a long prefix.
-func suggest(s string, candidates []string) string {
-	if len(s) < 3 || len(s) > 200 {
-		return ""
-	}
-	ls := strings.ToLower(s)
-	best, bestD := "", math.MaxInt
-	for _, c := range candidates {
-		if c == "" {
-			continue
-		}
-		lc := strings.ToLower(c)
-		d := editDistance(ls, lc)
-		if d > max(1, len(s)/3) && !(len(lc) >= 4 && len(ls) >= 4 && lc[:4] == ls[:4]) {
-			continue
-		}
-		if d < bestD || (d == bestD && c < best) {
-			best, bestD = c, d
-		}
-	}
-	return best
-}
-
-func editDistance(a, b string) int {
-	if len(a) > 200 || len(b) > 200 {
-		return math.MaxInt
-	}
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/tandem-run/tandem/internal/typo"
 )
 
 // reservedPrefixes belong to the admin API; a route may not use them.
@@ -498,7 +500,7 @@ func (v *validator) cycles(p string, r *Route, index map[string]int) {
 }
 
 func withHint(msg, got string, candidates []string) string {
-	if s := suggest(got, candidates); s != "" {
+	if s := typo.Closest(got, candidates); s != "" {
 		return msg + fmt.Sprintf(" (did you mean %q?)", s)
 	}
 	return msg

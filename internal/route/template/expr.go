@@ -13,6 +13,8 @@ import (
 	"github.com/expr-lang/expr/parser"
 	"github.com/expr-lang/expr/vm"
 	"github.com/expr-lang/expr/vm/runtime"
+
+	"github.com/tandem-run/tandem/internal/typo"
 )
 
 // Cost limits of one expression.
@@ -187,7 +189,7 @@ func (ck *namesChecker) step(name string) {
 	case !known:
 		msg := fmt.Sprintf("unknown step %q", name)
 		if ck.sc != nil {
-			if s := suggest(name, ck.sc.Steps); s != "" {
+			if s := typo.Closest(name, ck.sc.Steps); s != "" {
 				msg += fmt.Sprintf(" (did you mean %q?)", s)
 			}
 		}
