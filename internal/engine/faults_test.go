@@ -409,8 +409,12 @@ func TestFaultsMixedWithOutage(t *testing.T) {
 		toxic{Name: "rst", Type: "reset_peer", Stream: "upstream", Toxicity: 0.1, Attributes: map[string]any{"timeout": 0}},
 		toxic{Name: "hole", Type: "timeout", Stream: "upstream", Toxicity: 0.05, Attributes: map[string]any{"timeout": 0}},
 	)
-	p2 := faultProxy(t, down.srv.URL)
-	p2.Stop()
+	// The outage: every connection through p2 is reset at once. (Stopping
+	// the proxy would free its port, and a parallel test's server could
+	// take it and answer in the target's place.)
+	p2 := faultProxy(t, down.srv.URL,
+		toxic{Name: "outage", Type: "reset_peer", Stream: "upstream", Toxicity: 1, Attributes: map[string]any{"timeout": 0}},
+	)
 	r := newFaultRig(t, fmt.Sprintf(`
 targets:
   shaky:
@@ -447,8 +451,8 @@ routes:
 			time.Sleep(5 * time.Millisecond)
 		}
 	}
-	if err := p2.Start(); err != nil {
-		t.Fatalf("restart proxy: %v", err)
+	if err := p2.Toxics.RemoveToxic(context.Background(), "outage"); err != nil {
+		t.Fatalf("end the outage: %v", err)
 	}
 	mds := r.settle(t, ids, 60*time.Second)
 	ft := tally(t, r, mds, regexp.MustCompile(faultTimeout.String()+"|"+faultReset.String()+"|connect: connection refused"))
