@@ -327,9 +327,11 @@ func fsyncRate(dir string, dur time.Duration) (float64, error) {
 	return float64(n) / time.Since(start).Seconds(), nil
 }
 
-func durableGateway(a, b *sink, dir string, startWorkers bool) (string, *engine.Engine, store.Store, func(), error) {
-	cfg, err := buildConfig(fmt.Sprintf(`
-store: { driver: sqlite, dsn: %q }
+// ordersConfig is the durable benchmark route: POST /orders answers 202 and
+// delivers to both sinks, on the given store.
+func ordersConfig(driver, dsn string, a, b *sink) (*config.Config, error) {
+	return buildConfig(fmt.Sprintf(`
+store: { driver: %s, dsn: %q }
 targets:
   a: { url: "%s/a", concurrency: 64 }
   b: { url: "%s/b", concurrency: 64 }
@@ -338,7 +340,11 @@ routes:
     path: /orders
     respond: accepted
     steps: [{ name: a, target: a }, { name: b, target: b }]
-`, filepath.Join(dir, "bench.db"), a.url, b.url))
+`, driver, dsn, a.url, b.url))
+}
+
+func durableGateway(a, b *sink, dir string, startWorkers bool) (string, *engine.Engine, store.Store, func(), error) {
+	cfg, err := ordersConfig("sqlite", filepath.Join(dir, "bench.db"), a, b)
 	if err != nil {
 		return "", nil, nil, nil, err
 	}

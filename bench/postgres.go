@@ -77,17 +77,7 @@ func perCommit(commits, ops *atomic.Int64) string {
 }
 
 func pgGateway(a, b *sink, dsn, schema string) (*gateway, error) {
-	cfg, err := buildConfig(fmt.Sprintf(`
-store: { driver: postgres, dsn: %q }
-targets:
-  a: { url: "%s/a", concurrency: 64 }
-  b: { url: "%s/b", concurrency: 64 }
-routes:
-  - name: orders
-    path: /orders
-    respond: accepted
-    steps: [{ name: a, target: a }, { name: b, target: b }]
-`, dsn, a.url, b.url))
+	cfg, err := ordersConfig("postgres", dsn, a, b)
 	if err != nil {
 		return nil, err
 	}
