@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Migration is one numbered SQL file: 0001_init.sql is version 1, named
@@ -52,4 +53,16 @@ func Load(fsys fs.FS, dir string) ([]Migration, error) {
 		}
 	}
 	return out, nil
+}
+
+// State is one schema migration as a database has it, for
+// `tandem migrate status`.
+type State struct {
+	Version   int
+	Name      string
+	Applied   bool
+	AppliedAt time.Time // zero when not applied
+	// Unknown is true for a version the database has but this binary does
+	// not know (the database was migrated by a newer tandem).
+	Unknown bool
 }

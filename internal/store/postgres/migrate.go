@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"slices"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -16,17 +15,8 @@ import (
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-// MigrationState is one schema migration and whether the database has it
-// (the same shape as the sqlite package's).
-type MigrationState struct {
-	Version   int
-	Name      string
-	Applied   bool
-	AppliedAt time.Time // zero when not applied
-	// Unknown is true for a version the database has but this binary does
-	// not know (the database was migrated by a newer tandem).
-	Unknown bool
-}
+// MigrationState is one schema migration and whether the database has it.
+type MigrationState = migration.State
 
 // migrations lists the embedded migrations in version order.
 func migrations() ([]migration.Migration, error) {

@@ -16,15 +16,7 @@ import (
 var migrationFiles embed.FS
 
 // MigrationState is one schema migration and whether the database has it.
-type MigrationState struct {
-	Version   int
-	Name      string
-	Applied   bool
-	AppliedAt time.Time // zero when not applied
-	// Unknown is true for a version the database has but this binary does
-	// not know (the database was migrated by a newer tandem).
-	Unknown bool
-}
+type MigrationState = migration.State
 
 // migrations lists the embedded migrations in version order.
 func migrations() ([]migration.Migration, error) {
