@@ -447,6 +447,7 @@ func (tr *targetRunner) finish(d *record.Delivery, res *target.Result, started t
 	p := &store.DeliveryCompleteParams{
 		DeliveryID:      d.ID,
 		Owner:           e.opts.Owner,
+		LeaseToken:      d.LeaseToken,
 		ResponseStatus:  res.Status,
 		ResponseBody:    res.Body,
 		ResponseHeaders: res.Header,
@@ -563,7 +564,7 @@ func (tr *targetRunner) release(d *record.Delivery, at time.Time, reason string)
 	at = at.UTC()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	err := e.store.DeliveryPostpone(ctx, &store.DeliveryPostponeParams{DeliveryID: d.ID, Owner: e.opts.Owner, NextAttemptAt: at, Reason: reason, Now: &now})
+	err := e.store.DeliveryPostpone(ctx, &store.DeliveryPostponeParams{DeliveryID: d.ID, Owner: e.opts.Owner, LeaseToken: d.LeaseToken, NextAttemptAt: at, Reason: reason, Now: &now})
 	if err != nil && !errors.Is(err, store.ErrLeaseLost) {
 		e.log.Warn("give delivery back", "delivery_id", d.ID, "error", err)
 	}

@@ -112,6 +112,11 @@ type Delivery struct {
 	Attempts      int       // attempts made so far (postponements do not count)
 	NextAttemptAt time.Time // when scheduled: when due; when running: when the lease ends
 	LeaseOwner    string    // worker that holds the lease while running
+	// LeaseToken is the fencing token of the delivery's current claim: a
+	// number that every claim raises, so a write that ends or moves the
+	// claim can prove it comes from this claim and not an expired one. 0
+	// when the delivery was never claimed.
+	LeaseToken int64
 	LastError     string
 	// Result of the last attempt, kept for answers and for later steps' templates.
 	ResponseStatus  int

@@ -127,9 +127,15 @@ type DeliveryClaimParams struct {
 }
 
 // DeliveryCompleteParams is the input of DeliveryComplete.
+//
+// Build it with CompleteSucceeded, CompleteRetry or CompleteDead, which
+// give only valid combinations; Validate checks one built by hand.
 type DeliveryCompleteParams struct {
 	DeliveryID string
 	Owner      string
+	// LeaseToken is the fencing token of the claim the attempt was made
+	// under (record.Delivery.LeaseToken); a stale token is ErrLeaseLost.
+	LeaseToken int64
 	// Attempt made; its N must be the delivery's Attempts+1.
 	Attempt record.Attempt
 	// Status is succeeded, scheduled (a retry at NextAttemptAt) or dead.
@@ -152,9 +158,11 @@ type DeliveryCompleteResult struct {
 }
 
 // DeliveryPostponeParams is the input of DeliveryPostpone.
+// Build it with Postpone.
 type DeliveryPostponeParams struct {
 	DeliveryID    string
 	Owner         string
+	LeaseToken    int64 // the claim's fencing token; a stale one is ErrLeaseLost
 	NextAttemptAt time.Time
 	Reason        string // kept in LastError when not empty
 	Now           *time.Time
