@@ -190,7 +190,9 @@ func detailOf(md *record.MessageDetail) *messageDetail {
 	}
 	for _, d := range ds {
 		v := deliveryOf(d, md.Attempts[d.ID])
-		v.Compensates, _ = record.Compensates(d.Step)
+		if base, ok := record.Compensates(d.Step); ok {
+			v.Compensates = base
+		}
 		v.Compensation = comp[d.Step]
 		out.Deliveries = append(out.Deliveries, v)
 	}
