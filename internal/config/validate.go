@@ -14,9 +14,6 @@ import (
 	"github.com/tandem-run/tandem/internal/typo"
 )
 
-// reservedPrefixes belong to the admin API; a route may not use them.
-var reservedPrefixes = []string{"/v1/", "/metrics", "/healthz", "/readyz", "/openapi", "/ui"}
-
 // validate checks the defaulted config and records every problem in c.
 func validate(cfg *Config, c *collector) {
 	v := validator{cfg: cfg, c: c}
@@ -352,15 +349,13 @@ func (v *validator) routePath(p, rp string) bool {
 		v.errf(p, "path %s is not clean (write %q)", v.c.quote(p, rp), clean)
 		return false
 	}
-	if rp == "/v1" {
-		v.errf(p, "path %q is reserved for the admin API", rp)
-		return false
-	}
-	for _, pre := range reservedPrefixes {
-		if strings.HasPrefix(rp, pre) {
-			v.errf(p, "path %s is reserved for the admin API (%s...)", v.c.quote(p, rp), pre)
-			return false
+	if reserved, ok := ReservedPath(rp); ok {
+		if rp == reserved {
+			v.errf(p, "path %s is reserved for the admin API", v.c.quote(p, rp))
+		} else {
+			v.errf(p, "path %s is reserved for the admin API (%s/...)", v.c.quote(p, rp), reserved)
 		}
+		return false
 	}
 	return true
 }
