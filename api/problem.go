@@ -27,9 +27,6 @@ const (
 	TypeNotFound = ProblemTypeBase + "not-found"
 	// TypeMethodNotAllowed (405): the path is served for other methods.
 	TypeMethodNotAllowed = ProblemTypeBase + "method-not-allowed"
-	// TypeNotAcceptable (406): no answer in a media type the Accept header
-	// allows.
-	TypeNotAcceptable = ProblemTypeBase + "not-acceptable"
 	// TypeIdempotencyInFlight (409): the first request with this
 	// Idempotency-Key has not been answered yet.
 	TypeIdempotencyInFlight = ProblemTypeBase + "idempotency-in-flight"
@@ -66,7 +63,6 @@ var (
 	ErrForbidden            = kind(TypeForbidden, http.StatusForbidden)
 	ErrNotFound             = kind(TypeNotFound, http.StatusNotFound)
 	ErrMethodNotAllowed     = kind(TypeMethodNotAllowed, http.StatusMethodNotAllowed)
-	ErrNotAcceptable        = kind(TypeNotAcceptable, http.StatusNotAcceptable)
 	ErrIdempotencyInFlight  = kind(TypeIdempotencyInFlight, http.StatusConflict)
 	ErrNotDead              = kind(TypeNotDead, http.StatusConflict)
 	ErrTooLarge             = kind(TypeTooLarge, http.StatusRequestEntityTooLarge)
@@ -81,7 +77,7 @@ var (
 // kinds lists every sentinel, in the order of the table in docs/api.md.
 var kinds = []*Problem{
 	ErrMalformedRequest, ErrInvalidCursor, ErrUnauthorized, ErrForbidden, ErrNotFound,
-	ErrMethodNotAllowed, ErrNotAcceptable, ErrIdempotencyInFlight, ErrNotDead, ErrTooLarge,
+	ErrMethodNotAllowed, ErrIdempotencyInFlight, ErrNotDead, ErrTooLarge,
 	ErrUnsupportedMediaType, ErrValidation, ErrIdempotencyConflict, ErrInternal,
 	ErrUnavailable, ErrShuttingDown,
 }

@@ -177,10 +177,10 @@ func writeProblem(w http.ResponseWriter, r *http.Request, p *Problem) {
 
 // frameworkKinds are the kinds of the errors huma itself answers, by
 // status: bad parameters and bodies, a body over the limit or of another
-// media type, an Accept header it cannot serve.
+// media type. Another status (huma's 408 for a body read too slowly, say)
+// gets about:blank.
 var frameworkKinds = map[int]*tapi.Problem{
 	http.StatusBadRequest:            tapi.ErrMalformedRequest,
-	http.StatusNotAcceptable:         tapi.ErrNotAcceptable,
 	http.StatusRequestEntityTooLarge: tapi.ErrTooLarge,
 	http.StatusUnsupportedMediaType:  tapi.ErrUnsupportedMediaType,
 	http.StatusUnprocessableEntity:   tapi.ErrValidation,
@@ -217,6 +217,10 @@ func frameworkProblem(se huma.StatusError) *Problem {
 	}
 	p := newProblem(kind, se.Error())
 	switch status {
+	case http.StatusBadRequest:
+		if p.Detail == "validation failed" {
+			p.Detail = "the request could not be read; errors says where"
+		}
 	case http.StatusRequestEntityTooLarge:
 		p.Detail = tooLarge(adminMaxBody).Detail
 	case http.StatusUnsupportedMediaType:
