@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -66,6 +67,34 @@ func TestProblemTypesDocumented(t *testing.T) {
 		row := fmt.Sprintf("| `%s` | %d |", name, k.Status)
 		if !strings.Contains(doc, row) {
 			t.Errorf("docs/api.md lacks the row %q", row)
+		}
+	}
+}
+
+// TestTargetFieldsDocumented checks that the GET /v1/targets section of
+// docs/api.md names every field of the answer.
+func TestTargetFieldsDocumented(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile("../docs/api.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	start := strings.Index(doc, "### `GET /v1/targets`")
+	if start < 0 {
+		t.Fatal("docs/api.md has no GET /v1/targets section")
+	}
+	section := doc[start:]
+	if end := strings.Index(section[1:], "\n#"); end > 0 {
+		section = section[:end+1]
+	}
+	for _, v := range []any{Target{}, Queue{}, Breaker{}, Limiter{}} {
+		rt := reflect.TypeOf(v)
+		for i := range rt.NumField() {
+			name, _, _ := strings.Cut(rt.Field(i).Tag.Get("json"), ",")
+			if !strings.Contains(section, "`"+name+"`") || !strings.Contains(section, `"`+name+`"`) {
+				t.Errorf("the targets section lacks %s.%s (%q) in its example or its text", rt.Name(), rt.Field(i).Name, name)
+			}
 		}
 	}
 }
