@@ -91,7 +91,7 @@ func New(opts Options) (http.Handler, error) {
 	if err := s.routes(opts); err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
-	return s.recoverer(s.mux), nil
+	return s.recoverer(s.cors(s.mux)), nil
 }
 
 // routes registers every handler on s.mux. ServeMux panics on conflicting

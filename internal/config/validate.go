@@ -44,6 +44,7 @@ func (v *validator) server() {
 	if _, port, err := net.SplitHostPort(s.Listen); err != nil || port == "" {
 		v.errf("server.listen", "invalid listen address %s: write host:port, e.g. \":8080\" or \"127.0.0.1:8080\"", v.c.quote("server.listen", s.Listen))
 	}
+	v.cors(s.CORS)
 }
 
 func (v *validator) store() {
