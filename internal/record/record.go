@@ -124,7 +124,7 @@ type Delivery struct {
 	OutcomeUnknown bool
 	// NoCompensateUnknown is the step's compensate_unknown: false.
 	NoCompensateUnknown bool
-	LastError     string
+	LastError           string
 	// Result of the last attempt, kept for answers and for later steps' templates.
 	ResponseStatus  int
 	ResponseBody    []byte

@@ -227,8 +227,8 @@ var sagaTable = []sagaRow{
 			finishStep(t, s, id, "charge", record.DeliveryDead, true, time.Second)
 			finishStep(t, s, id, "charge.compensate", record.DeliverySucceeded, false, 2*time.Second)
 		},
-		status: record.MessageCompensated,
-		states: map[string]record.DeliveryStatus{"charge": "dead", "charge.compensate": "succeeded", "reserve.compensate": "cancelled"},
+		status:  record.MessageCompensated,
+		states:  map[string]record.DeliveryStatus{"charge": "dead", "charge.compensate": "succeeded", "reserve.compensate": "cancelled"},
 		replays: map[string]bool{"charge": false},
 	},
 	{
@@ -249,8 +249,8 @@ var sagaTable = []sagaRow{
 			finishStep(t, s, id, "reserve", record.DeliveryDead, false, 2*time.Second)
 			finishStep(t, s, id, "charge.compensate", record.DeliverySucceeded, false, 3*time.Second)
 		},
-		status: record.MessageCompensated,
-		states: map[string]record.DeliveryStatus{"charge": "compensated", "reserve": "dead", "charge.compensate": "succeeded"},
+		status:  record.MessageCompensated,
+		states:  map[string]record.DeliveryStatus{"charge": "compensated", "reserve": "dead", "charge.compensate": "succeeded"},
 		replays: map[string]bool{"reserve": false},
 	},
 	{
@@ -260,8 +260,8 @@ var sagaTable = []sagaRow{
 			finishStep(t, s, id, "reserve", record.DeliveryDead, false, 2*time.Second)
 			finishStep(t, s, id, "charge.compensate", record.DeliveryDead, false, 3*time.Second)
 		},
-		status: record.MessageFailed,
-		states: map[string]record.DeliveryStatus{"charge": "succeeded", "reserve": "dead", "charge.compensate": "dead"},
+		status:  record.MessageFailed,
+		states:  map[string]record.DeliveryStatus{"charge": "succeeded", "reserve": "dead", "charge.compensate": "dead"},
 		replays: map[string]bool{"reserve": false, "charge.compensate": true},
 	},
 }
