@@ -32,6 +32,9 @@ const (
 	TypeIdempotencyInFlight = ProblemTypeBase + "idempotency-in-flight"
 	// TypeNotDead (409): only dead deliveries can be replayed.
 	TypeNotDead = ProblemTypeBase + "not-dead"
+	// TypeReplayRefused (409): a forward step of a saga whose compensation
+	// has begun cannot be replayed.
+	TypeReplayRefused = ProblemTypeBase + "replay-refused"
 	// TypeTooLarge (413): the body is over the size limit.
 	TypeTooLarge = ProblemTypeBase + "too-large"
 	// TypeUnsupportedMediaType (415): the body is not of a media type the
@@ -65,6 +68,7 @@ var (
 	ErrMethodNotAllowed     = kind(TypeMethodNotAllowed, http.StatusMethodNotAllowed)
 	ErrIdempotencyInFlight  = kind(TypeIdempotencyInFlight, http.StatusConflict)
 	ErrNotDead              = kind(TypeNotDead, http.StatusConflict)
+	ErrReplayRefused        = kind(TypeReplayRefused, http.StatusConflict)
 	ErrTooLarge             = kind(TypeTooLarge, http.StatusRequestEntityTooLarge)
 	ErrUnsupportedMediaType = kind(TypeUnsupportedMediaType, http.StatusUnsupportedMediaType)
 	ErrValidation           = kind(TypeValidation, http.StatusUnprocessableEntity)
@@ -77,7 +81,7 @@ var (
 // kinds lists every sentinel, in the order of the table in docs/api.md.
 var kinds = []*Problem{
 	ErrMalformedRequest, ErrInvalidCursor, ErrUnauthorized, ErrForbidden, ErrNotFound,
-	ErrMethodNotAllowed, ErrIdempotencyInFlight, ErrNotDead, ErrTooLarge,
+	ErrMethodNotAllowed, ErrIdempotencyInFlight, ErrNotDead, ErrReplayRefused, ErrTooLarge,
 	ErrUnsupportedMediaType, ErrValidation, ErrIdempotencyConflict, ErrInternal,
 	ErrUnavailable, ErrShuttingDown,
 }

@@ -122,8 +122,15 @@ type ReplayRequest struct {
 
 // ReplayResult is the body of both replay endpoints.
 type ReplayResult struct {
-	Replayed int      `json:"replayed"`
-	IDs      []string `json:"ids" doc:"Ids of the deliveries sent back to work."`
+	Replayed int          `json:"replayed"`
+	IDs      []string     `json:"ids" doc:"Ids of the deliveries sent back to work."`
+	Skipped  []ReplaySkip `json:"skipped,omitempty" doc:"Deliveries left alone, with the reason: not dead, or a forward step of a saga whose compensation has begun."`
+}
+
+// ReplaySkip is a delivery a replay left alone, and why.
+type ReplaySkip struct {
+	ID     string `json:"id"`
+	Reason string `json:"reason"`
 }
 
 // RouteInfo is one configured route in GET /v1/routes.

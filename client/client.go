@@ -53,6 +53,7 @@ var (
 	ErrMethodNotAllowed     = api.ErrMethodNotAllowed
 	ErrIdempotencyInFlight  = api.ErrIdempotencyInFlight
 	ErrNotDead              = api.ErrNotDead
+	ErrReplayRefused        = api.ErrReplayRefused
 	ErrTooLarge             = api.ErrTooLarge
 	ErrUnsupportedMediaType = api.ErrUnsupportedMediaType
 	ErrValidation           = api.ErrValidation

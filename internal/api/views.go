@@ -120,10 +120,13 @@ func deadLetterOf(d record.Delivery) tapi.DeadLetter {
 	}
 }
 
-func replayOf(ds []record.Delivery) *tapi.ReplayResult {
-	r := &tapi.ReplayResult{Replayed: len(ds), IDs: make([]string, 0, len(ds))}
-	for _, d := range ds {
+func replayOf(res *store.DeliveryReplayResult) *tapi.ReplayResult {
+	r := &tapi.ReplayResult{Replayed: len(res.Replayed), IDs: make([]string, 0, len(res.Replayed))}
+	for _, d := range res.Replayed {
 		r.IDs = append(r.IDs, d.ID)
+	}
+	for _, x := range res.Refused {
+		r.Skipped = append(r.Skipped, tapi.ReplaySkip{ID: x.DeliveryID, Reason: x.Reason})
 	}
 	return r
 }
