@@ -14,7 +14,6 @@ import (
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-
 // lockKey is the advisory lock that serialises migrations of one schema
 // across every replica connected to the database.
 func (s *Store) lockKey() int64 {

@@ -14,7 +14,6 @@ import (
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-
 const createMigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
 	version    INTEGER PRIMARY KEY,
 	name       TEXT    NOT NULL,
