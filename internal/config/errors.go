@@ -86,8 +86,9 @@ type collector struct {
 	// interpolated marks paths whose value came from ${env:} or ${file:};
 	// messages must not quote them.
 	interpolated map[string]bool
-	// failed marks paths whose interpolation failed; later checks skip them
-	// so one mistake is reported once.
+	// failed marks paths whose value was reported already (a wrong shape,
+	// a failed interpolation); later checks skip them and the paths below
+	// them, so one mistake is reported once.
 	failed map[string]bool
 }
 
@@ -137,10 +138,22 @@ func (c *collector) pathAt(p pos) string {
 
 // errf adds an error about the value at path, placed by the index.
 func (c *collector) errf(path, format string, args ...any) {
-	if c.failed[path] {
+	if c.reported(path) {
 		return
 	}
 	c.addAt(c.lookup(path), path, fmt.Sprintf(format, args...))
+}
+
+// reported tells whether path, or a path above it, has failed.
+func (c *collector) reported(path string) bool {
+	for p := path; ; p = parentPath(p) {
+		if c.failed[p] {
+			return true
+		}
+		if p == "" {
+			return false
+		}
+	}
 }
 
 // addAt adds an error at an exact source position.

@@ -414,11 +414,13 @@ func (v *validator) route(p string, r *Route) {
 			seen[name] = true
 		}
 	}
-	if r.Response != nil && r.Respond.Mode == RespondAccepted {
+	// A respond that failed to parse reads as accepted; checks on it wait.
+	respondOK := !v.c.reported(rp)
+	if r.Response != nil && r.Respond.Mode == RespondAccepted && respondOK {
 		v.errf(joinKey(p, "response"), "response needs respond: all or a list of steps (respond: accepted always answers 202)")
 	}
 	if !r.IsDurable() {
-		if r.Respond.Mode != RespondAll {
+		if r.Respond.Mode != RespondAll && respondOK {
 			v.errf(joinKey(p, "durable"), "durable: false needs respond: all")
 		}
 		if r.Saga {
@@ -435,7 +437,7 @@ func (v *validator) targetRef(p, name string) {
 		v.errf(p, "target is required")
 		return
 	}
-	if _, ok := v.cfg.Targets[name]; !ok {
+	if _, ok := v.cfg.Targets[name]; !ok && !v.c.reported("targets") {
 		v.errf(p, "%s", withHint(fmt.Sprintf("unknown target %q", name), name, sortedKeys(v.cfg.Targets)))
 	}
 }
