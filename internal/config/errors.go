@@ -201,8 +201,7 @@ func (c *collector) fromYAML(err error) {
 	}
 	var ye yaml.Error
 	if errors.As(err, &ye) {
-		p := tokenPos(ye.GetToken())
-		msg := ye.GetMessage()
+		p, msg := syntaxHint(ye.GetToken(), ye.GetMessage())
 		var te *yaml.TypeError
 		if errors.As(err, &te) && te.SrcType != nil && te.DstType != nil {
 			msg = fmt.Sprintf("expected %s, got %s", goTypeWord(te.DstType.Kind().String()), goTypeWord(te.SrcType.Kind().String()))
@@ -215,6 +214,82 @@ func (c *collector) fromYAML(err error) {
 		return
 	}
 	c.errs = append(c.errs, &Error{File: c.file, Line: 1, Msg: err.Error()})
+}
+
+// syntaxHint places a YAML syntax error on the line that holds the
+// mistake and says what is likely wrong, for the messages the YAML
+// library words vaguely or places on a neighbouring line.
+func syntaxHint(tk *token.Token, msg string) (pos, string) {
+	p := tokenPos(tk)
+	if tk == nil {
+		return p, msg
+	}
+	next := tk.Next
+	switch {
+	case msg == "mapping value is not allowed in this context" && next != nil && next.Type == token.MappingValueType:
+		// tk is the value before the ":"; the ":" is the mistake.
+		if next.Position != nil && next.Position.Line > p.line {
+			return tokenPos(next), fmt.Sprintf(`unexpected ":": this line is indented deeper than the key on line %d, so it reads as the rest of that value; indent it like its sibling keys`, p.line)
+		}
+		return tokenPos(next), fmt.Sprintf(`unexpected ":" after %q: quote the whole value if it holds ": ", or start a nested mapping on its own, indented line`, tk.Value)
+	case msg == "',' or '}' must be specified", msg == "',' or ']' must be specified":
+		start, end, what := token.MappingStartType, token.MappingEndType, "}"
+		if strings.HasSuffix(msg, "']' must be specified") {
+			start, end, what = token.SequenceStartType, token.SequenceEndType, "]"
+		}
+		last := prevContent(tk)
+		open := unclosed(last, start, end)
+		if last == nil || open == nil {
+			return p, msg
+		}
+		return tokenPos(last), fmt.Sprintf(`missing %q: the %q on line %d is not closed (or a "," is missing before line %d)`, what, open.Value, open.Position.Line, p.line)
+	case msg == "value is not allowed in this context" && prevContent(tk) != nil:
+		return p, fmt.Sprintf("this key is not indented like the key above it (line %d): the keys of one mapping must line up", prevContent(tk).Position.Line)
+	case msg == "value is not allowed in this context. map key-value is pre-defined" && prevContent(tk) != nil:
+		prev := prevContent(tk).Position.Line
+		if prev < p.line {
+			return p, fmt.Sprintf("unexpected key %q: it is indented deeper than the key on line %d, whose value is complete; indent it like its sibling keys", tk.Value, prev)
+		}
+		return p, fmt.Sprintf("unexpected key %q after a complete value: put it on its own line, indented like its sibling keys", tk.Value)
+	case msg == "unexpected key name" && next != nil && next.Type == token.MappingValueType:
+		first, _, _ := strings.Cut(tk.Value, " ")
+		return p, fmt.Sprintf(`is a ":" missing after %q?`, first)
+	case msg == "non-map value is specified":
+		return p, fmt.Sprintf(`%q is not a key and value: is a ":" missing after the key?`, tk.Value)
+	}
+	return p, msg
+}
+
+// prevContent is the token before tk, skipping comments.
+func prevContent(tk *token.Token) *token.Token {
+	t := tk.Prev
+	for t != nil && t.Type == token.CommentType {
+		t = t.Prev
+	}
+	if t == nil || t.Position == nil {
+		return nil
+	}
+	return t
+}
+
+// unclosed finds the flow "{" or "[" (start) that tk sits in, walking back.
+func unclosed(tk *token.Token, start, end token.Type) *token.Token {
+	depth := 0
+	for t := tk; t != nil; t = t.Prev {
+		switch t.Type {
+		case end:
+			depth++
+		case start:
+			if depth == 0 {
+				if t.Position == nil {
+					return nil
+				}
+				return t
+			}
+			depth--
+		}
+	}
+	return nil
 }
 
 func goTypeWord(kind string) string {

@@ -187,12 +187,29 @@ func (v *validator) url(p, raw string) {
 	u, err := url.Parse(raw)
 	switch {
 	case err != nil:
-		v.errf(p, "invalid URL %s", v.c.quote(p, raw))
+		v.errf(p, "invalid URL %s%s", v.c.quote(p, raw), v.schemeHint(p, raw))
 	case u.Scheme != "http" && u.Scheme != "https":
-		v.errf(p, "URL %s must be absolute, with scheme http or https", v.c.quote(p, raw))
+		v.errf(p, "URL %s must be absolute, with scheme http or https%s", v.c.quote(p, raw), v.schemeHint(p, raw))
 	case u.Host == "" || u.Hostname() == "":
 		v.errf(p, "URL %s has no host", v.c.quote(p, raw))
 	}
+}
+
+// schemeHint suggests a scheme for a URL written without one, such as
+// "127.0.0.1:9001/x" or "localhost:9001/x"; "" when raw has one, or is a
+// path.
+func (v *validator) schemeHint(p, raw string) string {
+	if strings.Contains(raw, "//") || strings.HasPrefix(raw, "/") {
+		return ""
+	}
+	host, _, _ := strings.Cut(raw, "/")
+	if name, port, err := net.SplitHostPort(host); err == nil && name != "" && port != "" || strings.Contains(host, ".") || host == "localhost" {
+		if v.c.interpolated[p] {
+			return ": add a scheme, e.g. http://..."
+		}
+		return fmt.Sprintf(": add a scheme, e.g. %q", "http://"+raw)
+	}
+	return ""
 }
 
 func (v *validator) targetAuth(p string, a TargetAuth) {
