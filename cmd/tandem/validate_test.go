@@ -8,29 +8,18 @@ import (
 )
 
 // TestValidateOnePass: validate reports every kind of error at once, one
-// "file:line: path: message" a line, sorted by line.
+// "file:line: path: message" a line, sorted by line (the file holds seven
+// mistakes of different kinds).
 func TestValidateOnePass(t *testing.T) {
 	t.Parallel()
 	file := filepath.Join(t.TempDir(), "seven.yaml")
-	os.WriteFile(file, []byte(`targets:
-  pay:
-    url: "http//127.0.0.1:9/pay"
-  stock:
-    url: "http://127.0.0.1:9/stock"
-routes:
-  - name: place order
-    path: /v1/orders
-    respond: sometimes
-    steps:
-      - name: charge
-        target: pay
-        body: {total: "{{ request.bdy.total }}"}
-      - name: charge
-        target: stock
-      - name: ship
-        target: stock
-        after: [ship]
-`), 0o600)
+	src, err := os.ReadFile("../../internal/config/testdata/seven.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, src, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	_, stderr, err := runCLI(t, nil, "validate", "--config", file)
 	if err == nil || !strings.Contains(err.Error(), "(7 errors)") {
 		t.Errorf("err %v, want 7 errors", err)
