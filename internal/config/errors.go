@@ -9,6 +9,8 @@ import (
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/token"
+
+	"github.com/tandem-run/tandem/internal/route/template"
 )
 
 // Error is one problem in a config file, with where it is.
@@ -312,31 +314,20 @@ func goTypeWord(kind string) string {
 
 // joinKey appends a mapping key to a path: "a.b", or a["odd key"] when the
 // key is not a plain word.
-func joinKey(path, key string) string {
-	if !plainKey(key) {
-		return path + "[" + strconv.Quote(key) + "]"
-	}
-	if path == "" {
-		return key
-	}
-	return path + "." + key
-}
+func joinKey(path, key string) string { return joinPath(path, key) }
 
 // joinIndex appends a sequence index to a path.
-func joinIndex(path string, i int) string {
-	return path + "[" + strconv.Itoa(i) + "]"
-}
+func joinIndex(path string, i int) string { return joinPath(path, i) }
 
-func plainKey(k string) bool {
-	if k == "" {
-		return false
+// joinPath appends keys (strings) and indexes (ints) to a path, each
+// written the way template.PathString writes it, so a template error's
+// path and the config's read alike.
+func joinPath(path string, segs ...any) string {
+	s := template.PathString(segs)
+	if path == "" || s == "" || s[0] == '[' {
+		return path + s
 	}
-	for _, r := range k {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
-			return false
-		}
-	}
-	return true
+	return path + "." + s
 }
 
 // parentPath drops the last segment of a path made by joinKey/joinIndex.

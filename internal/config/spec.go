@@ -45,15 +45,7 @@ func (v *validator) compileRoute(p string, r *Route) {
 		return
 	}
 	for _, pr := range ps {
-		full := p
-		for _, step := range pr.Path {
-			switch k := step.(type) {
-			case int:
-				full = joinIndex(full, k)
-			case string:
-				full = joinKey(full, k)
-			}
-		}
+		full := joinPath(p, pr.Path...)
 		msg := pr.Msg
 		if v.c.interpolated[full] {
 			switch {
