@@ -149,6 +149,10 @@ type Retry struct {
 	// MaxAge: no retry starts later than this after the message was
 	// accepted (or the delivery replayed). Default 24h.
 	MaxAge Duration `yaml:"max_age"`
+	// MaxRetryAfter caps how long a target's Retry-After is honoured, for
+	// the delivery that got it and for the target-wide pause. Default
+	// Max.
+	MaxRetryAfter Duration `yaml:"max_retry_after"`
 }
 
 // Breaker is a circuit breaker over a target's attempts.

@@ -107,6 +107,7 @@ func targetDefaults(t *Target) {
 	r.Initial = or(r.Initial, min(DefaultRetryInitial, r.Max))
 	r.Multiplier = or(r.Multiplier, DefaultRetryMultiplier)
 	r.MaxAge = or(r.MaxAge, DefaultRetryMaxAge)
+	r.MaxRetryAfter = or(r.MaxRetryAfter, r.Max)
 
 	b := &t.Breaker
 	b.FailureRatio = or(b.FailureRatio, DefaultFailureRatio)

@@ -74,33 +74,7 @@ func (e *Engine) ingestDurable(ctx context.Context, rp *routePlan, in *Inbound) 
 		Headers:        in.Header,
 		Query:          in.Query,
 	}
-	ds := make([]record.Delivery, 0, len(rp.steps))
-	for _, sp := range rp.steps {
-		d := record.Delivery{
-			ID:            newID(),
-			Step:          sp.cfg.Name,
-			Target:        sp.cfg.Target,
-			After:         sp.cfg.After,
-			Required:      sp.cfg.IsRequired(),
-			Status:        record.DeliveryScheduled,
-			NextAttemptAt: now,
-		}
-		if len(sp.cfg.After) > 0 {
-			d.Status = record.DeliveryWaiting
-			d.NextAttemptAt = time.Time{}
-		}
-		ds = append(ds, d)
-	}
-	// A saga's compensations are committed with the message: each waits
-	// until record.Resolve decides it runs or is cancelled.
-	for _, cs := range rp.plan.Compensations {
-		ds = append(ds, record.Delivery{
-			ID:     newID(),
-			Step:   cs.Name,
-			Target: cs.Target,
-			Status: record.DeliveryWaiting,
-		})
-	}
+	ds := rp.deliveries(now)
 	waiting := rp.cfg.Respond.Mode != "" && rp.cfg.Respond.Mode != config.RespondAccepted
 	var changed <-chan struct{}
 	if waiting {
@@ -147,6 +121,43 @@ func (e *Engine) ingestDurable(ctx context.Context, rp *routePlan, in *Inbound) 
 	ans.Location = location
 	ans.Repeat = res.Existing
 	return ans, nil
+}
+
+// deliveries builds a new message's deliveries, one per step in plan
+// order, then, in a saga, one per compensation. It is the one place both
+// durable and durable: false routes get them from. A step with after
+// dependencies starts waiting; the others are due at now. A saga's
+// compensations are committed with the message: each waits until
+// record.Resolve decides it runs or is cancelled.
+func (rp *routePlan) deliveries(now time.Time) []record.Delivery {
+	ds := make([]record.Delivery, 0, len(rp.steps)+len(rp.plan.Compensations))
+	for _, sp := range rp.steps {
+		d := record.Delivery{
+			ID:            newID(),
+			Route:         rp.cfg.Name,
+			Step:          sp.cfg.Name,
+			Target:        sp.cfg.Target,
+			After:         sp.cfg.After,
+			Required:      sp.cfg.IsRequired(),
+			Status:        record.DeliveryScheduled,
+			NextAttemptAt: now,
+		}
+		if len(sp.cfg.After) > 0 {
+			d.Status = record.DeliveryWaiting
+			d.NextAttemptAt = time.Time{}
+		}
+		ds = append(ds, d)
+	}
+	for _, cs := range rp.plan.Compensations {
+		ds = append(ds, record.Delivery{
+			ID:     newID(),
+			Route:  rp.cfg.Name,
+			Step:   cs.Name,
+			Target: cs.Target,
+			Status: record.DeliveryWaiting,
+		})
+	}
+	return ds
 }
 
 // await waits until the route's respond point is reached for message id,
@@ -206,7 +217,11 @@ func (e *Engine) answerFor(rp *routePlan, md *record.MessageDetail, late bool) (
 		if _, isComp := record.Compensates(d.Step); isComp && d.Status == record.DeliveryCancelled {
 			continue // a compensation that was not needed is not news
 		}
-		body.Steps[d.Step] = stepAnswer(d, md.Attempts[d.ID])
+		var took time.Duration
+		for _, a := range md.Attempts[d.ID] {
+			took += a.Duration
+		}
+		body.Steps[d.Step] = stepAnswer(d, took)
 		if !d.Status.Final() {
 			done = false
 		} else if d.Status != record.DeliverySucceeded {
@@ -224,13 +239,7 @@ func (e *Engine) answerFor(rp *routePlan, md *record.MessageDetail, late bool) (
 	}
 	code := http.StatusOK
 	if all {
-		switch md.Message.Status {
-		case record.MessageSucceeded:
-		case record.MessagePartiallySucceeded:
-			code = http.StatusMultiStatus
-		default:
-			code = http.StatusBadGateway
-		}
+		code = mergedCode(md.Message.Status)
 	} else if !ok {
 		code = http.StatusBadGateway
 	}
@@ -261,18 +270,27 @@ func (e *Engine) shape(rp *routePlan, ans *Answer, msg *record.Message, ds []rec
 	}
 }
 
-func stepAnswer(d record.Delivery, attempts []record.Attempt) StepAnswer {
-	sa := StepAnswer{Status: d.Status, HTTPStatus: d.ResponseStatus, Attempts: d.Attempts, Error: d.LastError}
+// stepAnswer is one step's part of an answer; took is the time its
+// attempts took.
+func stepAnswer(d record.Delivery, took time.Duration) StepAnswer {
+	sa := StepAnswer{Status: d.Status, HTTPStatus: d.ResponseStatus, Attempts: d.Attempts, Error: d.LastError, DurationMS: took.Milliseconds()}
 	if d.Status == record.DeliverySucceeded {
 		sa.Error = ""
 	}
 	if len(d.ResponseBody) > 0 {
 		sa.Body = record.JSONBody(d.ResponseBody)
 	}
-	var total time.Duration
-	for _, a := range attempts {
-		total += a.Duration
-	}
-	sa.DurationMS = total.Milliseconds()
 	return sa
+}
+
+// mergedCode is the status code of a respond: all answer: 200 when every
+// required step succeeded, 207 when some did, 502 otherwise.
+func mergedCode(status record.MessageStatus) int {
+	switch status {
+	case record.MessageSucceeded:
+		return http.StatusOK
+	case record.MessagePartiallySucceeded:
+		return http.StatusMultiStatus
+	}
+	return http.StatusBadGateway
 }
