@@ -36,13 +36,13 @@ type targetRunner struct {
 	// maxRetryAfter caps a Retry-After, for the delivery that got it and
 	// for the target-wide pause (retry.max_retry_after).
 	maxRetryAfter time.Duration
-	lease         time.Duration // a claim's length: total + margin (+ maxHold)
-	total         time.Duration // the target's total timeout: one whole attempt
-	limit    int                          // concurrency: the size of slots
-	adaptive *resilience.ConcurrencyLimit // at most limit; lower while failing
-	breaker  *resilience.Breaker          // nil when disabled
-	limiter  *resilience.Limiter          // nil without a rate limit
-	metrics  *telemetry.TargetMetrics
+	lease         time.Duration                // a claim's length: total + margin (+ maxHold)
+	total         time.Duration                // the target's total timeout: one whole attempt
+	limit         int                          // concurrency: the size of slots
+	adaptive      *resilience.ConcurrencyLimit // at most limit; lower while failing
+	breaker       *resilience.Breaker          // nil when disabled
+	limiter       *resilience.Limiter          // nil without a rate limit
+	metrics       *telemetry.TargetMetrics
 
 	// pausedUntil (unix nanoseconds, 0 = none) is when the target's
 	// Retry-After pause ends; it only moves forward.
@@ -73,8 +73,8 @@ func newTargetRunner(e *Engine, tc *config.Target) *targetRunner {
 			MaxAge:      tc.Retry.MaxAge.D(),
 		},
 		maxRetryAfter: tc.Retry.MaxRetryAfter.D(),
-		limit:    conc,
-		adaptive: resilience.NewConcurrencyLimit(conc),
+		limit:         conc,
+		adaptive:      resilience.NewConcurrencyLimit(conc),
 		limiter: resilience.NewLimiter(resilience.LimiterSettings{
 			PerSecond: tc.RateLimit.PerSecond, Burst: tc.RateLimit.Burst, Shared: tc.RateLimit.Shared,
 		}),
