@@ -356,6 +356,55 @@ func (tr *targetRunner) run(d *record.Delivery, hold time.Duration) {
 		case <-t.C:
 		}
 	}
+	// The request goes out only while the lease still covers a whole
+	// attempt: past that, the delivery may be claimed again (by this
+	// engine or another) while the request is in flight. The reads
+	// before it get only what the lease has to spare.
+	spare := tr.spare(d)
+	if spare <= 0 {
+		tr.postpone(d, e.opts.Now(), postponeLease, "")
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, spare)
+	defer cancel()
+	if d.Message == nil {
+		md, err := e.store.MessageGet(rctx, d.MessageID)
+		if err != nil {
+			if tr.outOfLease(ctx, rctx, d) {
+				return
+			}
+			e.log.Warn("read message for delivery", "message_id", d.MessageID, "delivery_id", d.ID, "error", err)
+			tr.release(d, e.opts.Now().Add(time.Second), "read message: "+err.Error())
+			return
+		}
+		d.Message = &md.Message
+	}
+	rp := e.routes[d.Route]
+	var sp *stepPlan
+	if rp != nil {
+		sp = rp.byName[d.Step]
+	}
+	if sp == nil {
+		// The config changed under a stored message: nothing can be sent.
+		tr.fail(d, fmt.Errorf("route %q has no step %q in the current config", d.Route, d.Step))
+		return
+	}
+	req, err := tr.buildRequest(rctx, sp, d)
+	if errors.Is(err, errReadLater) {
+		// The step results a template reads could not be loaded: try again
+		// soon, without counting an attempt.
+		if tr.outOfLease(ctx, rctx, d) {
+			return
+		}
+		tr.release(d, e.opts.Now().Add(time.Second), err.Error())
+		return
+	}
+	if err != nil {
+		// A request that cannot be built for this message will never be:
+		// dead-letter it with the reason.
+		tr.fail(d, err)
+		return
+	}
 	// The gates again, right before the call: the target may have paused
 	// or its breaker opened since the claim. Such a delivery is given
 	// back without counting an attempt.
@@ -375,64 +424,6 @@ func (tr *targetRunner) run(d *record.Delivery, hold time.Duration) {
 			at = oe.Until
 		}
 		tr.postpone(d, at, telemetry.PostponeBreakerOpen, "postponed: circuit breaker open")
-		return
-	}
-	// The request goes out only while the lease still covers a whole
-	// attempt: past that, the delivery may be claimed again (by this
-	// engine or another) while the request is in flight. The reads
-	// before it get only what the lease has to spare.
-	spare := tr.spare(d)
-	if spare <= 0 {
-		permit.Cancel()
-		tr.postpone(d, now, postponeLease, "")
-		return
-	}
-	rctx, cancel := context.WithTimeout(ctx, spare)
-	defer cancel()
-	msg := d.Message
-	if msg == nil {
-		md, err := e.store.MessageGet(rctx, d.MessageID)
-		if err != nil {
-			permit.Cancel()
-			if tr.outOfLease(ctx, rctx, d) {
-				return
-			}
-			e.log.Warn("read message for delivery", "message_id", d.MessageID, "delivery_id", d.ID, "error", err)
-			tr.release(d, e.opts.Now().Add(time.Second), "read message: "+err.Error())
-			return
-		}
-		msg = &md.Message
-	}
-	rp := e.routes[d.Route]
-	var sp *stepPlan
-	if rp != nil {
-		sp = rp.byName[d.Step]
-	}
-	if sp == nil {
-		// The config changed under a stored message: nothing can be sent.
-		permit.Cancel()
-		tr.fail(d, fmt.Errorf("route %q has no step %q in the current config", d.Route, d.Step))
-		return
-	}
-	if d.Message == nil {
-		d.Message = msg
-	}
-	req, err := tr.buildRequest(rctx, sp, d)
-	if errors.Is(err, errReadLater) {
-		// The step results a template reads could not be loaded: try again
-		// soon, without counting an attempt.
-		permit.Cancel()
-		if tr.outOfLease(ctx, rctx, d) {
-			return
-		}
-		tr.release(d, e.opts.Now().Add(time.Second), err.Error())
-		return
-	}
-	if err != nil {
-		// A request that cannot be built for this message will never be:
-		// dead-letter it with the reason.
-		permit.Cancel()
-		tr.fail(d, err)
 		return
 	}
 	if tr.spare(d) <= 0 {
