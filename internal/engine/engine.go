@@ -73,6 +73,10 @@ type Engine struct {
 	waitMu  sync.Mutex
 	waiters map[string]chan struct{} // message id → closed on any change
 
+	// gate orders every inflight.Add against Shutdown: an ingest enters
+	// (Add) only under it and only while closing is false, and Shutdown
+	// sets closing under it before it waits, so no Add can race the Wait.
+	gate      sync.Mutex
 	closing   atomic.Bool
 	closingCh chan struct{}  // closed when Shutdown begins
 	inflight  sync.WaitGroup // ingest calls in progress
@@ -201,9 +205,11 @@ func (e *Engine) Start(ctx context.Context) error {
 // deliveries back to the store without counting an attempt. It does not
 // close the store.
 func (e *Engine) Shutdown(ctx context.Context) error {
+	e.gate.Lock()
 	if e.closing.CompareAndSwap(false, true) {
 		close(e.closingCh)
 	}
+	e.gate.Unlock()
 	if e.stopLoops != nil {
 		e.stopLoops()
 	}
@@ -227,6 +233,18 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 		}
 		return nil
 	}
+}
+
+// enter admits one ingest call (the caller then calls e.inflight.Done),
+// or reports false once shutdown has begun.
+func (e *Engine) enter() bool {
+	e.gate.Lock()
+	defer e.gate.Unlock()
+	if e.closing.Load() {
+		return false
+	}
+	e.inflight.Add(1)
+	return true
 }
 
 // Store returns the engine's store (nil when no route is durable).

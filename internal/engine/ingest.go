@@ -34,11 +34,10 @@ func (e *Engine) Ingest(ctx context.Context, route string, in *Inbound) (*Answer
 	if rp == nil {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownRoute, route)
 	}
-	e.inflight.Add(1)
-	defer e.inflight.Done()
-	if e.closing.Load() {
+	if !e.enter() {
 		return nil, ErrShuttingDown
 	}
+	defer e.inflight.Done()
 	start := time.Now()
 	var ans *Answer
 	var err error

@@ -186,11 +186,14 @@ func (tr *targetRunner) loop(ctx context.Context) {
 		want, wait := tr.admit(now)
 		got := 0
 		if want > 0 {
-			ds, err := e.store.DeliveryClaim(ctx, &store.DeliveryClaimParams{
-				Target: tr.cfg.Name, Limit: want, LeaseFor: tr.lease, Owner: e.opts.Owner, Now: &now,
-			})
+			ds, err := tr.claim(ctx, want, now)
 			switch {
 			case ctx.Err() != nil:
+				// Shutdown began while the claim ran: give back at once what
+				// it took, or each would stay running for a whole lease.
+				for i := range ds {
+					tr.postpone(&ds[i], e.opts.Now(), telemetry.PostponeShutdown, "")
+				}
 				return
 			case err != nil:
 				// The store is away; try again later, slower each time.
@@ -238,6 +241,20 @@ func (tr *targetRunner) loop(ctx context.Context) {
 		}
 	}
 }
+
+// claim leases up to n due deliveries. It does not stop when ctx (the
+// loop's) ends, so the claim's rows always come back to be run or given
+// back, never left running until their lease ends; it is bounded instead.
+func (tr *targetRunner) claim(ctx context.Context, n int, now time.Time) ([]record.Delivery, error) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), claimTimeout)
+	defer cancel()
+	return tr.e.store.DeliveryClaim(cctx, &store.DeliveryClaimParams{
+		Target: tr.cfg.Name, Limit: n, LeaseFor: tr.lease, Owner: tr.e.opts.Owner, Now: &now,
+	})
+}
+
+// claimTimeout bounds one claim query.
+const claimTimeout = 10 * time.Second
 
 // claimBatch is the fewest free slots worth a claim while attempts are in
 // flight: a quarter of the cap, at most 8.
