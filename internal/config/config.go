@@ -205,6 +205,9 @@ type Route struct {
 	Deadline Duration `yaml:"deadline"`
 	// Saga compensates succeeded steps when a required step fails for good.
 	Saga bool `yaml:"saga"`
+	// IdempotencyTTL is how long a durable: false route remembers an
+	// Idempotency-Key and its answer (in memory, per process). Default 24h.
+	IdempotencyTTL Duration `yaml:"idempotency_ttl"`
 	// Steps are the calls the route makes. At least one.
 	Steps []*Step `yaml:"steps"`
 	// Response shapes the answer of respond: all or a list (templates).

@@ -14,11 +14,7 @@ import (
 // succeeded run in parallel, each retried inside the route's deadline, and
 // the caller gets the merged answer. Nothing touches the store.
 func (e *Engine) fanOut(ctx context.Context, rp *routePlan, in *Inbound) (*Answer, error) {
-	deadline := rp.cfg.Deadline.D()
-	if deadline <= 0 {
-		deadline = 30 * time.Second
-	}
-	ctx, cancel := context.WithTimeout(ctx, deadline)
+	ctx, cancel := context.WithTimeout(ctx, routeDeadline(rp))
 	defer cancel()
 	id := newID()
 	n := len(rp.steps)

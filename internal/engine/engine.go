@@ -73,6 +73,8 @@ type Engine struct {
 	waitMu  sync.Mutex
 	waiters map[string]chan struct{} // message id → closed on any change
 
+	memo *memo // idempotency keys of durable: false routes
+
 	// gate orders every inflight.Add against Shutdown: an ingest enters
 	// (Add) only under it and only while closing is false, and Shutdown
 	// sets closing under it before it waits, so no Add can race the Wait.
@@ -144,6 +146,7 @@ func New(opts Options) (*Engine, error) {
 		routes:    map[string]*routePlan{},
 		targets:   map[string]*targetRunner{},
 		waiters:   map[string]chan struct{}{},
+		memo:      newMemo(memoMax),
 		closingCh: make(chan struct{}),
 	}
 	e.hardCtx, e.hardStop = context.WithCancel(context.Background())

@@ -2,8 +2,6 @@ package engine
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -27,8 +25,10 @@ func newID() string {
 }
 
 // Ingest accepts one inbound request on a route and answers per the route's
-// respond setting. Errors: ErrUnknownRoute, ErrShuttingDown,
-// store.ErrIdempotencyConflict (409), store.ErrUnavailable (503).
+// respond setting. Errors: ErrUnknownRoute, ErrShuttingDown (503),
+// store.ErrIdempotencyConflict (422: the key was used with another body),
+// ErrIdempotencyInFlight (409: the key's first request still waits for
+// its answer), store.ErrUnavailable (503).
 func (e *Engine) Ingest(ctx context.Context, route string, in *Inbound) (*Answer, error) {
 	rp := e.routes[route]
 	if rp == nil {
@@ -44,13 +44,15 @@ func (e *Engine) Ingest(ctx context.Context, route string, in *Inbound) (*Answer
 	if rp.cfg.IsDurable() {
 		ans, err = e.ingestDurable(ctx, rp, in)
 	} else {
-		ans, err = e.fanOut(ctx, rp, in)
+		ans, err = e.fanOutOnce(ctx, rp, in)
 	}
 	code := 0
 	switch {
 	case err == nil:
 		code = ans.HTTPStatus
 	case errors.Is(err, store.ErrIdempotencyConflict):
+		code = http.StatusUnprocessableEntity
+	case errors.Is(err, ErrIdempotencyInFlight):
 		code = http.StatusConflict
 	case errors.Is(err, store.ErrUnavailable), errors.Is(err, ErrShuttingDown):
 		code = http.StatusServiceUnavailable
@@ -63,12 +65,11 @@ func (e *Engine) Ingest(ctx context.Context, route string, in *Inbound) (*Answer
 
 func (e *Engine) ingestDurable(ctx context.Context, rp *routePlan, in *Inbound) (*Answer, error) {
 	now := e.opts.Now().UTC()
-	sum := sha256.Sum256(in.Body)
 	msg := record.Message{
 		ID:             newID(),
 		Route:          rp.cfg.Name,
 		IdempotencyKey: in.IdempotencyKey,
-		BodyHash:       hex.EncodeToString(sum[:]),
+		BodyHash:       bodyHash(in.Body),
 		Body:           in.Body,
 		Headers:        in.Header,
 		Query:          in.Query,
@@ -89,12 +90,16 @@ func (e *Engine) ingestDurable(ctx context.Context, rp *routePlan, in *Inbound) 
 		return nil, fmt.Errorf("accept message: %w", err)
 	}
 	id := res.Message.ID
+	location := "/v1/messages/" + id
 	if res.Existing {
 		e.log.Debug("idempotent repeat", "route", rp.cfg.Name, "message_id", id)
 		if waiting {
-			e.unsubscribe(msg.ID)
-			changed = e.subscribe(id)
-			defer e.unsubscribe(id)
+			ans, err := e.repeatDurable(ctx, rp, id)
+			if err != nil {
+				return nil, err
+			}
+			ans.Location = location
+			return ans, nil
 		}
 	} else {
 		e.metrics.MessageAccepted(rp.cfg.Name)
@@ -104,7 +109,6 @@ func (e *Engine) ingestDurable(ctx context.Context, rp *routePlan, in *Inbound) 
 			}
 		}
 	}
-	location := "/v1/messages/" + id
 	if !waiting {
 		return &Answer{
 			HTTPStatus: http.StatusAccepted,
@@ -118,7 +122,6 @@ func (e *Engine) ingestDurable(ctx context.Context, rp *routePlan, in *Inbound) 
 		return nil, err
 	}
 	ans.Location = location
-	ans.Repeat = res.Existing
 	return ans, nil
 }
 
@@ -162,11 +165,7 @@ func (rp *routePlan) deliveries(now time.Time) []record.Delivery {
 // await waits until the route's respond point is reached for message id,
 // or the route's deadline passes (then 202 with the current status).
 func (e *Engine) await(ctx context.Context, rp *routePlan, id string, changed <-chan struct{}) (*Answer, error) {
-	deadline := rp.cfg.Deadline.D()
-	if deadline <= 0 {
-		deadline = 30 * time.Second
-	}
-	timer := time.NewTimer(deadline)
+	timer := time.NewTimer(routeDeadline(rp))
 	defer timer.Stop()
 	poll := time.NewTicker(e.opts.WaitPoll)
 	defer poll.Stop()
