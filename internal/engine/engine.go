@@ -190,6 +190,7 @@ func (e *Engine) Start(ctx context.Context) error {
 	if e.store == nil {
 		return nil
 	}
+	e.discardStranded(ctx)
 	loopCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	e.stopLoops = cancel
 	for _, tr := range e.targets {
@@ -201,6 +202,46 @@ func (e *Engine) Start(ctx context.Context) error {
 	}
 	return nil
 }
+
+// discardStranded dead-letters the open deliveries of every target the
+// store knows and the config no longer has (renamed or removed): no loop
+// would ever claim them, so they would wait forever, unseen. As dead
+// letters they are visible, and replayable once the target is back.
+// Running ones whose lease has not ended are left to their worker (a
+// replica on the old config). A store that cannot be read is logged: the
+// next start tries again.
+func (e *Engine) discardStranded(ctx context.Context) {
+	now := e.opts.Now().UTC()
+	stats, err := e.store.DeliveryStats(ctx, &now)
+	if err != nil {
+		e.log.Warn("look for deliveries of removed targets", "error", err)
+		return
+	}
+	for _, ts := range stats {
+		if e.targets[ts.Target] != nil || ts.Due+ts.Scheduled+ts.Waiting+ts.Running == 0 {
+			continue
+		}
+		reason := fmt.Sprintf("target %q is no longer configured", ts.Target)
+		total := 0
+		for {
+			n, err := e.store.DeliveryDiscard(ctx, &store.DeliveryDiscardParams{Target: ts.Target, Reason: reason, Limit: discardBatch, Now: &now})
+			total += n
+			if err != nil {
+				e.log.Warn("dead-letter deliveries of a removed target", "target", ts.Target, "error", err)
+				break
+			}
+			if n < discardBatch {
+				break
+			}
+		}
+		if total > 0 {
+			e.log.Warn("deliveries of a target that is no longer configured dead-lettered; replay them once it is back", "target", ts.Target, "deliveries", total)
+		}
+	}
+}
+
+// discardBatch is how many deliveries one DeliveryDiscard call settles.
+const discardBatch = 1000
 
 // Shutdown stops accepting, stops claiming, and waits for attempts in
 // flight until ctx ends; then it cancels those attempts and gives their
@@ -294,6 +335,14 @@ func (e *Engine) Routes() []RouteInfo {
 func (e *Engine) Replay(ctx context.Context, p *store.DeliveryReplayParams) (*store.DeliveryReplayResult, error) {
 	if e.store == nil {
 		return &store.DeliveryReplayResult{}, nil
+	}
+	if p.Now == nil {
+		// Replayed deliveries are due now on the engine's clock, the one
+		// its claims compare against.
+		q := *p
+		now := e.opts.Now().UTC()
+		q.Now = &now
+		p = &q
 	}
 	res, err := e.store.DeliveryReplay(ctx, p)
 	if err != nil {
