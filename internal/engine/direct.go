@@ -26,7 +26,7 @@ func (e *Engine) fanOut(ctx context.Context, rp *routePlan, in *Inbound) (*Answe
 	index := make(map[string]int, n)
 	for i, sp := range rp.steps {
 		done[i] = make(chan struct{})
-		index[sp.cfg.Name] = i
+		index[sp.step.Name] = i
 	}
 	msg := &record.Message{ID: id, Route: rp.cfg.Name, Body: in.Body, Headers: in.Header, Query: in.Query}
 	var wg sync.WaitGroup
@@ -48,7 +48,7 @@ func (e *Engine) fanOut(ctx context.Context, rp *routePlan, in *Inbound) (*Answe
 			// Every step a template reads is upstream of this one, so it is
 			// done (its done channel closed before ours could be reached).
 			env := template.NewEnv(messageInput(msg, id, memoryResults(results, index, sp.step.Reads), e.opts.Now()))
-			req, err := requestFor(sp.target.endpoint, sp, env, msg, id+"."+sp.cfg.Name)
+			req, err := requestFor(sp.target.endpoint, sp, env, msg, id+"."+sp.step.Name)
 			if err != nil {
 				// Never sent: decided as a permanent failure.
 				dec := decide(attemptFacts{Result: &target.Result{Outcome: record.OutcomePermanent, Err: err}})

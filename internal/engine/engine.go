@@ -97,10 +97,10 @@ type routePlan struct {
 	byName map[string]*stepPlan // forward steps, and compensations by their "<step>.compensate" name
 }
 
-// stepPlan is one step with its target resolved.
+// stepPlan is one step of a plan, forward or compensation, with its
+// target resolved.
 type stepPlan struct {
-	cfg    *config.Step
-	step   *route.Step // compiled templates (request.go)
+	step   *route.Step // name, target, graph and compiled templates (request.go)
 	target *targetRunner
 }
 
@@ -153,16 +153,7 @@ func New(opts Options) (*Engine, error) {
 		e.targets[name] = newTargetRunner(e, tc)
 	}
 	for _, rc := range opts.Config.Routes {
-		rp := &routePlan{cfg: rc, byName: map[string]*stepPlan{}}
-		for _, sc := range rc.Steps {
-			tr := e.targets[sc.Target]
-			if tr == nil {
-				return nil, fmt.Errorf("engine: route %s step %s: unknown target %q", rc.Name, sc.Name, sc.Target)
-			}
-			sp := &stepPlan{cfg: sc, target: tr}
-			rp.steps = append(rp.steps, sp)
-			rp.byName[sc.Name] = sp
-		}
+		rp := &routePlan{cfg: rc}
 		if rc.IsDurable() && opts.Store == nil {
 			return nil, fmt.Errorf("engine: route %s is durable but there is no store", rc.Name)
 		}
@@ -317,7 +308,7 @@ func (e *Engine) Routes() []RouteInfo {
 			ri.Respond = rc.Respond.Steps
 		}
 		seen := map[string]bool{}
-		for _, s := range rc.Steps {
+		for _, s := range e.routes[n].plan.Steps {
 			ri.Steps = append(ri.Steps, s.Name)
 			if !seen[s.Target] {
 				seen[s.Target] = true

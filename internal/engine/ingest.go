@@ -137,14 +137,14 @@ func (rp *routePlan) deliveries(now time.Time) []record.Delivery {
 		d := record.Delivery{
 			ID:            newID(),
 			Route:         rp.cfg.Name,
-			Step:          sp.cfg.Name,
-			Target:        sp.cfg.Target,
-			After:         sp.cfg.After,
-			Required:      sp.cfg.IsRequired(),
+			Step:          sp.step.Name,
+			Target:        sp.step.Target,
+			After:         sp.step.After,
+			Required:      sp.step.Required,
 			Status:        record.DeliveryScheduled,
 			NextAttemptAt: now,
 		}
-		if len(sp.cfg.After) > 0 {
+		if len(sp.step.After) > 0 {
 			d.Status = record.DeliveryWaiting
 			d.NextAttemptAt = time.Time{}
 		}
