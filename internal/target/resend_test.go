@@ -3,6 +3,7 @@ package target
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
@@ -132,5 +133,35 @@ func TestKeyOnTheWire(t *testing.T) {
 	}
 	if got := s.Header.Values("X-Idempotency-Key"); len(got) != 1 || got[0] != "x" {
 		t.Errorf("X-Idempotency-Key = %q, want [x]", got)
+	}
+}
+
+// TestNoResendKeepsGetBodiless: the unrewindable body noResend gives a GET
+// is not sent, over HTTP/1.1 or HTTP/2.
+func TestNoResendKeepsGetBodiless(t *testing.T) {
+	t.Parallel()
+	for _, h2 := range []bool{false, true} {
+		var clen atomic.Int64
+		rec := newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+			clen.Store(r.ContentLength)
+			io.WriteString(w, "ok")
+		})
+		rec.srv.EnableHTTP2 = h2
+		rec.srv.StartTLS()
+		t.Cleanup(rec.srv.Close)
+		roots := rec.srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
+		c := NewCaller(CallerOptions{TLSConfig: &tls.Config{RootCAs: roots}})
+		res := c.Do(context.Background(), &Request{Endpoint: &Endpoint{URL: rec.srv.URL, Method: http.MethodGet}, IdempotencyKey: "m.read"})
+		c.Close()
+		if res.Err != nil || string(res.Body) != "ok" {
+			t.Fatalf("h2 %t: %v %q", h2, res.Err, res.Body)
+		}
+		s := rec.last(t)
+		if s.Method != http.MethodGet || len(s.Body) != 0 || clen.Load() > 0 || s.Header.Get("Idempotency-Key") != "m.read" || (s.ProtoMajor == 2) != h2 {
+			t.Errorf("h2 %t: server saw %s HTTP/%d, body %q, content length %d, key %q", h2, s.Method, s.ProtoMajor, s.Body, clen.Load(), s.Header.Get("Idempotency-Key"))
+		}
+		if te := s.Header.Get("Transfer-Encoding"); te != "" {
+			t.Errorf("h2 %t: Transfer-Encoding %q on a GET", h2, te)
+		}
 	}
 }
