@@ -471,13 +471,14 @@ func (tr *targetRunner) spare(d *record.Delivery) time.Duration {
 
 // outOfLease reports whether a read before the request failed because it
 // ran past what the lease had to spare (rctx ended, ctx did not); then it
-// gives the claim back, due now, uncounted.
+// gives the claim back uncounted, due in a second, as after any failed
+// read: a slow store is not asked again at once.
 func (tr *targetRunner) outOfLease(ctx, rctx context.Context, d *record.Delivery) bool {
 	if ctx.Err() != nil || rctx.Err() == nil {
 		return false
 	}
 	tr.e.log.Warn("store read took what the lease had to spare; delivery given back", "message_id", d.MessageID, "delivery_id", d.ID, "step", d.Step)
-	tr.postpone(d, tr.e.opts.Now(), postponeLease, "")
+	tr.postpone(d, tr.e.opts.Now().Add(time.Second), postponeLease, "")
 	return true
 }
 
