@@ -14,7 +14,6 @@ import (
 // heartbeats in a row do not yet drop it from the count.
 const replicaTTL = 15 * time.Second
 
-
 // startReplica runs the background work a replica does beside serving,
 // until ctx ends: wake-ups from other replicas, and heartbeats that count
 // the live replicas for shared rate limits (Engine.SetReplicas).
