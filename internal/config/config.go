@@ -247,10 +247,19 @@ type Step struct {
 	Path string `yaml:"path"`
 	// Compensate is the call that undoes this step in a saga.
 	Compensate *Compensate `yaml:"compensate"`
+	// CompensateUnknown false means a step that ends dead after an attempt
+	// whose outcome is unknown (a timeout or reset after the request was
+	// written) is not compensated: the target is trusted not to have acted.
+	// Default true: it may have happened, so the saga undoes it.
+	CompensateUnknown *bool `yaml:"compensate_unknown"`
 }
 
 // IsRequired reports whether the step is required.
 func (s *Step) IsRequired() bool { return s.Required == nil || *s.Required }
+
+// CompensatesUnknown reports whether a saga compensates this step when
+// its outcome is unknown.
+func (s *Step) CompensatesUnknown() bool { return s.CompensateUnknown == nil || *s.CompensateUnknown }
 
 // Compensate is a saga's undo call. Its templates may read its own step
 // and the steps that step waits for.
