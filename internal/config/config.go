@@ -44,6 +44,12 @@ type Store struct {
 	// DSN locates the database. Default "file:tandem.db" for sqlite;
 	// required for postgres.
 	DSN string `yaml:"dsn"`
+	// UnsafeAsyncCommit lets the DSN (or a PostgreSQL role or database
+	// default) weaken durability: SQLite's synchronous and journal_mode
+	// pragmas, PostgreSQL's synchronous_commit. A 202 may then come before
+	// the message is on disk. Default false: such a DSN is refused, and
+	// PostgreSQL sessions run synchronous_commit=on.
+	UnsafeAsyncCommit bool `yaml:"unsafe_async_commit"`
 }
 
 // Auth configures inbound API keys. With no keys the admin API answers
@@ -248,10 +254,19 @@ type Step struct {
 	Path string `yaml:"path"`
 	// Compensate is the call that undoes this step in a saga.
 	Compensate *Compensate `yaml:"compensate"`
+	// CompensateUnknown false means a step that ends dead after an attempt
+	// whose outcome is unknown (a timeout or reset after the request was
+	// written) is not compensated: the target is trusted not to have acted.
+	// Default true: it may have happened, so the saga undoes it.
+	CompensateUnknown *bool `yaml:"compensate_unknown"`
 }
 
 // IsRequired reports whether the step is required.
 func (s *Step) IsRequired() bool { return s.Required == nil || *s.Required }
+
+// CompensatesUnknown reports whether a saga compensates this step when
+// its outcome is unknown.
+func (s *Step) CompensatesUnknown() bool { return s.CompensateUnknown == nil || *s.CompensateUnknown }
 
 // Compensate is a saga's undo call. Its templates may read its own step
 // and the steps that step waits for.
