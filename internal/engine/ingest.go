@@ -135,14 +135,17 @@ func (rp *routePlan) deliveries(now time.Time) []record.Delivery {
 	ds := make([]record.Delivery, 0, len(rp.steps)+len(rp.plan.Compensations))
 	for _, sp := range rp.steps {
 		d := record.Delivery{
-			ID:            newID(),
-			Route:         rp.cfg.Name,
-			Step:          sp.step.Name,
-			Target:        sp.step.Target,
-			After:         sp.step.After,
-			Required:      sp.step.Required,
-			Status:        record.DeliveryScheduled,
-			NextAttemptAt: now,
+			ID:       newID(),
+			Route:    rp.cfg.Name,
+			Step:     sp.step.Name,
+			Target:   sp.step.Target,
+			After:    sp.step.After,
+			Required: sp.step.Required,
+			// A saga undoes a step that may have happened, unless the
+			// step says its target can be trusted not to have acted.
+			NoCompensateUnknown: sp.step.NoCompensateUnknown,
+			Status:              record.DeliveryScheduled,
+			NextAttemptAt:       now,
 		}
 		if len(sp.step.After) > 0 {
 			d.Status = record.DeliveryWaiting

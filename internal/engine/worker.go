@@ -553,6 +553,9 @@ func (tr *targetRunner) finish(d *record.Delivery, res *target.Result, started t
 	default:
 		p = store.CompleteDead(lease, att, resp, dec.Reason)
 	}
+	// Kept with the delivery: a saga compensates a step that ends dead
+	// after an attempt that may have reached the target.
+	p.Unknown = res.Unknown && res.Outcome != record.OutcomeSuccess
 	p.Now = &now
 	route := d.Route
 	e.metrics.ObserveAttempt(route, d.Step, d.Target, res.Outcome, res.Duration)

@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/tandem-run/tandem/internal/record"
@@ -117,6 +119,11 @@ type Result struct {
 	RetryAfter time.Duration
 	// Err is nil on success, else an *Error naming the fault.
 	Err error
+	// Unknown: the request was written whole, but no answer came (a
+	// timeout or a reset after writing), or a success status came and its
+	// body broke off. The target may have acted on it; a saga compensates
+	// such a step if it ends dead.
+	Unknown bool
 }
 
 // CallerOptions configure a Caller.
@@ -224,13 +231,23 @@ func (c *Caller) do(ctx context.Context, r *Request, ep *Endpoint) *Result {
 	tctx, cancel := context.WithTimeout(withConnectTimeout(ctx, connect), total)
 	defer cancel()
 
+	// Whether the request left whole decides whether a failure may have
+	// reached the target (Result.Unknown).
+	var wrote atomic.Bool
+	tctx = httptrace.WithClientTrace(tctx, &httptrace.ClientTrace{
+		WroteRequest: func(info httptrace.WroteRequestInfo) {
+			if info.Err == nil {
+				wrote.Store(true)
+			}
+		},
+	})
 	req, err := c.newRequest(tctx, r, ep)
 	if err != nil {
 		return &Result{Err: err}
 	}
 	resp, err := c.client.Do(req)
 	if err != nil {
-		return &Result{Err: failure(ctx, tctx, total, err)}
+		return &Result{Err: failure(ctx, tctx, total, err), Unknown: wrote.Load()}
 	}
 	res := &Result{Status: resp.StatusCode, Header: resp.Header}
 	limit := ep.MaxResponseBody
@@ -242,6 +259,7 @@ func (c *Caller) do(ctx context.Context, r *Request, ep *Endpoint) *Result {
 		e := failure(ctx, tctx, total, err)
 		e.msg += " (reading the body)"
 		res.Err = e
+		res.Unknown = classifyStatus(resp.StatusCode, ep.SuccessStatus) == record.OutcomeSuccess
 		return res
 	}
 	if classifyStatus(resp.StatusCode, ep.SuccessStatus) != record.OutcomeSuccess {
