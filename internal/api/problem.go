@@ -106,6 +106,8 @@ var errorRules = []errorRule{
 		detail: "the cursor is not one this server handed out; start again without it"},
 	{err: store.ErrIdempotencyConflict, kind: tapi.ErrIdempotencyConflict,
 		detail: "this Idempotency-Key was already used on this route with a different body"},
+	{err: engine.ErrIdempotencyInFlight, kind: tapi.ErrIdempotencyInFlight,
+		detail: "the first request with this Idempotency-Key has not been answered yet; send again later"},
 	// A lost commit (PostgreSQL failing over, a cut connection) looks the
 	// same as a refused one, so the caller must not take 503 for "nothing
 	// was stored".
