@@ -58,12 +58,17 @@ runs=()
 add() { runs+=("$*"); }
 
 # The correct model: a saga (two forward steps, b after a, and their
-# compensations), and a plain message of two steps.
+# compensations), and a plain message of two steps; two workers, two
+# faults in a run (MAXF), two attempts per delivery, one replay.
 for p in p1_stored p1_final p2 p3_failed p3_only p3_order p3_complete p4; do
 	add saga "$p" ok
 done
 for p in p1_stored p1_final p2; do
 	add plain "$p" ok -DPLAIN
+done
+# The plain message again, with four faults (crashes or slow workers) in a run.
+for p in p1_stored p1_final p2; do
+	add plain-4-faults "$p" ok -DPLAIN -DMAXF=4
 done
 # Each broken variant must be caught by the property it breaks.
 add ACK_BEFORE_COMMIT p1_stored error -DPLAIN -DACK_BEFORE_COMMIT
