@@ -20,7 +20,8 @@ import (
 // claimers never get the same delivery and never block each other. The
 // subquery runs on the partial index deliveries_due. A running delivery
 // whose lease ended (next_attempt_at <= now) is a crashed worker's and is
-// claimed again. Ordering by next_attempt_at alone (no tie-breaker) keeps
+// claimed again. Every claim raises the fencing token, so the expired
+// claim's late writes are refused. Ordering by next_attempt_at alone (no tie-breaker) keeps
 // the claim an index range scan that stops after LIMIT rows, however long
 // the backlog.
 const claimSQL = `WITH c AS (
@@ -30,7 +31,8 @@ const claimSQL = `WITH c AS (
 	LIMIT $3
 	FOR UPDATE SKIP LOCKED
 )
-UPDATE deliveries d SET status = 'running', lease_owner = $4, next_attempt_at = $5, updated_at = $2
+UPDATE deliveries d SET status = 'running', lease_owner = $4, lease_token = d.lease_token + 1,
+	next_attempt_at = $5, updated_at = $2
 FROM c WHERE d.id = c.id
 RETURNING c.due, ` + "%s"
 
@@ -95,33 +97,15 @@ func (s *Store) attachMessages(ctx context.Context, ds []record.Delivery) error 
 	if len(ds) == 0 {
 		return nil
 	}
-	ids := make([]string, 0, len(ds))
-	seen := make(map[string]bool, len(ds))
-	for _, d := range ds {
-		if !seen[d.MessageID] {
-			seen[d.MessageID] = true
-			ids = append(ids, d.MessageID)
-		}
-	}
-	rows, err := s.pool.Query(ctx, `SELECT `+messageCols+` FROM messages WHERE id = ANY($1)`, ids)
+	rows, err := s.pool.Query(ctx, `SELECT `+messageCols+` FROM messages WHERE id = ANY($1)`, store.MessageIDs(ds))
 	if err != nil {
 		return err
 	}
-	defer rows.Close()
-	byID := make(map[string]*record.Message, len(ids))
-	for rows.Next() {
-		m, err := scanMessage(rows)
-		if err != nil {
-			return err
-		}
-		byID[m.ID] = &m
-	}
-	if err := rows.Err(); err != nil {
+	ms, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (record.Message, error) { return scanMessage(r) })
+	if err != nil {
 		return err
 	}
-	for i := range ds {
-		ds[i].Message = byID[ds[i].MessageID]
-	}
+	store.AttachMessages(ds, ms)
 	return nil
 }
 
@@ -142,6 +126,9 @@ func (s *Store) DeliveryPostpone(ctx context.Context, p *store.DeliveryPostponeP
 	if err := s.checkOpen(); err != nil {
 		return err
 	}
+	if err := p.Validate(); err != nil {
+		return err
+	}
 	ctx, cancel := bounded(ctx)
 	defer cancel()
 	now := micro(store.NowOr(p.Now))
@@ -152,8 +139,8 @@ func (s *Store) DeliveryPostpone(ctx context.Context, p *store.DeliveryPostponeP
 	var target string
 	err := s.pool.QueryRow(ctx, `UPDATE deliveries SET status = 'scheduled', next_attempt_at = $3, lease_owner = '',
 			last_error = CASE WHEN $4 <> '' THEN $4 ELSE last_error END, updated_at = $5
-		WHERE id = $1 AND status = 'running' AND lease_owner = $2
-		RETURNING target`, p.DeliveryID, p.Owner, next, clean(p.Reason), now).Scan(&target)
+		WHERE id = $1 AND status = 'running' AND lease_owner = $2 AND lease_token = $6
+		RETURNING target`, p.DeliveryID, p.Owner, next, clean(p.Reason), now, p.LeaseToken).Scan(&target)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return s.whyNot(ctx, "postpone delivery", p.DeliveryID)
@@ -188,11 +175,11 @@ func (s *Store) DeliveryList(ctx context.Context, p *store.DeliveryListParams) (
 	}
 	ctx, cancel := bounded(ctx)
 	defer cancel()
-	cur, err := decodeCursor(p.Cursor)
+	cur, err := store.DecodeCursor(p.Cursor)
 	if err != nil {
 		return nil, fmt.Errorf("list deliveries: %w", err)
 	}
-	limit := pageLimit(p.Limit)
+	limit := store.PageLimit(p.Limit)
 	var f filter
 	f.eq("status", string(p.Status))
 	f.eq("route", p.Route)
@@ -208,12 +195,8 @@ func (s *Store) DeliveryList(ctx context.Context, p *store.DeliveryListParams) (
 	if err != nil {
 		return nil, wrap("list deliveries", err)
 	}
-	res := &store.DeliveryListResult{Deliveries: ds}
-	if len(ds) > limit {
-		res.Deliveries = ds[:limit]
-		last := ds[limit-1]
-		res.NextCursor = encodeCursor(last.CreatedAt, last.ID)
-	}
+	res := &store.DeliveryListResult{}
+	res.Deliveries, res.NextCursor = store.Page(ds, limit, store.DeliveryPos)
 	return res, nil
 }
 
