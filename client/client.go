@@ -10,11 +10,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tandem-run/tandem/api"
 )
 
 // Client talks to one tandem server.
@@ -30,87 +33,56 @@ func New(base, key string) *Client {
 	return &Client{base: strings.TrimRight(base, "/"), key: key, http: &http.Client{Timeout: 60 * time.Second}}
 }
 
-// Problem is an error answer of the server (RFC 9457).
-type Problem struct {
-	Status int    `json:"status"`
-	Title  string `json:"title"`
-	Detail string `json:"detail"`
-}
+// Problem is an error answer of the server (RFC 9457). errors.Is matches
+// it against the sentinels below by its Type:
+//
+//	if errors.Is(err, client.ErrNotDead) { ... }
+type Problem = api.Problem
 
-func (p *Problem) Error() string {
-	if p.Detail != "" {
-		return fmt.Sprintf("%d %s: %s", p.Status, p.Title, p.Detail)
-	}
-	return fmt.Sprintf("%d %s", p.Status, p.Title)
-}
+// ErrorDetail is one field error of a Problem.
+type ErrorDetail = api.ErrorDetail
 
-// Message is a message with its deliveries (GET /v1/messages/{id}).
-type Message struct {
-	ID             string          `json:"id"`
-	Route          string          `json:"route"`
-	Status         string          `json:"status"`
-	CreatedAt      time.Time       `json:"created_at"`
-	UpdatedAt      time.Time       `json:"updated_at"`
-	IdempotencyKey string          `json:"idempotency_key"`
-	Body           json.RawMessage `json:"body"`
-	Deliveries     []Delivery      `json:"deliveries"`
-}
+// Sentinels for errors.Is, one per problem type the server sends (see
+// package api and docs/api.md).
+var (
+	ErrMalformedRequest     = api.ErrMalformedRequest
+	ErrInvalidCursor        = api.ErrInvalidCursor
+	ErrUnauthorized         = api.ErrUnauthorized
+	ErrForbidden            = api.ErrForbidden
+	ErrNotFound             = api.ErrNotFound
+	ErrMethodNotAllowed     = api.ErrMethodNotAllowed
+	ErrIdempotencyInFlight  = api.ErrIdempotencyInFlight
+	ErrNotDead              = api.ErrNotDead
+	ErrReplayRefused        = api.ErrReplayRefused
+	ErrTooLarge             = api.ErrTooLarge
+	ErrUnsupportedMediaType = api.ErrUnsupportedMediaType
+	ErrValidation           = api.ErrValidation
+	ErrIdempotencyConflict  = api.ErrIdempotencyConflict
+	ErrInternal             = api.ErrInternal
+	ErrUnavailable          = api.ErrUnavailable
+	ErrShuttingDown         = api.ErrShuttingDown
+)
 
-// Terminal reports whether no delivery of the message will run again
-// without a replay.
-func (m *Message) Terminal() bool {
-	switch m.Status {
-	case "succeeded", "partially_succeeded", "failed", "compensated":
-		return true
-	}
-	return false
-}
-
-// Delivery is one step of a message.
-type Delivery struct {
-	ID            string     `json:"id"`
-	Step          string     `json:"step"`
-	Target        string     `json:"target"`
-	Status        string     `json:"status"`
-	After         []string   `json:"after"`
-	Required      bool       `json:"required"`
-	Attempts      []Attempt  `json:"attempts"`
-	NextAttemptAt *time.Time `json:"next_attempt_at"`
-	LastError     string     `json:"last_error"`
-	Replays       int        `json:"replays"`
-}
-
-// Attempt is one HTTP try of a delivery.
-type Attempt struct {
-	N          int       `json:"n"`
-	StartedAt  time.Time `json:"started_at"`
-	DurationMS int64     `json:"duration_ms"`
-	HTTPStatus int       `json:"http_status"`
-	Outcome    string    `json:"outcome"`
-	Error      string    `json:"error"`
-}
-
-// MessageSummary is one row of GET /v1/messages.
-type MessageSummary struct {
-	ID             string    `json:"id"`
-	Route          string    `json:"route"`
-	Status         string    `json:"status"`
-	CreatedAt      time.Time `json:"created_at"`
-	UpdatedAt      time.Time `json:"updated_at"`
-	IdempotencyKey string    `json:"idempotency_key"`
-}
-
-// DeadLetter is one row of GET /v1/dead-letters.
-type DeadLetter struct {
-	ID        string    `json:"id"`
-	MessageID string    `json:"message_id"`
-	Route     string    `json:"route"`
-	Step      string    `json:"step"`
-	Target    string    `json:"target"`
-	Attempts  int       `json:"attempts"`
-	LastError string    `json:"last_error"`
-	UpdatedAt time.Time `json:"updated_at"`
-}
+// The answers of the admin API, shared with the server.
+type (
+	// Message is a message with its deliveries (GET /v1/messages/{id}).
+	Message = api.MessageDetail
+	// Delivery is one step of a message, or a saga's compensation.
+	Delivery = api.Delivery
+	// Attempt is one HTTP try of a delivery.
+	Attempt = api.Attempt
+	// MessageSummary is one row of GET /v1/messages.
+	MessageSummary = api.MessageSummary
+	// DeadLetter is one row of GET /v1/dead-letters.
+	DeadLetter = api.DeadLetter
+	// ReplayRequest selects dead letters to replay: by IDs, by
+	// Route/Target, or All.
+	ReplayRequest = api.ReplayRequest
+	// Route is one configured route (GET /v1/routes).
+	Route = api.RouteInfo
+	// Target is one target with its queue and health (GET /v1/targets).
+	Target = api.Target
+)
 
 // ListOptions filter a list; zero values do not filter.
 type ListOptions struct {
@@ -137,10 +109,7 @@ func (o ListOptions) query() string {
 
 // Messages lists messages newest first; next is the cursor of the next page.
 func (c *Client) Messages(ctx context.Context, o ListOptions) (ms []MessageSummary, next string, err error) {
-	var out struct {
-		Messages   []MessageSummary `json:"messages"`
-		NextCursor string           `json:"next_cursor"`
-	}
+	var out api.MessageList
 	err = c.do(ctx, http.MethodGet, "/v1/messages"+o.query(), nil, &out)
 	return out.Messages, out.NextCursor, err
 }
@@ -156,37 +125,38 @@ func (c *Client) Message(ctx context.Context, id string) (*Message, error) {
 
 // DeadLetters lists dead deliveries newest first.
 func (c *Client) DeadLetters(ctx context.Context, o ListOptions) (ds []DeadLetter, next string, err error) {
-	var out struct {
-		DeadLetters []DeadLetter `json:"dead_letters"`
-		NextCursor  string       `json:"next_cursor"`
-	}
+	var out api.DeadLetterList
 	o.Status = ""
 	err = c.do(ctx, http.MethodGet, "/v1/dead-letters"+o.query(), nil, &out)
 	return out.DeadLetters, out.NextCursor, err
 }
 
-// ReplayRequest selects dead letters to replay: by IDs, by Route/Target, or
-// All.
-type ReplayRequest struct {
-	IDs    []string `json:"ids,omitempty"`
-	Route  string   `json:"route,omitempty"`
-	Target string   `json:"target,omitempty"`
-	Limit  int      `json:"limit,omitempty"`
-	All    bool     `json:"all,omitempty"`
-}
-
 // Replay sends dead letters back to work and returns the replayed ids.
 func (c *Client) Replay(ctx context.Context, r ReplayRequest) ([]string, error) {
-	var out struct {
-		IDs []string `json:"ids"`
-	}
+	var out api.ReplayResult
 	err := c.do(ctx, http.MethodPost, "/v1/dead-letters/replay", r, &out)
 	return out.IDs, err
 }
 
-// ReplayDelivery sends one dead delivery back to work.
+// ReplayDelivery sends one dead delivery back to work. A delivery that is
+// not dead gives an error that matches ErrNotDead.
 func (c *Client) ReplayDelivery(ctx context.Context, id string) error {
 	return c.do(ctx, http.MethodPost, "/v1/deliveries/"+url.PathEscape(id)+"/replay", struct{}{}, nil)
+}
+
+// Routes lists the configured routes.
+func (c *Client) Routes(ctx context.Context) ([]Route, error) {
+	var out api.RouteList
+	err := c.do(ctx, http.MethodGet, "/v1/routes", nil, &out)
+	return out.Routes, err
+}
+
+// Targets lists the targets with their queues and this server's view of
+// their health.
+func (c *Client) Targets(ctx context.Context) ([]Target, error) {
+	var out api.TargetList
+	err := c.do(ctx, http.MethodGet, "/v1/targets", nil, &out)
+	return out.Targets, err
 }
 
 // SendResult is a route's answer.
@@ -221,6 +191,22 @@ func (c *Client) Send(ctx context.Context, path string, body []byte, contentType
 	return &SendResult{StatusCode: resp.StatusCode, Location: resp.Header.Get("Location"), Header: resp.Header, Body: b}, nil
 }
 
+// Err returns the answer as a *Problem when the server refused the request
+// with a problem document (a 4xx or 5xx of tandem itself), else nil. A
+// route's own answers (200, 202, 207, 502 with the steps' results) are not
+// errors.
+func (r *SendResult) Err() error {
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if r.StatusCode < 400 || mt != problemContentType {
+		return nil
+	}
+	return problemOf(r.StatusCode, r.Body)
+}
+
+// Replayed reports whether the answer is the first answer of an earlier
+// request with the same Idempotency-Key.
+func (r *SendResult) Replayed() bool { return r.Header.Get("Idempotent-Replayed") == "true" }
+
 func (c *Client) auth(req *http.Request) {
 	if c.key != "" {
 		req.Header.Set("Authorization", "Bearer "+c.key)
@@ -251,10 +237,8 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
-		p := &Problem{Status: resp.StatusCode, Title: http.StatusText(resp.StatusCode)}
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		_ = json.Unmarshal(b, p)
-		return p
+		return problemOf(resp.StatusCode, b)
 	}
 	if out == nil {
 		_, _ = io.Copy(io.Discard, resp.Body)
@@ -264,4 +248,22 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
 	}
 	return nil
+}
+
+// problemContentType is the media type of the server's error answers.
+const problemContentType = "application/problem+json"
+
+// problemOf decodes an error answer. What is not a problem document (a
+// proxy's HTML page, say) still gives a Problem with the status, and with
+// no Type, so it matches no sentinel.
+func problemOf(status int, body []byte) *Problem {
+	p := &Problem{}
+	if err := json.Unmarshal(body, p); err != nil || p.Status == 0 {
+		p = &Problem{}
+	}
+	p.Status = status
+	if p.Title == "" {
+		p.Title = http.StatusText(status)
+	}
+	return p
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/danielgtaylor/huma/v2"
 
+	tapi "github.com/tandem-run/tandem/api"
 	"github.com/tandem-run/tandem/internal/engine"
 	"github.com/tandem-run/tandem/internal/record"
 	"github.com/tandem-run/tandem/internal/store"
@@ -37,18 +38,8 @@ type listDeadLettersInput struct {
 	Cursor string `query:"cursor" maxLength:"1024" doc:"next_cursor of the previous page."`
 }
 
-// replayRequest selects dead letters to replay: by ids, by a route/target
-// filter, or all of them.
-type replayRequest struct {
-	IDs    []string `json:"ids,omitempty" maxItems:"1000" doc:"Delivery ids to replay. Not combined with the other fields."`
-	Route  string   `json:"route,omitempty" maxLength:"256" doc:"Replay dead letters of this route."`
-	Target string   `json:"target,omitempty" maxLength:"256" doc:"Replay dead letters of this target."`
-	Limit  int      `json:"limit,omitempty" minimum:"1" maximum:"1000" doc:"At most this many, with a filter or all. Default 1000."`
-	All    bool     `json:"all,omitempty" doc:"Replay every dead letter (up to limit); needed when no ids, route or target is given."`
-}
-
 type replayDeadLettersInput struct {
-	Body replayRequest
+	Body tapi.ReplayRequest
 }
 
 type replayDeliveryInput struct {
@@ -60,9 +51,10 @@ type body[T any] struct {
 }
 
 // secured marks an operation as needing the bearer key in the OpenAPI
-// document.
+// document, and caps its body at adminMaxBody.
 func secured(op huma.Operation) huma.Operation {
 	op.Security = []map[string][]string{{"bearer": {}}}
+	op.MaxBodyBytes = adminMaxBody
 	return op
 }
 
@@ -113,8 +105,8 @@ func (s *server) registerAdmin(api huma.API) (err error) {
 	return nil
 }
 
-func (s *server) listMessages(ctx context.Context, in *listMessagesInput) (*body[messageList], error) {
-	out := &body[messageList]{Body: messageList{Messages: []messageSummary{}}}
+func (s *server) listMessages(ctx context.Context, in *listMessagesInput) (*body[tapi.MessageList], error) {
+	out := &body[tapi.MessageList]{Body: tapi.MessageList{Messages: []tapi.MessageSummary{}}}
 	st, err := s.store()
 	if err != nil {
 		return nil, err
@@ -126,7 +118,7 @@ func (s *server) listMessages(ctx context.Context, in *listMessagesInput) (*body
 		Status: record.MessageStatus(in.Status), Route: in.Route, Limit: in.Limit, Cursor: in.Cursor,
 	})
 	if err != nil {
-		return nil, s.storeError(ctx, "list messages", err)
+		return nil, s.errorProblem(ctx, "list messages", false, err)
 	}
 	for _, m := range res.Messages {
 		out.Body.Messages = append(out.Body.Messages, summaryOf(m))
@@ -135,26 +127,26 @@ func (s *server) listMessages(ctx context.Context, in *listMessagesInput) (*body
 	return out, nil
 }
 
-func (s *server) getMessage(ctx context.Context, in *getMessageInput) (*body[*messageDetail], error) {
+func (s *server) getMessage(ctx context.Context, in *getMessageInput) (*body[*tapi.MessageDetail], error) {
 	st, err := s.store()
 	if err != nil {
 		return nil, err
 	}
 	if st == nil {
-		return nil, newProblem(http.StatusNotFound, "no message with id "+in.ID)
+		return nil, newProblem(tapi.ErrNotFound, "no message with id "+in.ID)
 	}
 	md, err := st.MessageGet(ctx, in.ID)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, newProblem(http.StatusNotFound, "no message with id "+in.ID)
+		return nil, newProblem(tapi.ErrNotFound, "no message with id "+in.ID)
 	}
 	if err != nil {
-		return nil, s.storeError(ctx, "get message", err)
+		return nil, s.errorProblem(ctx, "get message", false, err)
 	}
-	return &body[*messageDetail]{Body: detailOf(md)}, nil
+	return &body[*tapi.MessageDetail]{Body: detailOf(md)}, nil
 }
 
-func (s *server) listDeadLetters(ctx context.Context, in *listDeadLettersInput) (*body[deadLetterList], error) {
-	out := &body[deadLetterList]{Body: deadLetterList{DeadLetters: []deadLetter{}}}
+func (s *server) listDeadLetters(ctx context.Context, in *listDeadLettersInput) (*body[tapi.DeadLetterList], error) {
+	out := &body[tapi.DeadLetterList]{Body: tapi.DeadLetterList{DeadLetters: []tapi.DeadLetter{}}}
 	st, err := s.store()
 	if err != nil {
 		return nil, err
@@ -166,7 +158,7 @@ func (s *server) listDeadLetters(ctx context.Context, in *listDeadLettersInput) 
 		Status: record.DeliveryDead, Route: in.Route, Target: in.Target, Limit: in.Limit, Cursor: in.Cursor,
 	})
 	if err != nil {
-		return nil, s.storeError(ctx, "list dead letters", err)
+		return nil, s.errorProblem(ctx, "list dead letters", false, err)
 	}
 	for _, d := range res.Deliveries {
 		out.Body.DeadLetters = append(out.Body.DeadLetters, deadLetterOf(d))
@@ -175,7 +167,7 @@ func (s *server) listDeadLetters(ctx context.Context, in *listDeadLettersInput) 
 	return out, nil
 }
 
-func (s *server) replayDeadLetters(ctx context.Context, in *replayDeadLettersInput) (*body[*replayResult], error) {
+func (s *server) replayDeadLetters(ctx context.Context, in *replayDeadLettersInput) (*body[*tapi.ReplayResult], error) {
 	req := in.Body
 	p := &store.DeliveryReplayParams{}
 	switch {
@@ -194,74 +186,60 @@ func (s *server) replayDeadLetters(ctx context.Context, in *replayDeadLettersInp
 	}
 	res, err := s.eng.Replay(ctx, p)
 	if err != nil {
-		return nil, s.storeError(ctx, "replay dead letters", err)
+		return nil, s.errorProblem(ctx, "replay dead letters", false, err)
 	}
-	return &body[*replayResult]{Body: replayOf(res)}, nil
+	return &body[*tapi.ReplayResult]{Body: replayOf(res)}, nil
 }
 
-func (s *server) replayDelivery(ctx context.Context, in *replayDeliveryInput) (*body[*replayResult], error) {
+func (s *server) replayDelivery(ctx context.Context, in *replayDeliveryInput) (*body[*tapi.ReplayResult], error) {
 	st, err := s.store()
 	if err != nil {
 		return nil, err
 	}
-	notFound := newProblem(http.StatusNotFound, "no delivery with id "+in.ID)
+	notFound := newProblem(tapi.ErrNotFound, "no delivery with id "+in.ID)
 	if st == nil {
 		return nil, notFound
 	}
 	res, err := s.eng.Replay(ctx, &store.DeliveryReplayParams{IDs: []string{in.ID}})
 	if err != nil {
-		return nil, s.storeError(ctx, "replay delivery", err)
+		return nil, s.errorProblem(ctx, "replay delivery", false, err)
 	}
 	if len(res.Replayed) > 0 {
-		return &body[*replayResult]{Body: replayOf(res)}, nil
+		return &body[*tapi.ReplayResult]{Body: replayOf(res)}, nil
 	}
 	for _, r := range res.Refused {
 		if r.Reason == record.RefusedCompensationRan {
-			return nil, newProblem(http.StatusConflict, "delivery "+in.ID+" cannot be replayed: "+r.Reason)
+			return nil, newProblem(tapi.ErrReplayRefused, "delivery "+in.ID+" cannot be replayed: "+r.Reason)
 		}
 	}
 	// Nothing was replayed: the delivery is unknown, or not dead.
 	found, err := st.DeliveryList(ctx, &store.DeliveryListParams{ID: in.ID, Limit: 1})
 	if err != nil {
-		return nil, s.storeError(ctx, "find delivery", err)
+		return nil, s.errorProblem(ctx, "find delivery", false, err)
 	}
 	for _, d := range found.Deliveries {
 		if d.ID == in.ID {
-			return nil, newProblem(http.StatusConflict, "delivery "+in.ID+" is "+string(d.Status)+", not dead; only dead deliveries can be replayed")
+			return nil, newProblem(tapi.ErrNotDead, "delivery "+in.ID+" is "+string(d.Status)+", not dead; only dead deliveries can be replayed")
 		}
 	}
 	return nil, notFound
 }
 
-func (s *server) listRoutes(ctx context.Context, _ *struct{}) (*body[routeList], error) {
+func (s *server) listRoutes(ctx context.Context, _ *struct{}) (*body[tapi.RouteList], error) {
 	if s.eng == nil {
 		return nil, unavailable("the engine is not running")
 	}
-	routes := s.eng.Routes()
-	if routes == nil {
-		routes = []engine.RouteInfo{}
-	}
-	return &body[routeList]{Body: routeList{Routes: routes}}, nil
+	return &body[tapi.RouteList]{Body: routesOf(s.eng.Routes())}, nil
 }
 
-// routeList is the body of GET /v1/routes.
-type routeList struct {
-	Routes []engine.RouteInfo `json:"routes"`
-}
-
-// targetList is the body of GET /v1/targets.
-type targetList struct {
-	Targets []targetView `json:"targets"`
-}
-
-func (s *server) listTargets(ctx context.Context, _ *struct{}) (*body[targetList], error) {
+func (s *server) listTargets(ctx context.Context, _ *struct{}) (*body[tapi.TargetList], error) {
 	stats := map[string]store.TargetStats{}
 	// Targets come from the config; without an engine or a store the
 	// queue counts are zero.
 	if st := s.storeOrNil(); st != nil {
 		all, err := st.DeliveryStats(ctx, nil)
 		if err != nil {
-			return nil, s.storeError(ctx, "delivery stats", err)
+			return nil, s.errorProblem(ctx, "delivery stats", false, err)
 		}
 		for _, t := range all {
 			stats[t.Target] = t
@@ -279,11 +257,11 @@ func (s *server) listTargets(ctx context.Context, _ *struct{}) (*body[targetList
 			live[hs[i].Name] = &hs[i]
 		}
 	}
-	out := &body[targetList]{Body: targetList{Targets: make([]targetView, 0, len(names))}}
+	out := &body[tapi.TargetList]{Body: tapi.TargetList{Targets: make([]tapi.Target, 0, len(names))}}
 	for _, n := range names {
 		v := targetOf(s.targets[n], n, stats[n])
 		if h := live[n]; h != nil {
-			v.withHealth(h)
+			withHealth(&v, h)
 		}
 		out.Body.Targets = append(out.Body.Targets, v)
 	}
@@ -307,34 +285,6 @@ func (s *server) storeOrNil() store.Store {
 	return s.eng.Store()
 }
 
-// storeError maps a store error to a problem. Errors with no meaning for
-// the client are logged here, once, and answered with a generic 500.
-func (s *server) storeError(ctx context.Context, op string, err error) error {
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return newProblem(http.StatusNotFound, "not found")
-	case errors.Is(err, store.ErrInvalidCursor):
-		p := newProblem(http.StatusBadRequest, "the cursor is not one this server handed out; start again without it")
-		p.Errors = []*huma.ErrorDetail{{Message: "invalid cursor", Location: "query.cursor"}}
-		return p
-	case errors.Is(err, store.ErrUnavailable):
-		return unavailable("the store is unavailable; try again")
-	case errors.Is(err, engine.ErrShuttingDown):
-		return unavailable("the server is shutting down; try again")
-	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
-		return unavailable("the request was cancelled")
-	}
-	s.log.Error("admin api: "+op, "err", err)
-	return newProblem(http.StatusInternalServerError, "internal error")
-}
-
-// invalid is a 422 problem about one field of the input.
-func invalid(detail, location string) *Problem {
-	p := newProblem(http.StatusUnprocessableEntity, detail)
-	p.Errors = []*huma.ErrorDetail{{Message: detail, Location: location}}
-	return p
-}
-
 // healthz answers 200 while the process serves.
 func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -349,15 +299,15 @@ func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
 	if err := s.eng.Ready(r.Context()); err != nil {
 		// The cause may name hosts or files; it goes to the log, not to
 		// this unauthenticated endpoint.
-		detail := "not ready"
+		p := unavailable("not ready")
 		switch {
 		case errors.Is(err, engine.ErrShuttingDown):
-			detail = "shutting down"
+			p = retryLater(newProblem(tapi.ErrShuttingDown, "shutting down"))
 		case errors.Is(err, store.ErrUnavailable):
-			detail = "the store is unavailable"
+			p = unavailable("the store is unavailable")
 		}
 		s.log.Warn("not ready", "err", err)
-		writeProblem(w, r, unavailable(detail))
+		writeProblem(w, r, p)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})

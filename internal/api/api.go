@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"reflect"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	tapi "github.com/tandem-run/tandem/api"
 	"github.com/tandem-run/tandem/internal/config"
 	"github.com/tandem-run/tandem/internal/engine"
 )
@@ -91,7 +91,7 @@ func New(opts Options) (http.Handler, error) {
 	if err := s.routes(opts); err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
-	return s.recoverer(s.mux), nil
+	return s.recoverer(s.cors(s.mux)), nil
 }
 
 // routes registers every handler on s.mux. ServeMux panics on conflicting
@@ -106,11 +106,8 @@ func (s *server) routes(opts Options) error {
 	hcfg.SchemasPath = ""
 	hcfg.OpenAPIPath = ""
 	hcfg.CreateHooks = nil
-	hcfg.Transformers = []huma.Transformer{problemInstance}
-	// Schema names without the Go types' View suffix: Delivery, Attempt.
-	hcfg.Components.Schemas = huma.NewMapRegistry("#/components/schemas/", func(t reflect.Type, hint string) string {
-		return strings.TrimSuffix(huma.DefaultSchemaNamer(t, hint), "View")
-	})
+	hcfg.Transformers = []huma.Transformer{toProblem}
+	problemSchemas(hcfg.Components.Schemas)
 	api := humago.New(admin, hcfg)
 	if err := s.registerAdmin(api); err != nil {
 		return err
@@ -207,12 +204,12 @@ func (s *server) notFound(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(allow) > 0 {
 		slices.Sort(allow)
-		writeProblem(w, r, newProblem(http.StatusMethodNotAllowed,
+		writeProblem(w, r, newProblem(tapi.ErrMethodNotAllowed,
 			fmt.Sprintf("%s is not allowed on this path; allowed: %s", r.Method, strings.Join(allow, ", "))).
 			withHeader("Allow", strings.Join(allow, ", ")))
 		return
 	}
-	writeProblem(w, r, newProblem(http.StatusNotFound, "no route or endpoint at this path"))
+	writeProblem(w, r, newProblem(tapi.ErrNotFound, "no route or endpoint at this path"))
 }
 
 // recoverer turns a panic in a handler into a logged 500 problem. It is
@@ -231,7 +228,7 @@ func (s *server) recoverer(h http.Handler) http.Handler {
 			s.log.Error("panic in http handler", "method", r.Method, "path", r.URL.Path,
 				"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 			if !rw.wrote {
-				writeProblem(rw, r, newProblem(http.StatusInternalServerError, "internal error"))
+				writeProblem(rw, r, newProblem(tapi.ErrInternal, "internal error"))
 			}
 		}()
 		h.ServeHTTP(rw, r)
@@ -268,26 +265,6 @@ func (t *trackingWriter) Flush() {
 
 // Unwrap exposes the wrapped writer to http.ResponseController.
 func (t *trackingWriter) Unwrap() http.ResponseWriter { return t.ResponseWriter }
-
-// problemInstance fills in a problem's instance with the request path.
-func problemInstance(ctx huma.Context, _ string, v any) (any, error) {
-	if p, ok := v.(*Problem); ok && p.Instance == "" {
-		u := ctx.URL()
-		p.Instance = u.Path
-	}
-	return v, nil
-}
-
-// reservedPath reports whether a route path would shadow tandem's own
-// endpoints.
-func reservedPath(p string) bool {
-	for _, r := range []string{"/v1", "/ui", "/metrics", "/healthz", "/readyz", "/openapi.json"} {
-		if p == r || strings.HasPrefix(p, r+"/") {
-			return true
-		}
-	}
-	return false
-}
 
 // routePattern turns a route's method and path into an exact ServeMux
 // pattern. Braces are escaped so they are not taken as wildcards, and a

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"strings"
 
+	tapi "github.com/tandem-run/tandem/api"
 	"github.com/tandem-run/tandem/internal/config"
 )
 
@@ -91,7 +92,7 @@ func unauthorized(detail, code string) *Problem {
 	if code != "" {
 		challenge += `, error="` + code + `"`
 	}
-	return newProblem(http.StatusUnauthorized, detail).withHeader("WWW-Authenticate", challenge)
+	return newProblem(tapi.ErrUnauthorized, detail).withHeader("WWW-Authenticate", challenge)
 }
 
 // admin checks a request to the admin API, /metrics or /openapi.json.
@@ -100,14 +101,14 @@ func (a *authenticator) admin(r *http.Request) *Problem {
 		if isLoopback(r.RemoteAddr) {
 			return nil
 		}
-		return newProblem(http.StatusForbidden, "with no auth keys configured, the admin API answers loopback clients only")
+		return newProblem(tapi.ErrForbidden, "with no auth keys configured, the admin API answers loopback clients only")
 	}
 	k, p := a.identify(r)
 	if p != nil {
 		return p
 	}
 	if !k.scopes[scopeAdmin] {
-		return newProblem(http.StatusForbidden, "this key lacks the admin scope")
+		return newProblem(tapi.ErrForbidden, "this key lacks the admin scope")
 	}
 	return nil
 }
@@ -124,7 +125,7 @@ func (a *authenticator) ingest(r *http.Request, route string) *Problem {
 	if k.scopes[scopeAdmin] || k.scopes[scopeIngestAll] || k.scopes[scopeIngest+route] {
 		return nil
 	}
-	return newProblem(http.StatusForbidden, "this key may not send to route "+route)
+	return newProblem(tapi.ErrForbidden, "this key may not send to route "+route)
 }
 
 // isLoopback reports whether a RemoteAddr ("host:port") is 127.0.0.0/8 or

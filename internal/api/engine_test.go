@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	tapi "github.com/tandem-run/tandem/api"
 	"github.com/tandem-run/tandem/internal/config"
 	"github.com/tandem-run/tandem/internal/engine"
 	"github.com/tandem-run/tandem/internal/record"
@@ -311,9 +312,10 @@ func TestIdempotentRepeat(t *testing.T) {
 		t.Errorf("repeat Location %q", resp2.Header.Get("Location"))
 	}
 	resp3, b3 := r.do(t, "POST", "/orders", []byte(`{"n":2}`), hdr)
-	p := httpProblem(t, resp3, b3, http.StatusConflict)
-	if !strings.Contains(p.Detail, "Idempotency-Key") {
-		t.Errorf("detail %q", p.Detail)
+	// The same key with another body: 422 (IETF httpapi idempotency draft).
+	p := httpProblem(t, resp3, b3, http.StatusUnprocessableEntity)
+	if !strings.Contains(p.Detail, "Idempotency-Key") || p.Type != tapi.TypeIdempotencyConflict {
+		t.Errorf("problem %+v, want type %s", p, tapi.TypeIdempotencyConflict)
 	}
 	var list struct {
 		Messages []struct {

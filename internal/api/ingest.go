@@ -1,7 +1,6 @@
 package api
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,9 +13,9 @@ import (
 
 	"github.com/danielgtaylor/huma/v2"
 
+	tapi "github.com/tandem-run/tandem/api"
 	"github.com/tandem-run/tandem/internal/config"
 	"github.com/tandem-run/tandem/internal/engine"
-	"github.com/tandem-run/tandem/internal/store"
 )
 
 // maxIdempotencyKey is the longest Idempotency-Key accepted.
@@ -28,8 +27,8 @@ var strippedHeaders = []string{"Authorization", "Cookie", "Proxy-Authorization"}
 // registerRoute serves one configured route and documents it in the
 // OpenAPI document.
 func (s *server) registerRoute(api huma.API, rt *config.Route) error {
-	if reservedPath(rt.Path) {
-		return fmt.Errorf("route %s: path %s is reserved for tandem's own endpoints", rt.Name, rt.Path)
+	if reserved, ok := config.ReservedPath(rt.Path); ok {
+		return fmt.Errorf("route %s: path %s is reserved for tandem's own endpoints (%s)", rt.Name, rt.Path, reserved)
 	}
 	pattern, err := routePattern(rt.Method, rt.Path)
 	if err != nil {
@@ -61,7 +60,7 @@ func (s *server) ingestHandler(route string) http.Handler {
 		}
 		ans, err := s.eng.Ingest(r.Context(), route, in)
 		if err != nil {
-			writeProblem(w, r, s.ingestError(r, route, err))
+			writeProblem(w, r, s.errorProblem(r.Context(), "ingest on route "+route, true, err))
 			return
 		}
 		s.writeAnswer(w, r, ans)
@@ -77,7 +76,7 @@ func (s *server) readInbound(w http.ResponseWriter, r *http.Request) (*engine.In
 	}
 	query, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
-		return nil, newProblem(http.StatusBadRequest, "malformed query string: "+err.Error())
+		return nil, newProblem(tapi.ErrMalformedRequest, "malformed query string: "+err.Error())
 	}
 	if r.ContentLength > s.maxBody {
 		return nil, tooLarge(s.maxBody)
@@ -88,7 +87,7 @@ func (s *server) readInbound(w http.ResponseWriter, r *http.Request) (*engine.In
 		if errors.As(err, &mbe) {
 			return nil, tooLarge(s.maxBody)
 		}
-		return nil, newProblem(http.StatusBadRequest, "read body: "+err.Error())
+		return nil, newProblem(tapi.ErrMalformedRequest, "read body: "+err.Error())
 	}
 	if isJSON(r.Header.Get("Content-Type")) {
 		if p := checkJSON(body); p != nil {
@@ -111,18 +110,18 @@ func idempotencyKey(h http.Header) (string, *Problem) {
 		return "", nil
 	case 1:
 	default:
-		return "", newProblem(http.StatusBadRequest, "send at most one Idempotency-Key header")
+		return "", newProblem(tapi.ErrMalformedRequest, "send at most one Idempotency-Key header")
 	}
 	k := vs[0]
 	if k == "" {
-		return "", newProblem(http.StatusBadRequest, "the Idempotency-Key header is empty")
+		return "", newProblem(tapi.ErrMalformedRequest, "the Idempotency-Key header is empty")
 	}
 	if len(k) > maxIdempotencyKey {
-		return "", newProblem(http.StatusBadRequest, fmt.Sprintf("the Idempotency-Key header is longer than %d characters", maxIdempotencyKey))
+		return "", newProblem(tapi.ErrMalformedRequest, fmt.Sprintf("the Idempotency-Key header is longer than %d characters", maxIdempotencyKey))
 	}
 	for i := 0; i < len(k); i++ {
 		if k[i] < 0x20 || k[i] > 0x7e {
-			return "", newProblem(http.StatusBadRequest, fmt.Sprintf("the Idempotency-Key header has a character that is not printable ASCII at offset %d", i))
+			return "", newProblem(tapi.ErrMalformedRequest, fmt.Sprintf("the Idempotency-Key header has a character that is not printable ASCII at offset %d", i))
 		}
 	}
 	return k, nil
@@ -145,7 +144,7 @@ func isJSON(contentType string) bool {
 // checkJSON returns a 400 problem when body is not one valid JSON value.
 func checkJSON(body []byte) *Problem {
 	if len(body) == 0 {
-		return newProblem(http.StatusBadRequest, "the body is empty, but the content type is JSON")
+		return newProblem(tapi.ErrMalformedRequest, "the body is empty, but the content type is JSON")
 	}
 	// RFC 8259 wants UTF-8, and json.Valid does not check it; an answer or
 	// a template would otherwise carry the broken bytes on.
@@ -158,7 +157,7 @@ func checkJSON(body []byte) *Problem {
 			}
 			off += n
 		}
-		return newProblem(http.StatusBadRequest, fmt.Sprintf("the body is not valid UTF-8 (at byte offset %d)", off))
+		return newProblem(tapi.ErrMalformedRequest, fmt.Sprintf("the body is not valid UTF-8 (at byte offset %d)", off))
 	}
 	if json.Valid(body) {
 		return nil
@@ -167,47 +166,16 @@ func checkJSON(body []byte) *Problem {
 	err := json.Unmarshal(body, &v)
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
-		return newProblem(http.StatusBadRequest, fmt.Sprintf("the body is not valid JSON: %s (at byte offset %d)", se.Error(), se.Offset))
+		return newProblem(tapi.ErrMalformedRequest, fmt.Sprintf("the body is not valid JSON: %s (at byte offset %d)", se.Error(), se.Offset))
 	}
-	return newProblem(http.StatusBadRequest, "the body is not valid JSON")
-}
-
-// tooLarge is the 413 problem for a body over server.max_body.
-func tooLarge(limit int64) *Problem {
-	return newProblem(http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is larger than the limit of %d bytes (server.max_body)", limit))
-}
-
-// unavailable is a 503 problem that asks the caller to come back soon.
-func unavailable(detail string) *Problem {
-	return newProblem(http.StatusServiceUnavailable, detail).withHeader("Retry-After", "1")
-}
-
-// ingestError maps an engine error to a problem; unknown errors are logged
-// once here and answered with a generic 500.
-func (s *server) ingestError(r *http.Request, route string, err error) *Problem {
-	switch {
-	case errors.Is(err, engine.ErrUnknownRoute):
-		return newProblem(http.StatusNotFound, "no route named "+route)
-	case errors.Is(err, store.ErrIdempotencyConflict):
-		return newProblem(http.StatusConflict, "this Idempotency-Key was already used on this route with a different body")
-	case errors.Is(err, store.ErrUnavailable):
-		return unavailable("the store is unavailable; try again")
-	case errors.Is(err, engine.ErrShuttingDown):
-		return unavailable("the server is shutting down; try again")
-	case r.Context().Err() != nil && errors.Is(err, context.Canceled):
-		// The caller went away; nobody reads this answer.
-		s.log.Debug("ingest cancelled by caller", "route", route)
-		return unavailable("the request was cancelled; whether the message was accepted is unknown, so retry with the same Idempotency-Key")
-	}
-	s.log.Error("ingest failed", "route", route, "err", err)
-	return newProblem(http.StatusInternalServerError, "internal error")
+	return newProblem(tapi.ErrMalformedRequest, "the body is not valid JSON")
 }
 
 // writeAnswer writes the engine's answer.
 func (s *server) writeAnswer(w http.ResponseWriter, r *http.Request, ans *engine.Answer) {
 	if ans == nil {
 		s.log.Error("ingest returned no answer", "path", r.URL.Path)
-		writeProblem(w, r, newProblem(http.StatusInternalServerError, "internal error"))
+		writeProblem(w, r, newProblem(tapi.ErrInternal, "internal error"))
 		return
 	}
 	body := []byte(ans.Raw)
@@ -215,7 +183,7 @@ func (s *server) writeAnswer(w http.ResponseWriter, r *http.Request, ans *engine
 		var err error
 		if body, err = json.Marshal(ans.Body); err != nil {
 			s.log.Error("encode ingest answer", "path", r.URL.Path, "err", err)
-			writeProblem(w, r, newProblem(http.StatusInternalServerError, "internal error"))
+			writeProblem(w, r, newProblem(tapi.ErrInternal, "internal error"))
 			return
 		}
 	}

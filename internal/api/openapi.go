@@ -74,7 +74,7 @@ func documentRoute(api huma.API, rt *config.Route) {
 		Parameters: []*huma.Param{{
 			Name: "Idempotency-Key", In: "header",
 			Description: "A repeat with the same key returns the first message's answer (with Idempotent-Replayed: true); " +
-				"the same key with another body gets 409. At most 255 printable ASCII characters.",
+				"the same key with another body gets 422. At most 255 printable ASCII characters.",
 			Schema: &huma.Schema{Type: "string", MaxLength: intPtr(maxIdempotencyKey)},
 		}},
 		RequestBody: &huma.RequestBody{
@@ -104,7 +104,7 @@ func documentRoute(api huma.API, rt *config.Route) {
 			Content:     map[string]*huma.MediaType{"application/json": {Schema: schema}},
 		}
 	}
-	problemResponses(api, op, 400, 401, 403, 409, 413, 500, 503)
+	problemResponses(api, op, 400, 401, 403, 413, 422, 500, 503)
 	api.OpenAPI().AddOperation(op)
 }
 

@@ -35,7 +35,32 @@ type Server struct {
 	MaxBody Size `yaml:"max_body"`
 	// ShutdownGrace bounds a graceful shutdown on SIGTERM. Default 30s.
 	ShutdownGrace Duration `yaml:"shutdown_grace"`
+	// CORS lets browsers on other origins call the routes and the admin
+	// API. Default nil: off, no CORS headers are sent, and OPTIONS answers
+	// 405.
+	CORS *CORS `yaml:"cors"`
 }
+
+// CORS configures cross-origin requests from browsers (server.cors).
+type CORS struct {
+	// AllowedOrigins are the origins whose pages may call tandem, as
+	// "https://shop.example" or "http://localhost:3000"; "*" alone allows
+	// any. Default none: CORS is off.
+	AllowedOrigins []string `yaml:"allowed_origins"`
+	// AllowedMethods may be used cross-origin. Default GET, HEAD, POST,
+	// PUT, PATCH, DELETE.
+	AllowedMethods []string `yaml:"allowed_methods"`
+	// AllowedHeaders are the request headers a cross-origin request may
+	// send; "*" alone allows any. Default Authorization, Content-Type,
+	// Idempotency-Key.
+	AllowedHeaders []string `yaml:"allowed_headers"`
+	// MaxAge is how long a browser may cache a preflight's answer, at most
+	// 24h. Default 0: no Access-Control-Max-Age (the browser's own, 5s).
+	MaxAge Duration `yaml:"max_age"`
+}
+
+// Enabled reports whether CORS is on: c is set and allows some origin.
+func (c *CORS) Enabled() bool { return c != nil && len(c.AllowedOrigins) > 0 }
 
 // Store selects the storage engine.
 type Store struct {

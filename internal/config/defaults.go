@@ -43,6 +43,14 @@ func setDefaults(c *Config) {
 	s.Listen = or(s.Listen, DefaultListen)
 	s.MaxBody = or(s.MaxBody, DefaultMaxBody)
 	s.ShutdownGrace = or(s.ShutdownGrace, DefaultShutdownGrace)
+	if s.CORS.Enabled() {
+		if s.CORS.AllowedMethods == nil {
+			s.CORS.AllowedMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"}
+		}
+		if s.CORS.AllowedHeaders == nil {
+			s.CORS.AllowedHeaders = []string{"Authorization", "Content-Type", "Idempotency-Key"}
+		}
+	}
 
 	c.Store.Driver = or(c.Store.Driver, DefaultDriver)
 	if c.Store.Driver == "sqlite" {

@@ -13,9 +13,6 @@ import (
 	"github.com/tandem-run/tandem/internal/typo"
 )
 
-// reservedPrefixes belong to the admin API; a route may not use them.
-var reservedPrefixes = []string{"/v1/", "/metrics", "/healthz", "/readyz", "/openapi", "/ui"}
-
 // validate checks the defaulted config and records every problem in c.
 func validate(cfg *Config, c *collector) {
 	v := validator{cfg: cfg, c: c}
@@ -46,6 +43,7 @@ func (v *validator) server() {
 	if _, port, err := net.SplitHostPort(s.Listen); err != nil || port == "" {
 		v.errf("server.listen", "invalid listen address %s: write host:port, e.g. \":8080\" or \"127.0.0.1:8080\"", v.c.quote("server.listen", s.Listen))
 	}
+	v.cors(s.CORS)
 }
 
 func (v *validator) store() {
@@ -368,15 +366,13 @@ func (v *validator) routePath(p, rp string) bool {
 		v.errf(p, "path %s is not clean (write %q)", v.c.quote(p, rp), clean)
 		return false
 	}
-	if rp == "/v1" {
-		v.errf(p, "path %q is reserved for the admin API", rp)
-		return false
-	}
-	for _, pre := range reservedPrefixes {
-		if strings.HasPrefix(rp, pre) {
-			v.errf(p, "path %s is reserved for the admin API (%s...)", v.c.quote(p, rp), pre)
-			return false
+	if reserved, ok := ReservedPath(rp); ok {
+		if rp == reserved {
+			v.errf(p, "path %s is reserved for the admin API", v.c.quote(p, rp))
+		} else {
+			v.errf(p, "path %s is reserved for the admin API (%s/...)", v.c.quote(p, rp), reserved)
 		}
+		return false
 	}
 	return true
 }
