@@ -174,7 +174,7 @@ func summarize(w io.Writer, opt options, r *storeRun, took time.Duration) {
 		fmt.Fprintf(w, "drain:      NOT settled after %v: %s\n", r.drain.took.Round(100*time.Millisecond), r.drain.left)
 	}
 	fmt.Fprintf(w, "store:      %d messages: %s\n", r.messages, statusList(rep.MessagesByStatus))
-	fmt.Fprintf(w, "targets:    %d requests; %d no recorded attempt accounts for (sender unhurt); %d stale copies after a 2xx\n",
+	fmt.Fprintf(w, "targets:    %d requests; %d not counted as an attempt (resent within one, or unrecorded with the sender unhurt); %d stale copies after a 2xx\n",
 		rep.Requests, rep.Uncounted, rep.Stale)
 	fmt.Fprintf(w, "acknowledged %d, delivered %d, lost %d\n", rep.Acknowledged, rep.Delivered, rep.Lost)
 	fmt.Fprintf(w, "duplicates: in crash windows %d, after lost answers %d, outside %d (keys)\n",

@@ -64,7 +64,7 @@ type Report struct {
 	SagaViolations        int
 	CompensatedUnknown    int // compensations of a step whose outcome tandem could not know
 	TwoMessagesForOneKey  int
-	Uncounted             int // requests no recorded attempt accounts for, their sender unhurt
+	Uncounted             int // requests on the wire no recorded attempt counts (see checkCounted)
 	Stale                 int // requests after a 2xx that their client had already abandoned
 	Kills, Stops          int
 	DBCuts, DBLatencies   int
@@ -393,11 +393,17 @@ func minTime(a, b time.Time) time.Time {
 	return b
 }
 
-// checkCounted counts requests no recorded attempt accounts for although
-// their sender lived on unhurt (resends the client made on its own).
+// checkCounted counts the requests on the wire that no recorded attempt
+// counts: more than one request within one attempt (a client that resent
+// on its own), or none at all while the sender lived on unhurt.
 func (c *checker) checkCounted(key string) {
+	perAttempt := map[int]int{}
 	for _, r := range c.byKey[key] {
-		if _, ok := c.matchAttempt(r); ok {
+		if a, ok := c.matchAttempt(r); ok {
+			perAttempt[a.N]++
+			if perAttempt[a.N] > 1 {
+				c.rep.Uncounted++
+			}
 			continue
 		}
 		if !c.windowed(r.Sender, r.Start, r.End.Add(10*time.Second)) {
