@@ -90,14 +90,35 @@ func (c *cluster) bases() []string {
 }
 
 // start starts the next generation of replica i and waits until it is
-// ready. It does nothing when that replica is running.
+// ready. It does nothing when that replica is running. A generation that
+// exits at start (its database is cut off, say) is followed by the next,
+// for up to 30s.
 func (c *cluster) start(ctx context.Context, i int) error {
 	r := c.replicas[i]
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.alive.Load() {
-		return nil
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if r.alive.Load() {
+			return nil
+		}
+		err := c.launch(ctx, r, deadline)
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		if !sleepUntil(ctx, time.Now().Add(300*time.Millisecond)) {
+			return ctx.Err()
+		}
 	}
+}
+
+// launch starts one generation and waits until it is ready, or until the
+// deadline (then it stays up and the load moves on to the others).
+func (c *cluster) launch(ctx context.Context, r *replica, deadline time.Time) error {
+	i := r.idx
 	r.gen++
 	gen := r.gen
 	cfgPath := filepath.Join(c.dir, fmt.Sprintf("tandem-%d-%d.yaml", i, gen))
@@ -122,7 +143,6 @@ func (c *cluster) start(ctx context.Context, i int) error {
 	}()
 	r.cmd, r.done = cmd, done
 	r.alive.Store(true)
-	deadline := time.Now().Add(30 * time.Second)
 	client := &http.Client{Timeout: time.Second}
 	for {
 		resp, err := client.Get(r.base + "/readyz")
@@ -141,8 +161,6 @@ func (c *cluster) start(ctx context.Context, i int) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			// A replica that cannot get ready (its database cut, say)
-			// stays up; the load moves on to the others.
 			return nil
 		}
 	}

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
+	"slices"
 	"time"
 )
 
@@ -72,7 +74,7 @@ func plan(seed uint64, store string, length time.Duration, replicas int) []event
 	h := fnv.New64a()
 	h.Write([]byte(store))
 	rng := rand.New(rand.NewPCG(seed, h.Sum64()))
-	kinds := []weighted{{evKill, 3}, {evStop, 1}, {evTarget, 6}, {evLink, 4}, {evReplay, 3}}
+	kinds := []weighted{{evTarget, 6}, {evLink, 4}, {evReplay, 3}}
 	if store == "postgres" {
 		kinds = append(kinds, weighted{evDBCut, 2}, weighted{evDBLatency, 3})
 	}
@@ -86,7 +88,16 @@ func plan(seed uint64, store string, length time.Duration, replicas int) []event
 		targets[i] = t.name
 	}
 	var out []event
-	// Faults start after a calm second and stop a second before the end.
+	// Processes die on their own clock, every 3–8s, so every run has its
+	// crashes; the other faults come every 0.3–1.8s. Faults start after a
+	// calm second and stop a second before the end.
+	for at := time.Second + between(time.Second, 3*time.Second); at < length-time.Second; at += between(3*time.Second, 8*time.Second) {
+		e := event{At: at, Kind: evKill, Replica: rng.IntN(replicas), For: between(100*time.Millisecond, 1500*time.Millisecond)}
+		if rng.IntN(4) == 0 {
+			e.Kind = evStop
+		}
+		out = append(out, e)
+	}
 	for at := time.Second + between(0, time.Second); at < length-time.Second; at += between(300*time.Millisecond, 1800*time.Millisecond) {
 		n := rng.IntN(total)
 		kind := kinds[0].kind
@@ -97,10 +108,8 @@ func plan(seed uint64, store string, length time.Duration, replicas int) []event
 			}
 			n -= k.weight
 		}
-		e := event{ID: len(out) + 1, At: at, Kind: kind, Replica: rng.IntN(replicas)}
+		e := event{At: at, Kind: kind, Replica: rng.IntN(replicas)}
 		switch kind {
-		case evKill, evStop:
-			e.For = between(100*time.Millisecond, 1500*time.Millisecond)
 		case evDBCut:
 			e.For = between(300*time.Millisecond, 3*time.Second)
 		case evDBLatency:
@@ -130,6 +139,10 @@ func plan(seed uint64, store string, length time.Duration, replicas int) []event
 			}
 		}
 		out = append(out, e)
+	}
+	slices.SortStableFunc(out, func(a, b event) int { return cmp.Compare(a.At, b.At) })
+	for i := range out {
+		out[i].ID = i + 1
 	}
 	return out
 }
