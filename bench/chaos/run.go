@@ -145,7 +145,7 @@ func runStore(ctx context.Context, opt options, store, bin, base string) (*store
 	for _, t := range rg.targets {
 		h.Requests = append(h.Requests, t.requests()...)
 	}
-	rg.run.report = history.Check(h, history.Options{})
+	rg.run.report = history.Check(h, history.Options{Lease: targetTimeout + leaseMargin})
 	if err := writeJSON(filepath.Join(rg.dir, "history.json"), h); err != nil {
 		return nil, err
 	}

@@ -36,8 +36,13 @@ type Options struct {
 	// AbandonSlack is how long a request the client abandoned may seem to
 	// run on at the target while the client's next attempt arrives: the
 	// target notices a closed connection a moment after it closed. Only
-	// abandoned requests get it. Default 50ms.
+	// abandoned requests get it. Default 100ms.
 	AbandonSlack time.Duration
+	// Lease is how long a claim lasts (timeout.total + lease_margin): the
+	// claim that sent a request was made at most this long before it, and
+	// a fault on its sender since then can cost the request's record.
+	// Default 0: the window starts at the request.
+	Lease time.Duration
 	// MatchSlack widens a recorded attempt's [start, start+duration] when
 	// matching a target's request to it (clock reads, duration_ms
 	// rounding). Default 3ms.
@@ -89,7 +94,7 @@ type checker struct {
 // Check checks h and returns the report.
 func Check(h *History, opt Options) *Report {
 	if opt.AbandonSlack == 0 {
-		opt.AbandonSlack = 50 * time.Millisecond
+		opt.AbandonSlack = 100 * time.Millisecond
 	}
 	if opt.MatchSlack == 0 {
 		opt.MatchSlack = 3 * time.Millisecond
@@ -304,6 +309,8 @@ func (c *checker) windowed(s Sender, from, to time.Time) bool {
 // recorded, nothing may send the key again; if its sender was struck by a
 // fault between that request and this one, it is a crash window; if the
 // store recorded its attempt as a failure, the answer was lost on the way.
+// The window opens one lease before that 2xx (when its claim was made)
+// and closes when the duplicate began.
 // A request the client had already abandoned when it arrived (a copy the
 // network held back) did nothing and is counted as stale.
 func (c *checker) checkDuplicates(key string) {
@@ -331,7 +338,7 @@ func (c *checker) checkDuplicates(key string) {
 		switch {
 		case recorded && att.Outcome == "success":
 			// The 2xx was recorded: nothing may send the key again.
-		case c.windowed(last.Sender, last.Start, r.Start):
+		case c.windowed(last.Sender, last.Start.Add(-c.opt.Lease), r.Start):
 			class = 1
 		case recorded:
 			class = 2

@@ -319,3 +319,30 @@ func TestCheckCounts(t *testing.T) {
 		t.Errorf("requests %d, by status %v", r.Requests, r.MessagesByStatus)
 	}
 }
+
+// The crash window opens one lease before the 2xx: a fault on its sender
+// while the claim that sent it was held can cost the record.
+func TestCheckLeaseWindow(t *testing.T) {
+	tests := []struct {
+		name     string
+		from, to int // the sender's database fault, ms
+		lease    time.Duration
+		outside  bool
+	}{
+		{"the cut ended before the 2xx, within one lease", -500, 5, 1800 * time.Millisecond, false},
+		{"the cut ended more than a lease before", -3000, -1900, 1800 * time.Millisecond, true},
+		{"without a lease the window starts at the 2xx", -500, 5, 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := okPlain()
+			h.Requests = append(h.Requests, req("m1.a", r2g1, 2100, 2110, OK))
+			h.Messages[0].Deliveries[0].Attempts = []Attempt{att(1, 2099, 2111, 200, "success")}
+			h.Faults = []Fault{{Kind: DBLatency, Replica: 0, Start: at(tt.from), End: at(tt.to)}}
+			r := Check(h, Options{Lease: tt.lease})
+			if got := r.DuplicatesOutside == 1; got != tt.outside || r.Failed() != tt.outside {
+				t.Errorf("outside %d, in window %d, failed %v; want outside %v", r.DuplicatesOutside, r.DuplicatesInCrashWindow, r.Failed(), tt.outside)
+			}
+		})
+	}
+}

@@ -12,8 +12,8 @@
 //     store records as succeeded while its target never answered 2xx);
 //   - duplicates: a request of an Idempotency-Key after that key's first
 //     2xx. It is allowed in a crash window (the sender of the 2xx was
-//     killed, stopped, or cut off from its database between that request
-//     and the duplicate) and after a lost answer (the store recorded the
+//     killed, stopped, or cut off from its database between the claim
+//     that sent that request and the duplicate) and after a lost answer (the store recorded the
 //     attempt of the 2xx as failed: the answer never reached tandem);
 //     otherwise it is a violation;
 //   - concurrent doubles: two requests of one key in flight at the target
