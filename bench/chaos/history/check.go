@@ -361,6 +361,9 @@ func (c *checker) checkDuplicates(key string) {
 		how := "no recorded attempt and no fault of its sender explains it"
 		if outsideAtt.N > 0 {
 			how = fmt.Sprintf("that 2xx was recorded as attempt %d", outsideAtt.N)
+			if a, ok := c.matchAttempt(outside); ok && a.N == outsideAtt.N {
+				how += ", and both fall inside it: the client sent it again on its own"
+			}
 		}
 		c.violate(DuplicateOutside, key, "2xx at %s from %s (%s), sent again at %s from %s (%s): %s",
 			stamp(prev.Start), sender(prev.Sender), prev.Outcome, stamp(outside.Start), sender(outside.Sender), outside.Outcome, how)

@@ -206,6 +206,9 @@ func TestCheck(t *testing.T) {
 				// Both requests fall inside attempt 1's time.
 				t.Errorf("uncounted %d, want 1", r.Uncounted)
 			}
+			if len(r.Violations) == 1 && !strings.Contains(r.Violations[0].Details, "on its own") {
+				t.Errorf("details do not name the resend: %s", r.Violations[0].Details)
+			}
 		}},
 		{"a copy the network held back is stale, not a duplicate", func() *History {
 			h := okPlain()
