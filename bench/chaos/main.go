@@ -166,8 +166,11 @@ func summarize(w io.Writer, opt options, r *storeRun, took time.Duration) {
 	}
 	fmt.Fprintf(w, "faults:     %d events; kills %d, stops %d, db cuts %d, db latency %d; %s\n",
 		r.events, rep.Kills, rep.Stops, rep.DBCuts, rep.DBLatencies, firedList(r.fired))
-	fmt.Fprintf(w, "replays:    %d calls, %d dead letters replayed, %d answered with an error; drain replayed %d\n",
-		r.replays.calls, r.replays.ids, r.replays.refused, r.drain.replayed)
+	fmt.Fprintf(w, "replays:    %d calls, %d dead letters replayed, %d found nothing to replay, %d failed; drain replayed %d\n",
+		r.replays.calls, r.replays.ids, r.replays.empty, r.replays.failed, r.drain.replayed)
+	if r.replays.last != "" {
+		fmt.Fprintf(w, "            last replay error: %s\n", r.replays.last)
+	}
 	if r.drain.drained {
 		fmt.Fprintf(w, "drain:      settled in %v\n", r.drain.took.Round(100*time.Millisecond))
 	} else {

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -27,11 +28,14 @@ import (
 
 // storeRun is the result of one store's run.
 type storeRun struct {
-	store    string
-	dir      string
-	events   int
-	fired    map[string]int
-	replays  struct{ calls, ids, refused int }
+	store   string
+	dir     string
+	events  int
+	fired   map[string]int
+	replays struct {
+		calls, ids, empty, failed int
+		last                      string
+	}
 	load     *loader
 	drain    drainReport
 	report   *history.Report
@@ -375,8 +379,14 @@ func (rg *rig) replay(ctx context.Context, e event) {
 	rg.run.fired[evReplay+" "+e.Mode]++
 	rg.run.replays.calls++
 	rg.run.replays.ids += len(ids)
-	if err != nil {
-		rg.run.replays.refused++
+	var p *client.Problem
+	switch {
+	case err == nil:
+	case errors.As(err, &p) && p.Status == http.StatusUnprocessableEntity:
+		rg.run.replays.empty++ // nothing matched the selection
+	default:
+		rg.run.replays.failed++
+		rg.run.replays.last = err.Error()
 	}
 }
 
