@@ -82,10 +82,15 @@ func runStore(ctx context.Context, opt options, store, bin, base string) (*store
 	}
 	events := plan(opt.seed, store, opt.phase, replicas)
 	rg.run.events = len(events)
-	if opt.verbose {
-		for _, e := range events {
+	var sched strings.Builder
+	for _, e := range events {
+		fmt.Fprintf(&sched, "%s\n", e)
+		if opt.verbose {
 			fmt.Printf("  %s: %s\n", store, e)
 		}
+	}
+	if err := os.WriteFile(filepath.Join(rg.dir, "schedule.txt"), []byte(sched.String()), 0o644); err != nil {
+		return nil, err
 	}
 
 	ld := &loader{prefix: fmt.Sprintf("%s-%d", store, opt.seed), bases: rg.cluster.bases(),
