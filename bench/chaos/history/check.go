@@ -20,6 +20,7 @@ const (
 	SagaNeverRan      Kind = "saga: compensation of a step that never ran"
 	SagaNotUndone     Kind = "saga: step done but never compensated"
 	TwoMessagesOneKey Kind = "two messages for one Idempotency-Key"
+	MissingKey        Kind = "request without an Idempotency-Key"
 )
 
 // Violation is one broken promise, with what shows it.
@@ -115,6 +116,10 @@ func Check(h *History, opt Options) *Report {
 		c.rep.MessagesByStatus[m.Status]++
 	}
 	for _, r := range h.Requests {
+		if r.Key == "" {
+			c.violate(MissingKey, r.Target, "from %s at %s", sender(r.Sender), stamp(r.Start))
+			continue
+		}
 		c.byKey[r.Key] = append(c.byKey[r.Key], r)
 	}
 	for k := range c.byKey {

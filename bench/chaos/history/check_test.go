@@ -224,6 +224,11 @@ func TestCheck(t *testing.T) {
 			h.Messages = append(h.Messages, Message{ID: "m2", Route: "orders", Status: "succeeded", IdempotencyKey: "c1"})
 			return h
 		}, []Kind{TwoMessagesOneKey}, nil},
+		{"a request without an Idempotency-Key", func() *History {
+			h := okPlain()
+			h.Requests = append(h.Requests, req("", r1g1, 30, 40, OK))
+			return h
+		}, []Kind{MissingKey}, nil},
 		{"compensation out of order", func() *History {
 			h := sagaCompensated()
 			// charge.compensate before reserve.compensate.

@@ -25,7 +25,8 @@
 //     shows an attempt without an answer, which may have reached it), and a
 //     step that had its effect but was never compensated although the saga
 //     compensated;
-//   - two messages stored for one route and Idempotency-Key.
+//   - two messages stored for one route and Idempotency-Key, and a request
+//     that carries no Idempotency-Key.
 package history
 
 import (
