@@ -36,7 +36,7 @@ func (m *Main) migrate(ctx context.Context, args []string) error {
 	fmt.Fprintln(w, "VERSION\tNAME\tAPPLIED")
 	switch cfg.Store.Driver {
 	case "postgres":
-		st, err := postgres.Open(ctx, postgres.Config{DSN: cfg.Store.DSN, Logger: quiet, SkipMigrate: action == "status"})
+		st, err := postgres.Open(ctx, postgres.Config{DSN: cfg.Store.DSN, UnsafeAsyncCommit: cfg.Store.UnsafeAsyncCommit, Logger: quiet, SkipMigrate: action == "status"})
 		if err != nil {
 			return err
 		}
@@ -51,7 +51,7 @@ func (m *Main) migrate(ctx context.Context, args []string) error {
 	default:
 		// Opening a SQLite store applies its migrations: one process owns
 		// the file, so there is no separate step to coordinate.
-		st, err := sqlite.Open(ctx, sqlite.Config{DSN: cfg.Store.DSN, Logger: quiet})
+		st, err := sqlite.Open(ctx, sqlite.Config{DSN: cfg.Store.DSN, UnsafeAsyncCommit: cfg.Store.UnsafeAsyncCommit, Logger: quiet})
 		if err != nil {
 			return fmt.Errorf("open sqlite store %s: %w", cfg.Store.DSN, err)
 		}
