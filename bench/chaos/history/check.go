@@ -30,6 +30,7 @@ type Violation struct {
 	Details string
 }
 
+// String formats the violation on one line: kind, key, details.
 func (v Violation) String() string { return fmt.Sprintf("%s: %s: %s", v.Kind, v.Key, v.Details) }
 
 // Options tune the checker's tolerances.
