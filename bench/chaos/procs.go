@@ -230,3 +230,13 @@ func (c *cluster) live(i int) string {
 	}
 	return c.replicas[i%len(c.replicas)].base
 }
+
+// anyLive reports whether some replica is running.
+func (c *cluster) anyLive() bool {
+	for _, r := range c.replicas {
+		if r.alive.Load() {
+			return true
+		}
+	}
+	return false
+}

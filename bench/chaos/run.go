@@ -360,6 +360,10 @@ func (rg *rig) addToxic(p *toxiproxy.Proxy, tx toxic) bool {
 
 // replay replays dead letters through the admin API of a live replica.
 func (rg *rig) replay(ctx context.Context, e event) {
+	if !rg.cluster.anyLive() {
+		rg.count(evReplay + " skipped: no replica up")
+		return
+	}
 	api := client.New(rg.cluster.live(e.Replica), "")
 	req := client.ReplayRequest{}
 	switch e.Mode {
