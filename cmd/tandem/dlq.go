@@ -185,10 +185,10 @@ func chunks(s []string, n int) func(func([]string) bool) {
 // progress draws a one-line progress bar on a terminal; elsewhere (a pipe,
 // a log, a test) it stays silent, so output stays parseable.
 type progress struct {
-	w          io.Writer
-	what       string
+	w           io.Writer
+	what        string
 	done, total int
-	on         bool
+	on          bool
 }
 
 func newProgress(w io.Writer, what string, total int) *progress {
