@@ -53,6 +53,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"MessageList", testMessageList},
 		{"Closed", testClosed},
 		{"Saga", RunSaga},
+		{"Purge", RunPurge},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open) })
