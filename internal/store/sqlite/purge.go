@@ -211,4 +211,3 @@ func queryStrings(t *wtx, q string, args ...any) ([]string, error) {
 		return s, err
 	})
 }
-
