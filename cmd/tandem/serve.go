@@ -97,6 +97,10 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ln net.
 	if st != nil {
 		go watchQueue(bg, st, metrics, 5*time.Second)
 		startReplica(bg, st, eng, logger)
+		if cfg.Store.Retention.Enabled() {
+			r := &retention{st: st, keep: cfg.Store.Retention, log: logger}
+			go r.run(bg)
+		}
 	}
 	s := &server{
 		cfg: cfg, log: logger, engine: eng, store: st, addr: ln.Addr(), cancel: cancel,
