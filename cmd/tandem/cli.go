@@ -46,6 +46,10 @@ func exitCode(err error) int {
 type Main struct {
 	Stdout, Stderr io.Writer
 	Getenv         func(string) string
+
+	// batch is how many dead letters one replay or purge call names;
+	// default dlqBatch (tests make it small).
+	batch int
 }
 
 type command struct {

@@ -89,6 +89,10 @@ func (m *Main) dlqAct(ctx context.Context, verb string, args []string) error {
 	case set["limit"] && (*limit < 1 || *limit > dlqBatch):
 		return usagef("dlq %s: --limit must be 1..%d", verb, dlqBatch)
 	}
+	batch := dlqBatch
+	if m.batch > 0 {
+		batch = m.batch
+	}
 	c := client.New(*server, *key)
 	act := func(r client.ReplayRequest) ([]string, error) {
 		if verb == "replay" {
@@ -103,7 +107,7 @@ func (m *Main) dlqAct(ctx context.Context, verb string, args []string) error {
 	var done []string
 	switch {
 	case len(ids) > 0:
-		for chunk := range chunks(ids, dlqBatch) {
+		for chunk := range chunks(ids, batch) {
 			got, err := act(client.ReplayRequest{IDs: chunk})
 			if err != nil {
 				return remoteError("dlq "+verb, *server, err)
@@ -121,8 +125,8 @@ func (m *Main) dlqAct(ctx context.Context, verb string, args []string) error {
 		if err != nil {
 			return remoteError("dlq "+verb, *server, err)
 		}
-		bar := newProgress(m.Stderr, pastTense(verb), len(todo))
-		for chunk := range chunks(todo, dlqBatch) {
+		bar := newProgress(m.Stderr, pastTense(verb), len(todo), isTerminal(m.Stderr) && len(todo) > batch)
+		for chunk := range chunks(todo, batch) {
 			got, err := act(client.ReplayRequest{IDs: chunk})
 			if err != nil {
 				bar.end()
@@ -191,8 +195,9 @@ type progress struct {
 	on          bool
 }
 
-func newProgress(w io.Writer, what string, total int) *progress {
-	p := &progress{w: w, what: what, total: total, on: isTerminal(w) && total > dlqBatch}
+// newProgress starts a bar when on (a terminal, and more than one batch).
+func newProgress(w io.Writer, what string, total int, on bool) *progress {
+	p := &progress{w: w, what: what, total: total, on: on}
 	p.draw()
 	return p
 }

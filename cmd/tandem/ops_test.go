@@ -459,3 +459,56 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestCLIPurge: `dlq purge` takes dead letters out by id and by filter, in
+// batches, and they can no longer be replayed.
+func TestCLIPurge(t *testing.T) {
+	t.Parallel()
+	base := opsGateway(t)
+	sendDead(t, base, 5)
+	dead := deadIDs(t, base)
+	env := map[string]string{"TANDEM_SERVER": base}
+	out, _, err := runCLI(t, env, "dlq", "purge", "--id", dead[0], "--json")
+	var got struct {
+		Purged int      `json:"purged"`
+		IDs    []string `json:"ids"`
+	}
+	if err != nil || json.Unmarshal([]byte(out), &got) != nil || got.Purged != 1 || got.IDs[0] != dead[0] {
+		t.Fatalf("purge --id: %q %v", out, err)
+	}
+	if out, _, err := runCLI(t, env, "dlq", "replay", "--id", dead[0]); err != nil || strings.TrimSpace(out) != "replayed 0" {
+		t.Errorf("replay of a purged letter: %q %v", out, err)
+	}
+	// Four left; purge them all two per call.
+	var stdout, stderr strings.Builder
+	m := &Main{Stdout: &stdout, Stderr: &stderr, Getenv: func(k string) string { return env[k] }, batch: 2}
+	if err := m.Run(context.Background(), []string{"dlq", "purge", "--target", "nope"}); err != nil || strings.TrimSpace(stdout.String()) != "purged 4" {
+		t.Fatalf("purge --target: %q %v", stdout.String(), err)
+	}
+	if left := deadIDs(t, base); len(left) != 0 {
+		t.Errorf("dead letters left: %v", left)
+	}
+	if stderr.Len() != 0 {
+		t.Errorf("a progress bar outside a terminal: %q", stderr.String())
+	}
+}
+
+// TestProgressBar draws the bar a long purge or replay shows on a terminal.
+func TestProgressBar(t *testing.T) {
+	t.Parallel()
+	var b strings.Builder
+	p := newProgress(&b, "replayed", 4000, true)
+	p.add(1000)
+	p.add(1000)
+	p.end()
+	if !strings.Contains(b.String(), "\rreplayed 2000/4000 [===============               ]  50%") || !strings.HasSuffix(b.String(), "\n") {
+		t.Errorf("bar: %q", b.String())
+	}
+	var quiet strings.Builder
+	q := newProgress(&quiet, "purged", 10, false)
+	q.add(10)
+	q.end()
+	if quiet.Len() != 0 {
+		t.Errorf("off bar drew %q", quiet.String())
+	}
+}
