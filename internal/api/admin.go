@@ -193,11 +193,11 @@ func (s *server) replayDeadLetters(ctx context.Context, in *replayDeadLettersInp
 	if s.eng == nil {
 		return nil, unavailable("the engine is not running")
 	}
-	ds, err := s.eng.Replay(ctx, p)
+	res, err := s.eng.Replay(ctx, p)
 	if err != nil {
 		return nil, s.storeError(ctx, "replay dead letters", err)
 	}
-	return &body[*replayResult]{Body: replayOf(ds)}, nil
+	return &body[*replayResult]{Body: replayOf(res)}, nil
 }
 
 func (s *server) replayDelivery(ctx context.Context, in *replayDeliveryInput) (*body[*replayResult], error) {
@@ -209,19 +209,24 @@ func (s *server) replayDelivery(ctx context.Context, in *replayDeliveryInput) (*
 	if st == nil {
 		return nil, notFound
 	}
-	ds, err := s.eng.Replay(ctx, &store.DeliveryReplayParams{IDs: []string{in.ID}})
+	res, err := s.eng.Replay(ctx, &store.DeliveryReplayParams{IDs: []string{in.ID}})
 	if err != nil {
 		return nil, s.storeError(ctx, "replay delivery", err)
 	}
-	if len(ds) > 0 {
-		return &body[*replayResult]{Body: replayOf(ds)}, nil
+	if len(res.Replayed) > 0 {
+		return &body[*replayResult]{Body: replayOf(res)}, nil
+	}
+	for _, r := range res.Refused {
+		if r.Reason == record.RefusedCompensationRan {
+			return nil, newProblem(http.StatusConflict, "delivery "+in.ID+" cannot be replayed: "+r.Reason)
+		}
 	}
 	// Nothing was replayed: the delivery is unknown, or not dead.
-	res, err := st.DeliveryList(ctx, &store.DeliveryListParams{ID: in.ID, Limit: 1})
+	found, err := st.DeliveryList(ctx, &store.DeliveryListParams{ID: in.ID, Limit: 1})
 	if err != nil {
 		return nil, s.storeError(ctx, "find delivery", err)
 	}
-	for _, d := range res.Deliveries {
+	for _, d := range found.Deliveries {
 		if d.ID == in.ID {
 			return nil, newProblem(http.StatusConflict, "delivery "+in.ID+" is "+string(d.Status)+", not dead; only dead deliveries can be replayed")
 		}

@@ -110,8 +110,15 @@ type deadLetterList struct {
 
 // replayResult is the body of both replay endpoints.
 type replayResult struct {
-	Replayed int      `json:"replayed"`
-	IDs      []string `json:"ids" doc:"Ids of the deliveries sent back to work."`
+	Replayed int          `json:"replayed"`
+	IDs      []string     `json:"ids" doc:"Ids of the deliveries sent back to work."`
+	Skipped  []replaySkip `json:"skipped,omitempty" doc:"Deliveries left alone, with the reason: not dead, or a forward step of a saga whose compensation has begun."`
+}
+
+// replaySkip is a delivery a replay left alone.
+type replaySkip struct {
+	ID     string `json:"id"`
+	Reason string `json:"reason"`
 }
 
 // targetView is one row of GET /v1/targets. It never holds a secret: no
@@ -266,10 +273,13 @@ func deadLetterOf(d record.Delivery) deadLetter {
 	}
 }
 
-func replayOf(ds []record.Delivery) *replayResult {
-	r := &replayResult{Replayed: len(ds), IDs: make([]string, 0, len(ds))}
-	for _, d := range ds {
+func replayOf(res *store.DeliveryReplayResult) *replayResult {
+	r := &replayResult{Replayed: len(res.Replayed), IDs: make([]string, 0, len(res.Replayed))}
+	for _, d := range res.Replayed {
 		r.IDs = append(r.IDs, d.ID)
+	}
+	for _, x := range res.Refused {
+		r.Skipped = append(r.Skipped, replaySkip{ID: x.DeliveryID, Reason: x.Reason})
 	}
 	return r
 }

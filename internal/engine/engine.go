@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/tandem-run/tandem/internal/config"
-	"github.com/tandem-run/tandem/internal/record"
 	"github.com/tandem-run/tandem/internal/resilience"
 	"github.com/tandem-run/tandem/internal/route"
 	"github.com/tandem-run/tandem/internal/store"
@@ -268,21 +267,23 @@ func (e *Engine) Routes() []RouteInfo {
 	return out
 }
 
-// Replay sends dead deliveries back to work and wakes their workers.
-func (e *Engine) Replay(ctx context.Context, p *store.DeliveryReplayParams) ([]record.Delivery, error) {
+// Replay sends dead deliveries back to work and wakes their workers. The
+// result lists those the store refused (not dead, or forward steps of a
+// saga whose compensation has begun) with the reason.
+func (e *Engine) Replay(ctx context.Context, p *store.DeliveryReplayParams) (*store.DeliveryReplayResult, error) {
 	if e.store == nil {
-		return nil, nil
+		return &store.DeliveryReplayResult{}, nil
 	}
-	ds, err := e.store.DeliveryReplay(ctx, p)
+	res, err := e.store.DeliveryReplay(ctx, p)
 	if err != nil {
 		return nil, fmt.Errorf("replay deliveries: %w", err)
 	}
-	for _, d := range ds {
+	for _, d := range res.Replayed {
 		e.log.Info("delivery replayed", "message_id", d.MessageID, "delivery_id", d.ID, "step", d.Step, "target", d.Target)
 		e.wake(d.Target)
 		e.notify(d.MessageID)
 	}
-	return ds, nil
+	return res, nil
 }
 
 // Ready reports whether the engine can accept messages: not shutting down,

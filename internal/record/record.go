@@ -117,7 +117,14 @@ type Delivery struct {
 	// claim can prove it comes from this claim and not an expired one. 0
 	// when the delivery was never claimed.
 	LeaseToken int64
-	LastError     string
+	// OutcomeUnknown: the last attempt may have reached the target without
+	// an answer (request written, then a timeout or reset). A saga
+	// compensates a dead step whose outcome is unknown, as if it had
+	// succeeded, unless NoCompensateUnknown.
+	OutcomeUnknown bool
+	// NoCompensateUnknown is the step's compensate_unknown: false.
+	NoCompensateUnknown bool
+	LastError           string
 	// Result of the last attempt, kept for answers and for later steps' templates.
 	ResponseStatus  int
 	ResponseBody    []byte

@@ -40,7 +40,7 @@ func DeriveMessageStatus(ds []Delivery) MessageStatus {
 		if !d.Status.Final() {
 			open = true
 		}
-		if d.Attempts > 0 || d.Status != DeliveryScheduled && d.Status != DeliveryWaiting {
+		if d.Attempts > 0 || d.Replays > 0 || d.Status != DeliveryScheduled && d.Status != DeliveryWaiting {
 			started = true
 		}
 		if _, isComp := Compensates(d.Step); isComp {
@@ -203,9 +203,13 @@ func (r *resolver) saga(ds []Delivery, now time.Time) {
 	}
 	settled, triggered := true, false
 	dead, skipped := "", ""
+	maybe := map[string]bool{} // dead steps whose last attempt may have reached the target
 	for _, d := range ds {
 		if _, isComp := Compensates(d.Step); isComp {
 			continue
+		}
+		if d.OutcomeUnknown && !d.NoCompensateUnknown {
+			maybe[d.Step] = true
 		}
 		switch s := r.st[d.Step]; {
 		case s == DeliveryCompensating || s == DeliveryCompensated:
@@ -241,6 +245,13 @@ func (r *resolver) saga(ds []Delivery, now time.Time) {
 					base, _ := Compensates(c)
 					switch r.st[base] {
 					case DeliverySucceeded, DeliveryCompensating, DeliveryCompensated:
+					case DeliveryDead:
+						if maybe[base] {
+							break // it may have happened: undo it too
+						}
+						r.set(c, DeliveryCancelled, "step "+base+" did not succeed: nothing to undo", time.Time{})
+						changed = true
+						continue
 					default:
 						r.set(c, DeliveryCancelled, "step "+base+" did not succeed: nothing to undo", time.Time{})
 						changed = true

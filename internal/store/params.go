@@ -1,8 +1,12 @@
 package store
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/tandem-run/tandem/internal/record"
@@ -100,3 +104,101 @@ func (p *DeliveryPostponeParams) Validate() error {
 	}
 	return nil
 }
+
+// Completion returns p as the write core's input.
+func (p *DeliveryCompleteParams) Completion() *record.Completion {
+	return &record.Completion{
+		DeliveryID: p.DeliveryID, Owner: p.Owner, LeaseToken: p.LeaseToken,
+		Attempt: p.Attempt, Status: p.Status, NextAttemptAt: p.NextAttemptAt, LastError: p.LastError,
+		Unknown: p.Unknown, ResponseStatus: p.ResponseStatus, ResponseBody: p.ResponseBody, ResponseHeaders: p.ResponseHeaders,
+	}
+}
+
+// PrepareInsert checks p and returns the message and deliveries to
+// insert at now, as both drivers store them: the message accepted, each
+// delivery waiting (when it has after steps) or scheduled (due at now
+// unless it says otherwise), stamped with the message's id and route.
+// p is not modified.
+func PrepareInsert(p *MessageInsertParams, now time.Time) (record.Message, []record.Delivery, error) {
+	m := p.Message
+	if m.ID == "" || m.Route == "" {
+		return m, nil, fmt.Errorf("insert message: %w: id and route are required", errInvalid)
+	}
+	m.Status, m.CreatedAt, m.UpdatedAt = record.MessageAccepted, now, now
+	ds := make([]record.Delivery, len(p.Deliveries))
+	seen := make(map[string]bool, len(ds))
+	for i, d := range p.Deliveries {
+		switch {
+		case d.ID == "" || d.Step == "" || d.Target == "":
+			return m, nil, fmt.Errorf("insert message %s: %w: delivery %d: id, step and target are required", m.ID, errInvalid, i)
+		case seen[d.Step]:
+			return m, nil, fmt.Errorf("insert message %s: %w: two deliveries of step %q", m.ID, errInvalid, d.Step)
+		}
+		seen[d.Step] = true
+		if d.Status == "" {
+			d.Status = record.DeliveryScheduled
+			if len(d.After) > 0 {
+				d.Status = record.DeliveryWaiting
+			}
+		}
+		if d.Status != record.DeliveryWaiting && d.Status != record.DeliveryScheduled {
+			return m, nil, fmt.Errorf("insert message %s: %w: delivery %s: status %q, want waiting or scheduled", m.ID, errInvalid, d.ID, d.Status)
+		}
+		d.MessageID, d.Route, d.CreatedAt, d.UpdatedAt = m.ID, m.Route, now, now
+		d.Attempts, d.LeaseOwner, d.LeaseToken = 0, "", 0
+		if d.Status == record.DeliveryScheduled && d.NextAttemptAt.IsZero() {
+			d.NextAttemptAt = now
+		}
+		d.After = slices.Clone(d.After)
+		ds[i] = d
+	}
+	return m, ds, nil
+}
+
+// PageLimit applies the list default (50) and maximum (1000).
+func PageLimit(n int) int {
+	switch {
+	case n <= 0:
+		return 50
+	case n > 1000:
+		return 1000
+	}
+	return n
+}
+
+// Cursor is a position in a list ordered newest first by (created at, id).
+type Cursor struct {
+	At time.Time
+	ID string
+}
+
+// EncodeCursor returns the opaque cursor of the row (at, id); both stores
+// hand out the same format.
+func EncodeCursor(at time.Time, id string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(at.UnixNano(), 10) + "." + id))
+}
+
+// DecodeCursor reads a cursor from EncodeCursor; nil for "". Anything else
+// is ErrInvalidCursor.
+func DecodeCursor(s string) (*Cursor, error) {
+	if s == "" {
+		return nil, nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return nil, ErrInvalidCursor
+	}
+	num, id, ok := strings.Cut(string(b), ".")
+	if !ok || id == "" {
+		return nil, ErrInvalidCursor
+	}
+	ns, err := strconv.ParseInt(num, 10, 64)
+	if err != nil {
+		return nil, ErrInvalidCursor
+	}
+	return &Cursor{At: time.Unix(0, ns).UTC(), ID: id}, nil
+}
+
+// IsInvalid reports whether err says a params struct was not one the
+// constructors build (a caller's bug, refused before any I/O).
+func IsInvalid(err error) bool { return errors.Is(err, errInvalid) }

@@ -22,9 +22,10 @@ var (
 	// ErrIdempotencyConflict: the route already has a message with this
 	// idempotency key and another body.
 	ErrIdempotencyConflict = errors.New("idempotency key already used with a different body")
-	// ErrLeaseLost: the delivery is no longer leased to the caller (its lease
-	// ran out and another worker claimed it, or it was replayed).
-	ErrLeaseLost = errors.New("delivery lease lost")
+	// ErrLeaseLost: the delivery is no longer leased under the caller's
+	// fencing token (its lease ran out and another worker claimed it, it was
+	// given back, or it was replayed). It is record.ErrLeaseLost.
+	ErrLeaseLost = record.ErrLeaseLost
 	// ErrUnavailable: the database cannot be reached; the caller should try
 	// again later. Wrapped with the cause.
 	ErrUnavailable = errors.New("store unavailable")
@@ -57,14 +58,15 @@ type Store interface {
 	DeliveryClaim(ctx context.Context, p *DeliveryClaimParams) ([]record.Delivery, error)
 	// DeliveryComplete records one attempt and the delivery's new status
 	// (succeeded, scheduled for a retry, or dead), then, in the same
-	// transaction, resolves the message's waiting deliveries
-	// (record.Resolve) and updates the message status
-	// (record.DeriveMessageStatus). ErrLeaseLost if Owner no longer holds the
-	// lease. Concurrent calls may share a transaction.
+	// transaction, resolves the message (record.Family decides; the driver
+	// writes what it returns). ErrLeaseLost if the claim named by Owner and
+	// LeaseToken no longer holds; a *record.AttemptError if the attempt is
+	// not the one due. Concurrent calls may share a transaction.
 	DeliveryComplete(ctx context.Context, p *DeliveryCompleteParams) (*DeliveryCompleteResult, error)
 	// DeliveryPostpone gives a leased delivery back as scheduled at
 	// NextAttemptAt without counting an attempt (breaker open, rate limit,
-	// shutdown). ErrLeaseLost if Owner no longer holds the lease.
+	// shutdown). ErrLeaseLost if the claim named by Owner and LeaseToken no
+	// longer holds.
 	DeliveryPostpone(ctx context.Context, p *DeliveryPostponeParams) error
 	// DeliveryList lists deliveries newest first, filtered and paginated.
 	// Dead letters are the deliveries with Status dead.
@@ -75,8 +77,15 @@ type Store interface {
 	// (record.Unskip); the message status is derived again. It selects by
 	// IDs, or, when IDs is empty, by the Route/Target filter (all dead
 	// deliveries when both are empty, up to Limit). Deliveries that are not
-	// dead are left alone and not returned. It returns the replayed ones.
-	DeliveryReplay(ctx context.Context, p *DeliveryReplayParams) ([]record.Delivery, error)
+	// dead are left alone, and so are the forward steps of a saga whose
+	// compensation has begun (record.Family.Replay); those asked for by id
+	// are listed in Refused with the reason.
+	DeliveryReplay(ctx context.Context, p *DeliveryReplayParams) (*DeliveryReplayResult, error)
+	// DeliveryDiscard dead-letters the open deliveries of Target (waiting,
+	// scheduled, and running ones whose lease ended) with Reason, and
+	// settles their messages: for a target that is no longer configured,
+	// whose deliveries nothing would ever claim. It returns how many.
+	DeliveryDiscard(ctx context.Context, p *DeliveryDiscardParams) (int, error)
 	// DeliveryStats counts deliveries per target for the queue-depth gauges.
 	DeliveryStats(ctx context.Context, now *time.Time) ([]TargetStats, error)
 
@@ -158,7 +167,10 @@ type DeliveryCompleteParams struct {
 	ResponseStatus  int
 	ResponseBody    []byte
 	ResponseHeaders map[string][]string
-	Now             *time.Time
+	// Unknown: the attempt may have reached the target without an answer
+	// (see record.Completion).
+	Unknown bool
+	Now     *time.Time
 }
 
 // DeliveryCompleteResult is the output of DeliveryComplete.
@@ -206,6 +218,24 @@ type DeliveryReplayParams struct {
 	Route  string
 	Target string
 	Limit  int // with a filter; default 1000
+	Now    *time.Time
+}
+
+// DeliveryReplayResult is the output of DeliveryReplay.
+type DeliveryReplayResult struct {
+	// Replayed are the deliveries sent back to work, in the order asked
+	// (by id) or oldest first (by filter).
+	Replayed []record.Delivery
+	// Refused are deliveries asked for by id, or matched by the filter,
+	// that were left alone, with the reason.
+	Refused []record.Refusal
+}
+
+// DeliveryDiscardParams is the input of DeliveryDiscard.
+type DeliveryDiscardParams struct {
+	Target string
+	Reason string
+	Limit  int // per call; default 1000 (call again while it returns Limit)
 	Now    *time.Time
 }
 

@@ -32,10 +32,14 @@ func TestInsertBatchIsolation(t *testing.T) {
 		}
 		return op
 	}
+	// One step twice: PrepareInsert refuses it, so the op is edited after
+	// the check to make the database reject it (a unique violation).
+	bad := mk("bad", "", "h", "a", "b")
+	bad.ds[1].Step = "a"
 	ops := []*insertOp{
 		mk("good1", "", "h", "a", "b"),
 		mk("first", "k", "h", "a"),
-		mk("bad", "", "h", "a", "a"), // one step twice: a unique violation
+		bad,
 		mk("repeat", "k", "h", "a"),
 		mk("conflict", "k", "other", "a"),
 		mk("good2", "k2", "h", "a"),
@@ -119,7 +123,7 @@ func TestCompleteBatchIsolation(t *testing.T) {
 	mk := func(id, owner string, n int) *completeOp {
 		t.Helper()
 		op, err := newCompleteOp(&store.DeliveryCompleteParams{
-			DeliveryID: id, Owner: owner, Status: record.DeliverySucceeded,
+			DeliveryID: id, Owner: owner, LeaseToken: 1, Status: record.DeliverySucceeded,
 			Attempt: record.Attempt{N: n, Outcome: record.OutcomeSuccess}, Now: &now,
 		})
 		if err != nil {

@@ -112,7 +112,7 @@ func BenchmarkClaimComplete(b *testing.B) {
 						for _, d := range ds {
 							cw.Go(func() {
 								_, err := s.DeliveryComplete(ctx, &store.DeliveryCompleteParams{
-									DeliveryID: d.ID, Owner: owner, Status: record.DeliverySucceeded,
+									DeliveryID: d.ID, Owner: owner, LeaseToken: d.LeaseToken, Status: record.DeliverySucceeded,
 									Attempt:        record.Attempt{N: 1, StartedAt: now, Duration: time.Millisecond, HTTPStatus: 200, Outcome: record.OutcomeSuccess},
 									ResponseStatus: 200, ResponseBody: []byte(`{"ok":true}`), Now: &now,
 								})

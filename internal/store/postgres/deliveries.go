@@ -20,7 +20,8 @@ import (
 // claimers never get the same delivery and never block each other. The
 // subquery runs on the partial index deliveries_due. A running delivery
 // whose lease ended (next_attempt_at <= now) is a crashed worker's and is
-// claimed again. Ordering by next_attempt_at alone (no tie-breaker) keeps
+// claimed again. Every claim raises the fencing token, so the expired
+// claim's late writes are refused. Ordering by next_attempt_at alone (no tie-breaker) keeps
 // the claim an index range scan that stops after LIMIT rows, however long
 // the backlog.
 const claimSQL = `WITH c AS (
@@ -30,7 +31,8 @@ const claimSQL = `WITH c AS (
 	LIMIT $3
 	FOR UPDATE SKIP LOCKED
 )
-UPDATE deliveries d SET status = 'running', lease_owner = $4, next_attempt_at = $5, updated_at = $2
+UPDATE deliveries d SET status = 'running', lease_owner = $4, lease_token = d.lease_token + 1,
+	next_attempt_at = $5, updated_at = $2
 FROM c WHERE d.id = c.id
 RETURNING c.due, ` + "%s"
 
@@ -142,6 +144,9 @@ func (s *Store) DeliveryPostpone(ctx context.Context, p *store.DeliveryPostponeP
 	if err := s.checkOpen(); err != nil {
 		return err
 	}
+	if err := p.Validate(); err != nil {
+		return err
+	}
 	ctx, cancel := bounded(ctx)
 	defer cancel()
 	now := micro(store.NowOr(p.Now))
@@ -152,8 +157,8 @@ func (s *Store) DeliveryPostpone(ctx context.Context, p *store.DeliveryPostponeP
 	var target string
 	err := s.pool.QueryRow(ctx, `UPDATE deliveries SET status = 'scheduled', next_attempt_at = $3, lease_owner = '',
 			last_error = CASE WHEN $4 <> '' THEN $4 ELSE last_error END, updated_at = $5
-		WHERE id = $1 AND status = 'running' AND lease_owner = $2
-		RETURNING target`, p.DeliveryID, p.Owner, next, clean(p.Reason), now).Scan(&target)
+		WHERE id = $1 AND status = 'running' AND lease_owner = $2 AND lease_token = $6
+		RETURNING target`, p.DeliveryID, p.Owner, next, clean(p.Reason), now, p.LeaseToken).Scan(&target)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return s.whyNot(ctx, "postpone delivery", p.DeliveryID)
@@ -188,11 +193,11 @@ func (s *Store) DeliveryList(ctx context.Context, p *store.DeliveryListParams) (
 	}
 	ctx, cancel := bounded(ctx)
 	defer cancel()
-	cur, err := decodeCursor(p.Cursor)
+	cur, err := store.DecodeCursor(p.Cursor)
 	if err != nil {
 		return nil, fmt.Errorf("list deliveries: %w", err)
 	}
-	limit := pageLimit(p.Limit)
+	limit := store.PageLimit(p.Limit)
 	var f filter
 	f.eq("status", string(p.Status))
 	f.eq("route", p.Route)
@@ -212,7 +217,7 @@ func (s *Store) DeliveryList(ctx context.Context, p *store.DeliveryListParams) (
 	if len(ds) > limit {
 		res.Deliveries = ds[:limit]
 		last := ds[limit-1]
-		res.NextCursor = encodeCursor(last.CreatedAt, last.ID)
+		res.NextCursor = store.EncodeCursor(last.CreatedAt, last.ID)
 	}
 	return res, nil
 }

@@ -3,7 +3,6 @@ package postgres
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -52,43 +51,19 @@ func (s *Store) MessageInsert(ctx context.Context, p *store.MessageInsertParams)
 
 // newInsertOp checks p and prepares its rows, in the caller's goroutine.
 func newInsertOp(p *store.MessageInsertParams) (*insertOp, error) {
-	m := p.Message
-	if m.ID == "" || m.Route == "" {
-		return nil, errors.New("insert message: id and route are required")
+	m, ds, err := store.PrepareInsert(p, micro(store.NowOr(p.Now)))
+	if err != nil {
+		return nil, err
 	}
-	now := micro(store.NowOr(p.Now))
-	m.Status = record.MessageAccepted
-	m.CreatedAt, m.UpdatedAt = now, now
-	op := &insertOp{msg: m, done: make(chan struct{})}
-	var err error
+	for i := range ds {
+		ds[i].NextAttemptAt, ds[i].ReplayedAt = micro(ds[i].NextAttemptAt), micro(ds[i].ReplayedAt)
+	}
+	op := &insertOp{msg: m, ds: ds, done: make(chan struct{})}
 	if op.keep, err = encodeHeaders(m.Headers); err != nil {
 		return nil, fmt.Errorf("insert message: headers: %w", err)
 	}
 	if op.qry, err = encodeHeaders(m.Query); err != nil {
 		return nil, fmt.Errorf("insert message: query: %w", err)
-	}
-	op.ds = make([]record.Delivery, len(p.Deliveries))
-	for i, d := range p.Deliveries {
-		if d.ID == "" || d.Step == "" || d.Target == "" {
-			return nil, fmt.Errorf("insert message: delivery %d: id, step and target are required", i)
-		}
-		if d.Status == "" {
-			d.Status = record.DeliveryScheduled
-			if len(d.After) > 0 {
-				d.Status = record.DeliveryWaiting
-			}
-		}
-		if d.Status != record.DeliveryWaiting && d.Status != record.DeliveryScheduled {
-			return nil, fmt.Errorf("insert message: delivery %s: status %q, want waiting or scheduled", d.ID, d.Status)
-		}
-		d.MessageID, d.Route = m.ID, m.Route
-		d.CreatedAt, d.UpdatedAt = now, now
-		d.NextAttemptAt = micro(d.NextAttemptAt)
-		if d.Status == record.DeliveryScheduled && d.NextAttemptAt.IsZero() {
-			d.NextAttemptAt = now
-		}
-		d.ReplayedAt = micro(d.ReplayedAt)
-		op.ds[i] = d
 	}
 	return op, nil
 }
@@ -107,12 +82,12 @@ const insertSQL = `WITH m AS (
 	RETURNING id
 ), d AS (
 	INSERT INTO deliveries (id, message_id, route, step, target, after_steps, required, status,
-		next_attempt_at, created_at, updated_at, replays, attempts_at_replay, replayed_at)
+		next_attempt_at, created_at, updated_at, replays, attempts_at_replay, replayed_at, compensate_unknown)
 	SELECT y.id, y.message_id, y.route, y.step, y.target, y.after::jsonb, y.required, y.status,
-		y.next_at, y.at, y.at, y.replays, y.at_replay, y.replayed_at
+		y.next_at, y.at, y.at, y.replays, y.at_replay, y.replayed_at, y.comp_unknown
 	FROM unnest($9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::bool[], $16::text[],
-		$17::timestamptz[], $18::timestamptz[], $19::int[], $20::int[], $21::timestamptz[])
-		AS y(id, message_id, route, step, target, after, required, status, next_at, at, replays, at_replay, replayed_at)
+		$17::timestamptz[], $18::timestamptz[], $19::int[], $20::int[], $21::timestamptz[], $22::bool[])
+		AS y(id, message_id, route, step, target, after, required, status, next_at, at, replays, at_replay, replayed_at, comp_unknown)
 	WHERE y.message_id IN (SELECT id FROM m)
 )
 SELECT id FROM m`
@@ -183,7 +158,7 @@ func (s *Store) insertBatch(ctx context.Context, ops []*insertOp) error {
 		mAt                                       []time.Time
 		dID, dMsg, dRoute, dStep, dTarget, dAfter []string
 		dStatus                                   []string
-		dRequired                                 []bool
+		dRequired, dCompUnknown                   []bool
 		dNext, dAt, dReplayedAt                   []pgtype.Timestamptz
 		dReplays, dAtReplay                       []int32
 		targets                                   []string
@@ -213,6 +188,7 @@ func (s *Store) insertBatch(ctx context.Context, ops []*insertOp) error {
 			dReplays = append(dReplays, int32(d.Replays))
 			dAtReplay = append(dAtReplay, int32(d.AttemptsAtReplay))
 			dReplayedAt = append(dReplayedAt, ts(d.ReplayedAt))
+			dCompUnknown = append(dCompUnknown, !d.NoCompensateUnknown)
 			// A wake-up for a repeated key's deliveries, which are not
 			// inserted, costs one spurious claim; checking would cost a
 			// round trip.
@@ -226,7 +202,7 @@ func (s *Store) insertBatch(ctx context.Context, ops []*insertOp) error {
 	// commits at its Sync: one round trip and one WAL flush for every op.
 	b := &pgx.Batch{}
 	b.Queue(insertSQL, mID, mRoute, mKey, mHash, mBody, mHeaders, mQuery, mAt,
-		dID, dMsg, dRoute, dStep, dTarget, dAfter, dRequired, dStatus, dNext, dAt, dReplays, dAtReplay, dReplayedAt)
+		dID, dMsg, dRoute, dStep, dTarget, dAfter, dRequired, dStatus, dNext, dAt, dReplays, dAtReplay, dReplayedAt, dCompUnknown)
 	br := s.pool.SendBatch(ctx, b)
 	inserted := map[string]bool{}
 	rows, err := br.Query()

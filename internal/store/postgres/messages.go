@@ -77,11 +77,11 @@ func (s *Store) MessageList(ctx context.Context, p *store.MessageListParams) (*s
 	}
 	ctx, cancel := bounded(ctx)
 	defer cancel()
-	cur, err := decodeCursor(p.Cursor)
+	cur, err := store.DecodeCursor(p.Cursor)
 	if err != nil {
 		return nil, fmt.Errorf("list messages: %w", err)
 	}
-	limit := pageLimit(p.Limit)
+	limit := store.PageLimit(p.Limit)
 	var f filter
 	f.eq("status", string(p.Status))
 	f.eq("route", p.Route)
@@ -105,7 +105,7 @@ func (s *Store) MessageList(ctx context.Context, p *store.MessageListParams) (*s
 	if len(res.Messages) > limit {
 		res.Messages = res.Messages[:limit]
 		last := res.Messages[limit-1]
-		res.NextCursor = encodeCursor(last.CreatedAt, last.ID)
+		res.NextCursor = store.EncodeCursor(last.CreatedAt, last.ID)
 	}
 	return res, nil
 }

@@ -99,7 +99,7 @@ func TestOutage(t *testing.T) {
 			return err
 		}},
 		{"DeliveryComplete", func() error {
-			_, err := s.DeliveryComplete(ctx, &store.DeliveryCompleteParams{DeliveryID: "dm1", Owner: "w", Status: record.DeliverySucceeded, Attempt: record.Attempt{N: 1}, Now: &now})
+			_, err := s.DeliveryComplete(ctx, &store.DeliveryCompleteParams{DeliveryID: "dm1", Owner: "w", LeaseToken: 1, Status: record.DeliverySucceeded, Attempt: record.Attempt{N: 1}, Now: &now})
 			return err
 		}},
 		{"Ping", func() error { return s.Ping(ctx) }},

@@ -27,7 +27,7 @@ func TestQueryPlans(t *testing.T) {
 		{"dead letters", `SELECT id FROM deliveries WHERE status = 'dead' ORDER BY created_at DESC, id DESC LIMIT 51`, nil, "deliveries_status_created"},
 		{"messages page", `SELECT id FROM messages ORDER BY created_at DESC, id DESC LIMIT 51`, nil, "messages_created"},
 		{"idempotency key", winnersSQL, []any{[]string{"r"}, [][]byte{[]byte("k")}}, "messages_idempotency_key"},
-		{"siblings", siblingsSQL, []any{[]string{"d1"}}, "deliveries_message_id_step_key"},
+		{"family", familySQL, []any{[]string{"d1"}}, "deliveries_message_id_step_key"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -297,7 +297,7 @@ func TestClaimAcrossStores(t *testing.T) {
 				// Complete half, so claims and completes interleave.
 				for _, d := range ds[:len(ds)/2] {
 					_, err := s.DeliveryComplete(ctx, &store.DeliveryCompleteParams{
-						DeliveryID: d.ID, Owner: owner, Status: record.DeliverySucceeded,
+						DeliveryID: d.ID, Owner: owner, LeaseToken: d.LeaseToken, Status: record.DeliverySucceeded,
 						Attempt: record.Attempt{N: 1, StartedAt: now, Outcome: record.OutcomeSuccess}, Now: &now,
 					})
 					if err != nil {
@@ -358,7 +358,7 @@ func TestSiblingCompletesAcrossStores(t *testing.T) {
 				for _, d := range ds {
 					cw.Go(func() {
 						res, err := s.DeliveryComplete(ctx, &store.DeliveryCompleteParams{
-							DeliveryID: d.ID, Owner: owner, Status: record.DeliverySucceeded,
+							DeliveryID: d.ID, Owner: owner, LeaseToken: d.LeaseToken, Status: record.DeliverySucceeded,
 							Attempt: record.Attempt{N: 1, StartedAt: now, Outcome: record.OutcomeSuccess}, Now: &now,
 						})
 						if err != nil {
@@ -432,7 +432,7 @@ func TestListen(t *testing.T) {
 		t.Fatalf("claim: %v %v", ds, err)
 	}
 	if _, err := b.DeliveryComplete(ctx, &store.DeliveryCompleteParams{
-		DeliveryID: "d1", Owner: "w", Status: record.DeliverySucceeded, Attempt: record.Attempt{N: 1}, Now: &now,
+		DeliveryID: "d1", Owner: "w", LeaseToken: 1, Status: record.DeliverySucceeded, Attempt: record.Attempt{N: 1}, Now: &now,
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -26,7 +25,8 @@ const messageListCols = `id, route, status, idempotency_key, body_hash, NULL::by
 
 const deliveryCols = `id, message_id, route, step, target, after_steps, required, status, attempts,
 	next_attempt_at, lease_owner, last_error, response_status, response_body, response_headers,
-	created_at, updated_at, replays, attempts_at_replay, replayed_at`
+	created_at, updated_at, replays, attempts_at_replay, replayed_at,
+	lease_token, outcome_unknown, compensate_unknown`
 
 // deliveryColsOf is deliveryCols qualified with a table alias.
 func deliveryColsOf(alias string) string {
@@ -68,13 +68,16 @@ func scanDelivery(row pgx.Row) (record.Delivery, error) {
 		next, replayed   pgtype.Timestamptz
 		created, updated time.Time
 		headers          []byte
+		compUnknown      bool
 	)
 	err := row.Scan(&d.ID, &d.MessageID, &d.Route, &d.Step, &d.Target, &d.After, &d.Required, &status, &d.Attempts,
 		&next, &d.LeaseOwner, &d.LastError, &d.ResponseStatus, &d.ResponseBody, &headers,
-		&created, &updated, &d.Replays, &d.AttemptsAtReplay, &replayed)
+		&created, &updated, &d.Replays, &d.AttemptsAtReplay, &replayed,
+		&d.LeaseToken, &d.OutcomeUnknown, &compUnknown)
 	if err != nil {
 		return d, err
 	}
+	d.NoCompensateUnknown = !compUnknown
 	d.Status = record.DeliveryStatus(status)
 	d.NextAttemptAt = fromTS(next)
 	d.ReplayedAt = fromTS(replayed)
@@ -161,46 +164,6 @@ func clean(s string) string {
 	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "")
 }
 
-// A cursor is the (created_at, id) of the last row of a page; the next page
-// starts strictly after it in the newest-first order.
-type cursor struct {
-	at time.Time
-	id string
-}
-
-func encodeCursor(at time.Time, id string) string {
-	return base64.RawURLEncoding.EncodeToString(fmt.Appendf(nil, "%d.%s", at.UnixMicro(), id))
-}
-
-func decodeCursor(s string) (*cursor, error) {
-	if s == "" {
-		return nil, nil
-	}
-	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil {
-		return nil, store.ErrInvalidCursor
-	}
-	num, id, ok := strings.Cut(string(b), ".")
-	if !ok || id == "" {
-		return nil, store.ErrInvalidCursor
-	}
-	var us int64
-	if _, err := fmt.Sscanf(num, "%d", &us); err != nil {
-		return nil, store.ErrInvalidCursor
-	}
-	return &cursor{at: time.UnixMicro(us).UTC(), id: id}, nil
-}
-
-func pageLimit(n int) int {
-	switch {
-	case n <= 0:
-		return 50
-	case n > 1000:
-		return 1000
-	}
-	return n
-}
-
 // filter collects the conditions and arguments of a list query.
 type filter struct {
 	where []string
@@ -222,9 +185,9 @@ func (f *filter) eq(col, v string) {
 
 // page finishes a newest-first list query: the conditions, the cursor, and
 // a limit one past the page, so the caller knows whether another follows.
-func (f *filter) page(sel string, cur *cursor, limit int) string {
+func (f *filter) page(sel string, cur *store.Cursor, limit int) string {
 	if cur != nil {
-		f.where = append(f.where, fmt.Sprintf("(created_at, id) < (%s, %s)", f.arg(cur.at), f.arg(cur.id)))
+		f.where = append(f.where, fmt.Sprintf("(created_at, id) < (%s, %s)", f.arg(micro(cur.At)), f.arg(cur.ID)))
 	}
 	if len(f.where) > 0 {
 		sel += " WHERE " + strings.Join(f.where, " AND ")

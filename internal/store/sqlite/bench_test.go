@@ -189,7 +189,7 @@ func BenchmarkDeliveryCycle(b *testing.B) {
 							defer func() { <-slots }()
 							t := time.Now()
 							_, err := s.DeliveryComplete(ctx, &store.DeliveryCompleteParams{
-								DeliveryID: d.ID, Owner: owner, Status: record.DeliverySucceeded,
+								DeliveryID: d.ID, Owner: owner, LeaseToken: d.LeaseToken, Status: record.DeliverySucceeded,
 								Attempt: record.Attempt{
 									DeliveryID: d.ID, N: d.Attempts + 1, StartedAt: t, Duration: time.Millisecond,
 									HTTPStatus: 200, Outcome: record.OutcomeSuccess,

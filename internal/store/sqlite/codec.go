@@ -2,12 +2,9 @@ package sqlite
 
 import (
 	"database/sql"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"modernc.org/sqlite"
@@ -117,18 +114,20 @@ func scanMessage(sc scanner) (record.Message, error) {
 // deliveryCols are the columns scanDelivery reads, in order.
 const deliveryCols = `id, message_id, route, step, target, after_steps, required, status, attempts,
 	attempts_at_replay, replays, replayed_at, next_attempt_at, lease_owner, last_error,
-	response_status, response_body, response_headers, created_at, updated_at`
+	response_status, response_body, response_headers, created_at, updated_at,
+	lease_token, outcome_unknown, compensate_unknown`
 
 func scanDelivery(sc scanner) (record.Delivery, error) {
 	var (
 		d                                      record.Delivery
 		after, respHeaders                     sql.NullString
-		required                               int
+		required, unknown, compUnknown         int
 		replayedAt, next, createdAt, updatedAt int64
 	)
 	err := sc.Scan(&d.ID, &d.MessageID, &d.Route, &d.Step, &d.Target, &after, &required, &d.Status, &d.Attempts,
 		&d.AttemptsAtReplay, &d.Replays, &replayedAt, &next, &d.LeaseOwner, &d.LastError,
-		&d.ResponseStatus, &d.ResponseBody, &respHeaders, &createdAt, &updatedAt)
+		&d.ResponseStatus, &d.ResponseBody, &respHeaders, &createdAt, &updatedAt,
+		&d.LeaseToken, &unknown, &compUnknown)
 	if err != nil {
 		return d, err
 	}
@@ -138,7 +137,7 @@ func scanDelivery(sc scanner) (record.Delivery, error) {
 	if d.ResponseHeaders, err = decodeMap(respHeaders); err != nil {
 		return d, err
 	}
-	d.Required = required != 0
+	d.Required, d.OutcomeUnknown, d.NoCompensateUnknown = required != 0, unknown != 0, compUnknown == 0
 	d.ReplayedAt, d.NextAttemptAt = fromNanos(replayedAt), fromNanos(next)
 	d.CreatedAt, d.UpdatedAt = fromNanos(createdAt), fromNanos(updatedAt)
 	return d, nil
@@ -158,39 +157,6 @@ func scanAttempt(sc scanner) (record.Attempt, error) {
 	}
 	a.StartedAt, a.Duration = fromNanos(started), time.Duration(duration)
 	return a, nil
-}
-
-// A cursor is the (created_at, id) of the last row of a page, so the next
-// page starts strictly after it in newest-first order.
-func encodeCursor(createdAt time.Time, id string) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(nanos(createdAt), 10) + "." + id))
-}
-
-func decodeCursor(c string) (int64, string, error) {
-	b, err := base64.RawURLEncoding.DecodeString(c)
-	if err != nil {
-		return 0, "", fmt.Errorf("%w: %w", store.ErrInvalidCursor, err)
-	}
-	ts, id, ok := strings.Cut(string(b), ".")
-	if !ok {
-		return 0, "", store.ErrInvalidCursor
-	}
-	n, err := strconv.ParseInt(ts, 10, 64)
-	if err != nil {
-		return 0, "", fmt.Errorf("%w: %w", store.ErrInvalidCursor, err)
-	}
-	return n, id, nil
-}
-
-// pageLimit applies the list default (50) and maximum (1000).
-func pageLimit(n int) int {
-	switch {
-	case n <= 0:
-		return 50
-	case n > 1000:
-		return 1000
-	}
-	return n
 }
 
 // unavailable marks errors that say the database cannot do its job right

@@ -105,11 +105,11 @@ func (w *where) addCursor(cursor string) error {
 	if cursor == "" {
 		return nil
 	}
-	at, id, err := decodeCursor(cursor)
+	c, err := store.DecodeCursor(cursor)
 	if err != nil {
 		return err
 	}
-	w.add(`(created_at, id) < (?, ?)`, at, id)
+	w.add(`(created_at, id) < (?, ?)`, nanos(c.At), c.ID)
 	return nil
 }
 
@@ -126,7 +126,7 @@ func (s *Store) MessageList(ctx context.Context, p *store.MessageListParams) (*s
 	if s.isClosed() {
 		return nil, errClosed
 	}
-	limit := pageLimit(p.Limit)
+	limit := store.PageLimit(p.Limit)
 	var w where
 	if p.Route != "" {
 		w.add(`route = ?`, p.Route)
@@ -153,7 +153,7 @@ func (s *Store) MessageList(ctx context.Context, p *store.MessageListParams) (*s
 	if len(ms) > limit {
 		res.Messages = ms[:limit]
 		last := ms[limit-1]
-		res.NextCursor = encodeCursor(last.CreatedAt, last.ID)
+		res.NextCursor = store.EncodeCursor(last.CreatedAt, last.ID)
 	}
 	return res, nil
 }
@@ -163,7 +163,7 @@ func (s *Store) DeliveryList(ctx context.Context, p *store.DeliveryListParams) (
 	if s.isClosed() {
 		return nil, errClosed
 	}
-	limit := pageLimit(p.Limit)
+	limit := store.PageLimit(p.Limit)
 	var w where
 	if p.ID != "" {
 		w.add(`id = ?`, p.ID)
@@ -196,7 +196,7 @@ func (s *Store) DeliveryList(ctx context.Context, p *store.DeliveryListParams) (
 	if len(ds) > limit {
 		res.Deliveries = ds[:limit]
 		last := ds[limit-1]
-		res.NextCursor = encodeCursor(last.CreatedAt, last.ID)
+		res.NextCursor = store.EncodeCursor(last.CreatedAt, last.ID)
 	}
 	return res, nil
 }

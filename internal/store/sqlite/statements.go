@@ -21,7 +21,7 @@ type statements struct {
 
 	postpone, deliveryExists *sql.Stmt
 
-	replaySelect, replayUpdate *sql.Stmt
+	replaySelect, replayWrite, discardSelect *sql.Stmt
 }
 
 func (st *statements) list() []struct {
@@ -53,37 +53,50 @@ func (st *statements) list() []struct {
 			WHERE target = ? AND status IN ('scheduled', 'running') AND next_attempt_at <= ?
 			ORDER BY next_attempt_at LIMIT ?`},
 		// One statement leases them all; the select above only gives the order.
-		{&st.claimUpdate, `UPDATE deliveries SET status = 'running', lease_owner = ?1, next_attempt_at = ?2, updated_at = ?3
+		// Every claim raises the fencing token: the writes that end or move
+		// the claim must name it, so an expired claim's late result or
+		// postpone changes nothing.
+		{&st.claimUpdate, `UPDATE deliveries SET status = 'running', lease_owner = ?1, lease_token = lease_token + 1,
+			next_attempt_at = ?2, updated_at = ?3
 			WHERE rowid IN (SELECT rowid FROM deliveries
 				WHERE target = ?4 AND status IN ('scheduled', 'running') AND next_attempt_at <= ?3
 				ORDER BY next_attempt_at LIMIT ?5)
 			RETURNING rowid, ` + deliveryCols},
 
-		// A delivery's whole family: what the lease check, Resolve and
-		// DeriveMessageStatus need, in one statement.
-		{&st.family, `SELECT d.rowid, d.id, d.step, d.after_steps, d.required, d.status, d.attempts, d.lease_owner, m.id, m.status
+		// A delivery's whole family: what record.Family needs to decide, in
+		// one statement.
+		{&st.family, `SELECT d.rowid, d.id, d.step, d.target, d.after_steps, d.required, d.status, d.attempts,
+			d.next_attempt_at, d.lease_owner, d.lease_token, d.last_error, d.outcome_unknown, d.compensate_unknown,
+			d.attempts_at_replay, d.replays, m.id, m.status
 			FROM deliveries d JOIN messages m ON m.id = d.message_id
 			WHERE d.message_id = (SELECT message_id FROM deliveries WHERE id = ?)`},
 		{&st.attemptInsert, `INSERT INTO attempts (delivery_id, n, started_at, duration_ns, http_status, outcome, error)
 			VALUES (?, ?, ?, ?, ?, ?, ?)`},
 		{&st.completeUpdate, `UPDATE deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = ?, lease_owner = '',
-			last_error = ?, response_status = ?, response_body = ?, response_headers = ?, updated_at = ?
+			last_error = ?, response_status = ?, response_body = ?, response_headers = ?, outcome_unknown = ?, updated_at = ?
 			WHERE rowid = ?`},
-		{&st.changeUpdate, `UPDATE deliveries SET status = ?, next_attempt_at = ?, last_error = ?, updated_at = ? WHERE id = ?`},
+		// A change never leaves a delivery running, so it never has a lease.
+		{&st.changeUpdate, `UPDATE deliveries SET status = ?, next_attempt_at = ?, last_error = ?, lease_owner = '', updated_at = ?
+			WHERE rowid = ?`},
 		{&st.deliveryGet, `SELECT ` + deliveryCols + ` FROM deliveries WHERE id = ?`},
 		{&st.msgStatus, `UPDATE messages SET status = ?, updated_at = ? WHERE id = ?`},
 
 		{&st.postpone, `UPDATE deliveries SET status = 'scheduled', next_attempt_at = ?1, lease_owner = '',
 			last_error = CASE WHEN ?2 = '' THEN last_error ELSE ?2 END, updated_at = ?3
-			WHERE id = ?4 AND status = 'running' AND lease_owner = ?5`},
+			WHERE id = ?4 AND status = 'running' AND lease_owner = ?5 AND lease_token = ?6`},
 		{&st.deliveryExists, `SELECT 1 FROM deliveries WHERE id = ?`},
 
 		{&st.replaySelect, `SELECT id FROM deliveries
 			WHERE status = 'dead' AND (?1 = '' OR route = ?1) AND (?2 = '' OR target = ?2)
 			ORDER BY created_at, id LIMIT ?3`},
-		{&st.replayUpdate, `UPDATE deliveries SET status = 'scheduled', next_attempt_at = ?1, lease_owner = '',
-			attempts_at_replay = attempts, replayed_at = ?1, replays = replays + 1, updated_at = ?1
-			WHERE id = ?2 AND status = 'dead' RETURNING ` + deliveryCols},
+		{&st.replayWrite, `UPDATE deliveries SET status = 'scheduled', next_attempt_at = ?1, lease_owner = '',
+			attempts_at_replay = ?2, replayed_at = ?1, replays = ?3, updated_at = ?1
+			WHERE rowid = ?4`},
+		// A target's open deliveries that nothing holds: waiting, scheduled,
+		// or running with an ended lease.
+		{&st.discardSelect, `SELECT id FROM deliveries
+			WHERE target = ?1 AND (status IN ('waiting', 'scheduled') OR status = 'running' AND next_attempt_at <= ?2)
+			ORDER BY created_at, id LIMIT ?3`},
 	}
 }
 
@@ -120,8 +133,8 @@ func (st *statements) close() {
 // deliveryInsertArgs values.
 const (
 	deliveryInsertCols = `INSERT INTO deliveries (id, message_id, route, step, target, after_steps, required, status,
-	next_attempt_at, created_at, updated_at) VALUES `
-	deliveryInsertArgs = 11
+	next_attempt_at, created_at, updated_at, compensate_unknown) VALUES `
+	deliveryInsertArgs = 12
 	// maxInsertRows bounds the multi-row insert statements kept prepared;
 	// a message with more deliveries inserts them in chunks.
 	maxInsertRows = 16

@@ -277,7 +277,7 @@ func TestInvalidCursor(t *testing.T) {
 	if !errors.Is(err, store.ErrInvalidCursor) {
 		t.Fatalf("message list: got %v, want ErrInvalidCursor", err)
 	}
-	_, err = s.DeliveryList(context.Background(), &store.DeliveryListParams{Cursor: encodeCursor(time.Time{}, "x")[1:]})
+	_, err = s.DeliveryList(context.Background(), &store.DeliveryListParams{Cursor: store.EncodeCursor(time.Time{}, "x")[1:]})
 	if !errors.Is(err, store.ErrInvalidCursor) {
 		t.Fatalf("delivery list: got %v, want ErrInvalidCursor", err)
 	}

@@ -22,11 +22,10 @@ import (
 // idempotency key.
 func (s *Store) MessageInsert(ctx context.Context, p *store.MessageInsertParams) (*store.MessageInsertResult, error) {
 	now := store.NowOr(p.Now)
-	m := p.Message
-	if m.ID == "" || m.Route == "" {
-		return nil, errors.New("insert message: id and route are required")
+	m, ds, err := store.PrepareInsert(p, now)
+	if err != nil {
+		return nil, err
 	}
-	m.Status, m.CreatedAt, m.UpdatedAt = record.MessageAccepted, now, now
 	headers, err := encodeMap(m.Headers)
 	if err != nil {
 		return nil, fmt.Errorf("insert message: %w", err)
@@ -36,25 +35,14 @@ func (s *Store) MessageInsert(ctx context.Context, p *store.MessageInsertParams)
 		return nil, fmt.Errorf("insert message: %w", err)
 	}
 	at := now.UnixNano()
-	args := make([]any, 0, deliveryInsertArgs*len(p.Deliveries))
-	for i := range p.Deliveries {
-		d := &p.Deliveries[i]
-		d.MessageID, d.Route, d.CreatedAt, d.UpdatedAt = m.ID, m.Route, now, now
-		if d.Status == "" {
-			d.Status = record.DeliveryScheduled
-			if len(d.After) > 0 {
-				d.Status = record.DeliveryWaiting
-			}
-		}
-		if d.Status == record.DeliveryScheduled && d.NextAttemptAt.IsZero() {
-			d.NextAttemptAt = now
-		}
+	args := make([]any, 0, deliveryInsertArgs*len(ds))
+	for _, d := range ds {
 		after, err := encodeList(d.After)
 		if err != nil {
 			return nil, fmt.Errorf("insert message: %w", err)
 		}
 		args = append(args, d.ID, m.ID, m.Route, d.Step, d.Target, after, boolInt(d.Required), string(d.Status),
-			nanos(d.NextAttemptAt), at, at)
+			nanos(d.NextAttemptAt), at, at, boolInt(!d.NoCompensateUnknown))
 	}
 
 	var res store.MessageInsertResult
@@ -221,55 +209,39 @@ func (s *Store) attachMessages(ctx context.Context, ds []record.Delivery) error 
 }
 
 // DeliveryComplete records an attempt and its result, then resolves the
-// message's waiting deliveries and its status, all in one transaction.
+// message, all in one transaction: record.Family decides, this writes.
 func (s *Store) DeliveryComplete(ctx context.Context, p *store.DeliveryCompleteParams) (*store.DeliveryCompleteResult, error) {
-	now := store.NowOr(p.Now)
-	var next int64
-	switch p.Status {
-	case record.DeliveryScheduled:
-		next = nanos(p.NextAttemptAt)
-		if next == 0 {
-			next = now.UnixNano()
-		}
-	case record.DeliverySucceeded, record.DeliveryDead:
-	default:
-		return nil, fmt.Errorf("complete delivery %s: status %q is not succeeded, scheduled or dead", p.DeliveryID, p.Status)
+	if err := p.Validate(); err != nil {
+		return nil, err
 	}
+	now := store.NowOr(p.Now)
+	c := p.Completion()
+	c.Attempt.StartedAt = c.Attempt.StartedAt.UTC()
 	respHeaders, err := encodeMap(p.ResponseHeaders)
 	if err != nil {
 		return nil, fmt.Errorf("complete delivery %s: %w", p.DeliveryID, err)
 	}
-	a := &p.Attempt
-
 	var res store.DeliveryCompleteResult
 	err = s.submit(ctx, func(t *wtx) error {
-		f, err := t.loadFamily(p.DeliveryID)
+		f, err := t.loadFamily(p.DeliveryID, now)
 		if err != nil {
 			return clean(fmt.Errorf("complete delivery %s: %w", p.DeliveryID, err))
 		}
-		i := f.index(p.DeliveryID)
-		d := &f.ds[i]
-		switch {
-		case d.Status != record.DeliveryRunning || d.LeaseOwner != p.Owner:
-			return clean(fmt.Errorf("complete delivery %s: %w", p.DeliveryID, store.ErrLeaseLost))
-		case a.N != d.Attempts+1:
-			return clean(fmt.Errorf("complete delivery %s: attempt %d given, %d due", p.DeliveryID, a.N, d.Attempts+1))
+		if err := f.Complete(c); err != nil {
+			return clean(err)
 		}
-		if _, err := t.st.attemptInsert.ExecContext(t.ctx, p.DeliveryID, a.N, nanos(a.StartedAt), int64(a.Duration),
-			a.HTTPStatus, string(a.Outcome), a.Error); err != nil {
-			return fmt.Errorf("complete delivery %s: insert attempt: %w", p.DeliveryID, err)
-		}
-		if _, err := t.st.completeUpdate.ExecContext(t.ctx, string(p.Status), next, p.LastError, p.ResponseStatus,
-			p.ResponseBody, respHeaders, now.UnixNano(), f.rowids[i]); err != nil {
+		w := f.Writes()
+		if err := t.persist(f, w, now, map[string]any{c.DeliveryID: respHeaders}); err != nil {
 			return fmt.Errorf("complete delivery %s: %w", p.DeliveryID, err)
 		}
-		d.Status, d.Attempts, d.LeaseOwner = p.Status, d.Attempts+1, ""
-		st, ready, err := t.settle(f, now, nil)
-		if err != nil {
-			return fmt.Errorf("complete delivery %s: %w", p.DeliveryID, err)
+		res = store.DeliveryCompleteResult{MessageID: w.MessageID, MessageStatus: w.Status}
+		for _, d := range w.Ready {
+			full, err := scanDelivery(t.st.deliveryGet.QueryRowContext(t.ctx, d.ID))
+			if err != nil {
+				return fmt.Errorf("complete delivery %s: load delivery %s: %w", p.DeliveryID, d.ID, err)
+			}
+			res.Ready = append(res.Ready, full)
 		}
-		msgID := f.msgID
-		res = store.DeliveryCompleteResult{MessageID: msgID, MessageStatus: st, Ready: ready}
 		return nil
 	})
 	if err != nil {
@@ -280,13 +252,16 @@ func (s *Store) DeliveryComplete(ctx context.Context, p *store.DeliveryCompleteP
 
 // DeliveryPostpone gives a leased delivery back without counting an attempt.
 func (s *Store) DeliveryPostpone(ctx context.Context, p *store.DeliveryPostponeParams) error {
+	if err := p.Validate(); err != nil {
+		return err
+	}
 	now := store.NowOr(p.Now)
 	next := nanos(p.NextAttemptAt)
 	if next == 0 {
 		next = now.UnixNano()
 	}
 	return s.submit(ctx, func(t *wtx) error {
-		r, err := t.st.postpone.ExecContext(t.ctx, next, p.Reason, now.UnixNano(), p.DeliveryID, p.Owner)
+		r, err := t.st.postpone.ExecContext(t.ctx, next, p.Reason, now.UnixNano(), p.DeliveryID, p.Owner, p.LeaseToken)
 		if err != nil {
 			return fmt.Errorf("postpone delivery %s: %w", p.DeliveryID, err)
 		}
@@ -311,71 +286,125 @@ func (t *wtx) leaseError(verb, id string) error {
 }
 
 // DeliveryReplay sends dead deliveries back to work with a fresh budget.
-func (s *Store) DeliveryReplay(ctx context.Context, p *store.DeliveryReplayParams) ([]record.Delivery, error) {
+func (s *Store) DeliveryReplay(ctx context.Context, p *store.DeliveryReplayParams) (*store.DeliveryReplayResult, error) {
 	now := store.NowOr(p.Now)
 	limit := p.Limit
 	if limit <= 0 {
 		limit = 1000
 	}
-	var out []record.Delivery
+	var out store.DeliveryReplayResult
 	err := s.submit(ctx, func(t *wtx) error {
-		out = out[:0]
+		out = store.DeliveryReplayResult{}
 		ids := dedupe(p.IDs)
 		if len(ids) == 0 {
 			var err error
-			if ids, err = t.replayCandidates(p.Route, p.Target, limit); err != nil {
-				return clean(err)
+			if ids, err = t.selectIDs(t.st.replaySelect, p.Route, p.Target, limit); err != nil {
+				return clean(fmt.Errorf("replay: %w", err))
 			}
 		}
-		var order []string             // one replayed delivery id per message
-		steps := map[string][]string{} // message id → replayed steps
-		for _, id := range ids {
-			d, err := scanDelivery(t.st.replayUpdate.QueryRowContext(t.ctx, now.UnixNano(), id))
-			if errors.Is(err, sql.ErrNoRows) {
-				continue // unknown, or not dead: left alone
-			}
-			if err != nil {
-				return fmt.Errorf("replay delivery %s: %w", id, err)
-			}
-			out = append(out, d)
-			if steps[d.MessageID] == nil {
-				order = append(order, d.ID)
-			}
-			steps[d.MessageID] = append(steps[d.MessageID], d.Step)
-		}
-		for _, id := range order {
-			f, err := t.loadFamily(id)
-			if err != nil {
-				return fmt.Errorf("replay delivery %s: %w", id, err)
-			}
-			if _, _, err := t.settle(f, now, steps[f.msgID]); err != nil {
+		return t.eachFamily(ids, now, func(f *family, mine []string) error {
+			f.Replay(mine)
+			w := f.Writes()
+			if err := t.persist(f, w, now, nil); err != nil {
 				return fmt.Errorf("replay: %w", err)
 			}
-		}
-		return nil
+			for _, d := range w.Replayed {
+				full, err := scanDelivery(t.st.deliveryGet.QueryRowContext(t.ctx, d.ID))
+				if err != nil {
+					return fmt.Errorf("replay: load delivery %s: %w", d.ID, err)
+				}
+				out.Replayed = append(out.Replayed, full)
+			}
+			out.Refused = append(out.Refused, w.Refused...)
+			return nil
+		})
 	})
 	if err != nil {
 		return nil, err
 	}
-	return out, nil
+	sortAs(out.Replayed, p.IDs)
+	return &out, nil
 }
 
-func (t *wtx) replayCandidates(route, target string, limit int) ([]string, error) {
-	rows, err := t.st.replaySelect.QueryContext(t.ctx, route, target, limit)
+// DeliveryDiscard dead-letters the open deliveries of a target nothing
+// will claim.
+func (s *Store) DeliveryDiscard(ctx context.Context, p *store.DeliveryDiscardParams) (int, error) {
+	now := store.NowOr(p.Now)
+	limit := p.Limit
+	if limit <= 0 {
+		limit = 1000
+	}
+	n := 0
+	err := s.submit(ctx, func(t *wtx) error {
+		n = 0
+		ids, err := t.selectIDs(t.st.discardSelect, p.Target, now.UnixNano(), limit)
+		if err != nil {
+			return clean(fmt.Errorf("discard: %w", err))
+		}
+		return t.eachFamily(ids, now, func(f *family, mine []string) error {
+			f.Discard(mine, p.Reason)
+			w := f.Writes()
+			for _, c := range w.Changes {
+				if slices.Contains(mine, c.DeliveryID) && c.Status == record.DeliveryDead {
+					n++
+				}
+			}
+			if err := t.persist(f, w, now, nil); err != nil {
+				return fmt.Errorf("discard: %w", err)
+			}
+			return nil
+		})
+	})
+	return n, err
+}
+
+// eachFamily loads the family of each delivery in ids once (deliveries of
+// one message share it) and calls fn with it and the ids it holds, in the
+// order of ids. Unknown ids are skipped.
+func (t *wtx) eachFamily(ids []string, now time.Time, fn func(f *family, mine []string) error) error {
+	done := map[string]bool{}
+	for i, id := range ids {
+		if done[id] {
+			continue
+		}
+		f, err := t.loadFamily(id, now)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		var mine []string
+		for _, other := range ids[i:] {
+			if !done[other] && f.Has(other) {
+				done[other] = true
+				mine = append(mine, other)
+			}
+		}
+		if err := fn(f, mine); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// selectIDs runs a statement that selects delivery ids.
+func (t *wtx) selectIDs(st *sql.Stmt, args ...any) ([]string, error) {
+	rows, err := st.QueryContext(t.ctx, args...)
 	if err != nil {
-		return nil, fmt.Errorf("replay: select: %w", err)
+		return nil, fmt.Errorf("select: %w", err)
 	}
 	defer rows.Close()
 	var ids []string
 	for rows.Next() {
 		var id string
 		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("replay: select: %w", err)
+			return nil, fmt.Errorf("select: %w", err)
 		}
 		ids = append(ids, id)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("replay: select: %w", err)
+		return nil, fmt.Errorf("select: %w", err)
 	}
 	return ids, nil
 }
@@ -392,112 +421,113 @@ func dedupe(ids []string) []string {
 	return out
 }
 
-// settle brings a message up to date after one of its deliveries changed:
-// the dependants of unskip go back to waiting (a replay), record.Resolve
-// schedules or skips waiting deliveries, and record.DeriveMessageStatus
-// gives the message status, written when it changed. It returns that
-// status and the deliveries Resolve made scheduled.
-func (t *wtx) settle(f *family, now time.Time, unskip []string) (record.MessageStatus, []record.Delivery, error) {
-	ds := f.ds
-	was := make(map[string]record.DeliveryStatus, len(ds))
-	for _, d := range ds {
-		was[d.ID] = d.Status
+// sortAs orders ds as the ids in order (when given); ds not named keep
+// their place after them.
+func sortAs(ds []record.Delivery, order []string) {
+	if len(order) == 0 {
+		return
 	}
-	var changes []record.Change
-	for _, step := range unskip {
-		cs := record.Unskip(ds, step)
-		applyChanges(ds, cs)
-		changes = append(changes, cs...)
+	pos := make(map[string]int, len(order))
+	for i, id := range order {
+		if _, ok := pos[id]; !ok {
+			pos[id] = i
+		}
 	}
-	cs := record.Resolve(ds, now)
-	applyChanges(ds, cs)
-	changes = append(changes, cs...)
+	slices.SortStableFunc(ds, func(a, b record.Delivery) int { return pos[a.ID] - pos[b.ID] })
+}
 
-	var ready []record.Delivery
+// persist writes what the write core decided for one message, in the
+// order record.Writes gives. headers holds the encoded response headers
+// of the completed deliveries.
+func (t *wtx) persist(f *family, w *record.Writes, now time.Time, headers map[string]any) error {
 	at := now.UnixNano()
-	written := map[string]bool{}
-	// Walk backwards so each delivery is written once, with its last change.
-	for i := len(changes) - 1; i >= 0; i-- {
-		c := changes[i]
-		if written[c.DeliveryID] {
-			continue
+	for _, c := range w.Completed {
+		a := &c.Attempt
+		if _, err := t.st.attemptInsert.ExecContext(t.ctx, c.DeliveryID, a.N, nanos(a.StartedAt), int64(a.Duration),
+			a.HTTPStatus, string(a.Outcome), a.Error); err != nil {
+			return fmt.Errorf("insert attempt: %w", err)
 		}
-		written[c.DeliveryID] = true
-		if was[c.DeliveryID] == c.Status {
-			continue // unskipped, then skipped again: nothing changed
+		next := nanos(c.NextAttemptAt)
+		if c.Status == record.DeliveryScheduled && next == 0 {
+			next = at
 		}
-		if _, err := t.st.changeUpdate.ExecContext(t.ctx, string(c.Status), nanos(c.NextAttemptAt), c.LastError, at, c.DeliveryID); err != nil {
-			return "", nil, fmt.Errorf("update delivery %s: %w", c.DeliveryID, err)
+		if c.Status != record.DeliveryScheduled {
+			next = 0
 		}
-		if c.Status == record.DeliveryScheduled {
-			d, err := scanDelivery(t.st.deliveryGet.QueryRowContext(t.ctx, c.DeliveryID))
-			if err != nil {
-				return "", nil, fmt.Errorf("load delivery %s: %w", c.DeliveryID, err)
-			}
-			ready = append(ready, d)
+		if _, err := t.st.completeUpdate.ExecContext(t.ctx, string(c.Status), next, c.LastError, c.ResponseStatus,
+			c.ResponseBody, headers[c.DeliveryID], boolInt(c.Unknown), at, f.rowid(c.DeliveryID)); err != nil {
+			return fmt.Errorf("update delivery %s: %w", c.DeliveryID, err)
 		}
 	}
-	slices.Reverse(ready)
-	status := record.DeriveMessageStatus(ds)
-	if status != f.msgStatus {
-		if _, err := t.st.msgStatus.ExecContext(t.ctx, string(status), at, f.msgID); err != nil {
-			return "", nil, fmt.Errorf("update message %s: %w", f.msgID, err)
+	for _, d := range w.Replayed {
+		if _, err := t.st.replayWrite.ExecContext(t.ctx, at, d.AttemptsAtReplay, d.Replays, f.rowid(d.ID)); err != nil {
+			return fmt.Errorf("replay delivery %s: %w", d.ID, err)
 		}
 	}
-	return status, ready, nil
+	for _, c := range w.Changes {
+		if _, err := t.st.changeUpdate.ExecContext(t.ctx, string(c.Status), nanos(c.NextAttemptAt), c.LastError, at, f.rowid(c.DeliveryID)); err != nil {
+			return fmt.Errorf("update delivery %s: %w", c.DeliveryID, err)
+		}
+	}
+	if w.StatusChanged {
+		if _, err := t.st.msgStatus.ExecContext(t.ctx, string(w.Status), at, w.MessageID); err != nil {
+			return fmt.Errorf("update message %s: %w", w.MessageID, err)
+		}
+	}
+	return nil
 }
 
-// family is a message's deliveries as the writer sees them: what the lease
-// check, record.Resolve and record.DeriveMessageStatus need.
+// family is the write core's Family of one message, with the rowids of
+// its deliveries.
 type family struct {
-	msgID     string
-	msgStatus record.MessageStatus
-	ds        []record.Delivery // ID, Step, After, Required, Status, Attempts, LeaseOwner
-	rowids    []int64
+	*record.Family
+	rowids map[string]int64
 }
 
-func (f *family) index(id string) int {
-	for i := range f.ds {
-		if f.ds[i].ID == id {
-			return i
-		}
-	}
-	return -1
-}
+func (f *family) rowid(id string) int64 { return f.rowids[id] }
 
 // loadFamily loads the family of the delivery id; store.ErrNotFound when
 // there is no such delivery.
-func (t *wtx) loadFamily(id string) (*family, error) {
+func (t *wtx) loadFamily(id string, now time.Time) (*family, error) {
 	rows, err := t.st.family.QueryContext(t.ctx, id)
 	if err != nil {
 		return nil, fmt.Errorf("load deliveries: %w", err)
 	}
 	defer rows.Close()
-	f := &family{}
+	f := &family{rowids: map[string]int64{}}
+	var (
+		ds        []record.Delivery
+		msgID     string
+		msgStatus record.MessageStatus
+	)
 	for rows.Next() {
 		var (
-			d        record.Delivery
-			rowid    int64
-			after    sql.NullString
-			required int
+			d                             record.Delivery
+			rowid, next                   int64
+			after                         sql.NullString
+			required, unknown, compUnkown int
 		)
-		if err := rows.Scan(&rowid, &d.ID, &d.Step, &after, &required, &d.Status, &d.Attempts, &d.LeaseOwner,
-			&f.msgID, &f.msgStatus); err != nil {
+		if err := rows.Scan(&rowid, &d.ID, &d.Step, &d.Target, &after, &required, &d.Status, &d.Attempts, &next,
+			&d.LeaseOwner, &d.LeaseToken, &d.LastError, &unknown, &compUnkown, &d.AttemptsAtReplay, &d.Replays,
+			&msgID, &msgStatus); err != nil {
 			return nil, fmt.Errorf("load deliveries: %w", err)
 		}
 		if d.After, err = decodeList(after); err != nil {
 			return nil, err
 		}
-		d.Required = required != 0
-		f.ds = append(f.ds, d)
-		f.rowids = append(f.rowids, rowid)
+		d.MessageID = msgID
+		d.NextAttemptAt = fromNanos(next)
+		d.Required, d.OutcomeUnknown, d.NoCompensateUnknown = required != 0, unknown != 0, compUnkown == 0
+		ds = append(ds, d)
+		f.rowids[d.ID] = rowid
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("load deliveries: %w", err)
 	}
-	if f.index(id) < 0 {
+	if _, ok := f.rowids[id]; !ok {
 		return nil, store.ErrNotFound
 	}
+	f.Family = record.NewFamily(msgID, msgStatus, ds, now)
 	return f, nil
 }
 
@@ -510,15 +540,4 @@ type rowidScanner struct {
 
 func (r rowidScanner) Scan(dest ...any) error {
 	return r.rows.Scan(append([]any{r.rowid}, dest...)...)
-}
-
-func applyChanges(ds []record.Delivery, cs []record.Change) {
-	for _, c := range cs {
-		for i := range ds {
-			if ds[i].ID == c.DeliveryID {
-				ds[i].Status, ds[i].NextAttemptAt, ds[i].LastError = c.Status, c.NextAttemptAt, c.LastError
-				break
-			}
-		}
-	}
 }

@@ -116,11 +116,11 @@ func walkDeliveries(t *testing.T, s store.Store, p store.DeliveryListParams) []s
 
 func replay(t *testing.T, s store.Store, p store.DeliveryReplayParams) []record.Delivery {
 	t.Helper()
-	ds, err := s.DeliveryReplay(context.Background(), &p)
+	res, err := s.DeliveryReplay(context.Background(), &p)
 	if err != nil {
 		t.Fatalf("replay: %v", err)
 	}
-	return ds
+	return res.Replayed
 }
 
 func testReplay(t *testing.T, open Opener) {

@@ -101,7 +101,7 @@ func testLeaseExpiry(t *testing.T, open Opener) {
 
 	_, err := s.DeliveryComplete(ctx, completeParams(old, record.DeliverySucceeded, at(lease+time.Second)))
 	wantErr(t, "complete by the old owner", err, store.ErrLeaseLost)
-	err = s.DeliveryPostpone(ctx, &store.DeliveryPostponeParams{DeliveryID: "d1", Owner: "w1", NextAttemptAt: t0, Now: at(lease)})
+	err = postpone(s, old, t0, "", at(lease))
 	wantErr(t, "postpone by the old owner", err, store.ErrLeaseLost)
 	d := wantDeliveryStatus(t, s, "m1", "d1", record.DeliveryRunning)
 	if d.LeaseOwner != "w2" || d.Attempts != 0 {
@@ -111,7 +111,7 @@ func testLeaseExpiry(t *testing.T, open Opener) {
 	complete(t, s, cur, record.DeliverySucceeded, at(lease+time.Second))
 	_, err = s.DeliveryComplete(ctx, completeParams(cur, record.DeliverySucceeded, at(lease+2*time.Second)))
 	wantErr(t, "complete twice", err, store.ErrLeaseLost)
-	err = s.DeliveryPostpone(ctx, &store.DeliveryPostponeParams{DeliveryID: "d1", Owner: "w2", NextAttemptAt: t0, Now: at(lease)})
+	err = postpone(s, cur, t0, "", at(lease))
 	wantErr(t, "postpone after complete", err, store.ErrLeaseLost)
 	wantStatus(t, s, "m1", record.MessageSucceeded)
 	if n := len(get(t, s, "m1").Attempts["d1"]); n != 1 {
@@ -201,11 +201,11 @@ func testCompleteErrors(t *testing.T, open Opener) {
 	ctx := context.Background()
 	insert(t, s, at(0), msg("m1", "r"), due("d1", "s", "t", 0), due("d2", "s2", "t2", 0))
 
-	p := completeParams(record.Delivery{ID: "nope", LeaseOwner: "w"}, record.DeliverySucceeded, at(0))
+	p := completeParams(record.Delivery{ID: "nope", LeaseOwner: "w", LeaseToken: 1}, record.DeliverySucceeded, at(0))
 	_, err := s.DeliveryComplete(ctx, p)
 	wantErr(t, "unknown delivery", err, store.ErrNotFound)
 
-	p = completeParams(record.Delivery{ID: "d2", LeaseOwner: "w"}, record.DeliverySucceeded, at(0))
+	p = completeParams(record.Delivery{ID: "d2", LeaseOwner: "w", LeaseToken: 1}, record.DeliverySucceeded, at(0))
 	_, err = s.DeliveryComplete(ctx, p)
 	wantErr(t, "never claimed", err, store.ErrLeaseLost)
 
@@ -278,16 +278,13 @@ func testDependencies(t *testing.T, open Opener) {
 
 func testPostpone(t *testing.T, open Opener) {
 	s := open(t)
-	ctx := context.Background()
 	insert(t, s, at(0), msg("m1", "r"), due("d1", "s", "t", 0))
-	claimOne(t, s, "t", "w", "d1", at(0))
-	err := s.DeliveryPostpone(ctx, &store.DeliveryPostponeParams{
-		DeliveryID: "d1", Owner: "w", NextAttemptAt: t0.Add(time.Minute), Reason: "breaker open", Now: at(time.Second),
-	})
+	d := claimOne(t, s, "t", "w", "d1", at(0))
+	err := postpone(s, d, t0.Add(time.Minute), "breaker open", at(time.Second))
 	if err != nil {
 		t.Fatalf("postpone: %v", err)
 	}
-	d := wantDeliveryStatus(t, s, "m1", "d1", record.DeliveryScheduled)
+	d = wantDeliveryStatus(t, s, "m1", "d1", record.DeliveryScheduled)
 	if d.Attempts != 0 || d.LeaseOwner != "" || d.LastError != "breaker open" {
 		t.Fatalf("postponed: attempts %d owner %q error %q", d.Attempts, d.LeaseOwner, d.LastError)
 	}
@@ -298,10 +295,8 @@ func testPostpone(t *testing.T, open Opener) {
 	}
 
 	wantIDs(t, "before", ids(claim(t, s, "t", "w", 1, lease, at(time.Minute-time.Second))), nil)
-	claimOne(t, s, "t", "w", "d1", at(time.Minute))
-	err = s.DeliveryPostpone(ctx, &store.DeliveryPostponeParams{
-		DeliveryID: "d1", Owner: "w", NextAttemptAt: t0.Add(2 * time.Minute), Now: at(time.Minute),
-	})
+	d = claimOne(t, s, "t", "w", "d1", at(time.Minute))
+	err = postpone(s, d, t0.Add(2*time.Minute), "", at(time.Minute))
 	if err != nil {
 		t.Fatalf("postpone without reason: %v", err)
 	}
@@ -309,10 +304,8 @@ func testPostpone(t *testing.T, open Opener) {
 	if d.LastError != "breaker open" {
 		t.Fatalf("an empty reason replaced LastError: %q", d.LastError)
 	}
-	err = s.DeliveryPostpone(ctx, &store.DeliveryPostponeParams{DeliveryID: "nope", Owner: "w", NextAttemptAt: t0, Now: at(0)})
-	if err == nil {
-		t.Fatal("postpone of an unknown delivery: no error")
-	}
+	err = postpone(s, record.Delivery{ID: "nope", LeaseOwner: "w", LeaseToken: 1}, t0, "", at(0))
+	wantErr(t, "postpone of an unknown delivery", err, store.ErrNotFound)
 }
 
 func testStats(t *testing.T, open Opener) {

@@ -69,7 +69,7 @@ func testInsertGet(t *testing.T, open Opener) {
 	// Claim and complete d1 with every result field set.
 	got := claimOne(t, s, "payments", "w1", "d1", at(time.Second))
 	wantClaimed := fill(charge)
-	wantClaimed.Status, wantClaimed.LeaseOwner = record.DeliveryRunning, "w1"
+	wantClaimed.Status, wantClaimed.LeaseOwner, wantClaimed.LeaseToken = record.DeliveryRunning, "w1", 1
 	wantClaimed.NextAttemptAt, wantClaimed.UpdatedAt = t0.Add(time.Second+lease), t0.Add(time.Second)
 	checkDelivery(t, got, wantClaimed)
 
@@ -78,7 +78,7 @@ func testInsertGet(t *testing.T, open Opener) {
 		HTTPStatus: 201, Outcome: record.OutcomeSuccess,
 	}
 	cres, err := s.DeliveryComplete(ctx, &store.DeliveryCompleteParams{
-		DeliveryID: "d1", Owner: "w1", Attempt: attempt, Status: record.DeliverySucceeded,
+		DeliveryID: "d1", Owner: "w1", LeaseToken: got.LeaseToken, Attempt: attempt, Status: record.DeliverySucceeded,
 		ResponseStatus: 201, ResponseBody: []byte(`{"id":"c1"}`),
 		ResponseHeaders: map[string][]string{"Content-Type": {"application/json"}, "X-Req": {"a", "b"}},
 		Now:             at(2 * time.Second),
@@ -438,7 +438,7 @@ func testClosed(t *testing.T, open Opener) {
 				return err
 			}},
 			{"DeliveryPostpone", func() error {
-				return s.DeliveryPostpone(ctx, &store.DeliveryPostponeParams{DeliveryID: "d1", Owner: "w", NextAttemptAt: t0, Now: at(0)})
+				return s.DeliveryPostpone(ctx, &store.DeliveryPostponeParams{DeliveryID: "d1", Owner: "w", LeaseToken: 1, NextAttemptAt: t0, Now: at(0)})
 			}},
 			{"DeliveryList", func() error { _, err := s.DeliveryList(ctx, &store.DeliveryListParams{}); return err }},
 			{"DeliveryReplay", func() error { _, err := s.DeliveryReplay(ctx, &store.DeliveryReplayParams{Now: at(0)}); return err }},

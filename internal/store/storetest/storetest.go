@@ -53,6 +53,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"MessageList", testMessageList},
 		{"Closed", testClosed},
 		{"Saga", RunSaga},
+		{"SagaTable", testSagaTable},
+		{"Fencing", testFencing},
+		{"InputChecks", testInputChecks},
+		{"Discard", testDiscard},
 		{"Purge", RunPurge},
 	}
 	for _, tt := range tests {
@@ -138,30 +142,35 @@ func claimOne(t *testing.T, s store.Store, target, owner, id string, now *time.T
 	return ds[0]
 }
 
-// completeParams builds a complete call for a claimed delivery.
+// completeParams builds a complete call for a claimed delivery, with the
+// constructors the engine uses.
 func completeParams(d record.Delivery, status record.DeliveryStatus, now *time.Time) *store.DeliveryCompleteParams {
-	p := &store.DeliveryCompleteParams{
-		DeliveryID: d.ID,
-		Owner:      d.LeaseOwner,
-		Attempt: record.Attempt{
-			DeliveryID: d.ID, N: d.Attempts + 1, StartedAt: *now, Duration: 15 * time.Millisecond,
-		},
-		Status: status,
-		Now:    now,
-	}
+	l := store.LeaseOf(&d)
+	a := record.Attempt{N: d.Attempts + 1, StartedAt: *now, Duration: 15 * time.Millisecond}
+	var p *store.DeliveryCompleteParams
 	switch status {
 	case record.DeliverySucceeded:
-		p.Attempt.HTTPStatus, p.Attempt.Outcome = 200, record.OutcomeSuccess
-		p.ResponseStatus, p.ResponseBody = 200, []byte(`{"ok":true}`)
+		a.HTTPStatus, a.Outcome = 200, record.OutcomeSuccess
+		p = store.CompleteSucceeded(l, a, store.Response{Status: 200, Body: []byte(`{"ok":true}`)})
 	case record.DeliveryScheduled:
-		p.Attempt.HTTPStatus, p.Attempt.Outcome, p.Attempt.Error = 503, record.OutcomeTransient, "503 Service Unavailable"
-		p.LastError, p.ResponseStatus = "503 Service Unavailable", 503
-		p.NextAttemptAt = now.Add(10 * time.Second)
+		a.HTTPStatus, a.Outcome, a.Error = 503, record.OutcomeTransient, "503 Service Unavailable"
+		p = store.CompleteRetry(l, a, store.Response{Status: 503}, now.Add(10*time.Second), "503 Service Unavailable")
 	case record.DeliveryDead:
-		p.Attempt.HTTPStatus, p.Attempt.Outcome, p.Attempt.Error = 400, record.OutcomePermanent, "400 Bad Request"
-		p.LastError, p.ResponseStatus = "400 Bad Request", 400
+		a.HTTPStatus, a.Outcome, a.Error = 400, record.OutcomePermanent, "400 Bad Request"
+		p = store.CompleteDead(l, a, store.Response{Status: 400}, "400 Bad Request")
+	default:
+		p = store.CompleteSucceeded(l, a, store.Response{})
+		p.Status = status // a combination no constructor builds, for input checks
 	}
+	p.Now = now
 	return p
+}
+
+// postpone gives the claim of d back, due at next.
+func postpone(s store.Store, d record.Delivery, next time.Time, reason string, now *time.Time) error {
+	p := store.Postpone(store.LeaseOf(&d), next, reason)
+	p.Now = now
+	return s.DeliveryPostpone(context.Background(), p)
 }
 
 func complete(t *testing.T, s store.Store, d record.Delivery, status record.DeliveryStatus, now *time.Time) *store.DeliveryCompleteResult {
