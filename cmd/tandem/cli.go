@@ -50,6 +50,9 @@ type Main struct {
 	// batch is how many dead letters one replay or purge call names;
 	// default dlqBatch (tests make it small).
 	batch int
+	// onFlags, when set, is told of every flag set a command makes (for
+	// the completion scripts).
+	onFlags func(*flag.FlagSet)
 }
 
 type command struct {
@@ -67,6 +70,8 @@ func commands() []command {
 		{"send", "send one message to a route of a running server", (*Main).send},
 		{"messages", "list messages or show one's journey (list|show ID)", (*Main).messages},
 		{"dlq", "list, replay or purge dead letters (list|replay|purge)", (*Main).dlq},
+		{"schema", "print the JSON Schema of tandem.yaml, for editors", (*Main).schema},
+		{"completion", "print a shell completion script (bash|zsh|fish)", (*Main).completion},
 		{"version", "print the version", (*Main).printVersion},
 	}
 }
@@ -108,6 +113,9 @@ func (m *Main) usage(w io.Writer) {
 func (m *Main) newFlags(name, usage string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
+	if m.onFlags != nil {
+		m.onFlags(fs)
+	}
 	fs.Usage = func() {
 		fs.SetOutput(m.Stdout)
 		fmt.Fprintf(m.Stdout, "Usage: tandem %s\n\nFlags:\n", usage)
