@@ -70,6 +70,7 @@ func commands() []command {
 		{"send", "send one message to a route of a running server", (*Main).send},
 		{"messages", "list messages or show one's journey (list|show ID)", (*Main).messages},
 		{"dlq", "list, replay or purge dead letters (list|replay|purge)", (*Main).dlq},
+		{"health", "check a running server's /healthz (or /readyz): exit 0 when healthy", (*Main).health},
 		{"schema", "print the JSON Schema of tandem.yaml, for editors", (*Main).schema},
 		{"completion", "print a shell completion script (bash|zsh|fish)", (*Main).completion},
 		{"version", "print the version", (*Main).printVersion},
