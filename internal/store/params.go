@@ -202,3 +202,42 @@ func DecodeCursor(s string) (*Cursor, error) {
 // IsInvalid reports whether err says a params struct was not one the
 // constructors build (a caller's bug, refused before any I/O).
 func IsInvalid(err error) bool { return errors.Is(err, errInvalid) }
+
+// MessageIDs returns the distinct message ids of ds, in order.
+func MessageIDs(ds []record.Delivery) []string {
+	ids := make([]string, 0, len(ds))
+	seen := make(map[string]bool, len(ds))
+	for _, d := range ds {
+		if !seen[d.MessageID] {
+			seen[d.MessageID] = true
+			ids = append(ids, d.MessageID)
+		}
+	}
+	return ids
+}
+
+// AttachMessages sets each delivery's Message from ms, so a worker need
+// not read it again (see record.Delivery.Message).
+func AttachMessages(ds []record.Delivery, ms []record.Message) {
+	byID := make(map[string]*record.Message, len(ms))
+	for i := range ms {
+		byID[ms[i].ID] = &ms[i]
+	}
+	for i := range ds {
+		ds[i].Message = byID[ds[i].MessageID]
+	}
+}
+
+// Page cuts rows, read with one row more than limit (newest first), to one
+// page, and returns the cursor of the next page ("" on the last).
+func Page[T any](rows []T, limit int, pos func(*T) (time.Time, string)) ([]T, string) {
+	if len(rows) <= limit {
+		return rows, ""
+	}
+	at, id := pos(&rows[limit-1])
+	return rows[:limit], EncodeCursor(at, id)
+}
+
+// MessagePos and DeliveryPos give a row's place in a list, for Page.
+func MessagePos(m *record.Message) (time.Time, string)   { return m.CreatedAt, m.ID }
+func DeliveryPos(d *record.Delivery) (time.Time, string) { return d.CreatedAt, d.ID }

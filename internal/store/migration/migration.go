@@ -66,3 +66,28 @@ type State struct {
 	// not know (the database was migrated by a newer tandem).
 	Unknown bool
 }
+
+// Status merges the migrations a binary knows with those a database has
+// applied (by version): every known one, applied or not, and every applied
+// one the binary does not know (Unknown), in version order.
+func Status(known []Migration, applied map[int]State) []State {
+	have := make(map[int]State, len(applied))
+	for v, st := range applied {
+		have[v] = st
+	}
+	out := make([]State, 0, len(known)+len(have))
+	for _, m := range known {
+		st := State{Version: m.Version, Name: m.Name}
+		if a, ok := have[m.Version]; ok {
+			st.Applied, st.AppliedAt = true, a.AppliedAt
+			delete(have, m.Version)
+		}
+		out = append(out, st)
+	}
+	for _, a := range have {
+		a.Applied, a.Unknown = true, true
+		out = append(out, a)
+	}
+	slices.SortFunc(out, func(a, b State) int { return a.Version - b.Version })
+	return out
+}

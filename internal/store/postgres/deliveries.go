@@ -97,33 +97,15 @@ func (s *Store) attachMessages(ctx context.Context, ds []record.Delivery) error 
 	if len(ds) == 0 {
 		return nil
 	}
-	ids := make([]string, 0, len(ds))
-	seen := make(map[string]bool, len(ds))
-	for _, d := range ds {
-		if !seen[d.MessageID] {
-			seen[d.MessageID] = true
-			ids = append(ids, d.MessageID)
-		}
-	}
-	rows, err := s.pool.Query(ctx, `SELECT `+messageCols+` FROM messages WHERE id = ANY($1)`, ids)
+	rows, err := s.pool.Query(ctx, `SELECT `+messageCols+` FROM messages WHERE id = ANY($1)`, store.MessageIDs(ds))
 	if err != nil {
 		return err
 	}
-	defer rows.Close()
-	byID := make(map[string]*record.Message, len(ids))
-	for rows.Next() {
-		m, err := scanMessage(rows)
-		if err != nil {
-			return err
-		}
-		byID[m.ID] = &m
-	}
-	if err := rows.Err(); err != nil {
+	ms, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (record.Message, error) { return scanMessage(r) })
+	if err != nil {
 		return err
 	}
-	for i := range ds {
-		ds[i].Message = byID[ds[i].MessageID]
-	}
+	store.AttachMessages(ds, ms)
 	return nil
 }
 
@@ -213,12 +195,8 @@ func (s *Store) DeliveryList(ctx context.Context, p *store.DeliveryListParams) (
 	if err != nil {
 		return nil, wrap("list deliveries", err)
 	}
-	res := &store.DeliveryListResult{Deliveries: ds}
-	if len(ds) > limit {
-		res.Deliveries = ds[:limit]
-		last := ds[limit-1]
-		res.NextCursor = store.EncodeCursor(last.CreatedAt, last.ID)
-	}
+	res := &store.DeliveryListResult{}
+	res.Deliveries, res.NextCursor = store.Page(ds, limit, store.DeliveryPos)
 	return res, nil
 }
 

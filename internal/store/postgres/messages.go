@@ -102,10 +102,6 @@ func (s *Store) MessageList(ctx context.Context, p *store.MessageListParams) (*s
 	if err := rows.Err(); err != nil {
 		return nil, wrap("list messages", err)
 	}
-	if len(res.Messages) > limit {
-		res.Messages = res.Messages[:limit]
-		last := res.Messages[limit-1]
-		res.NextCursor = store.EncodeCursor(last.CreatedAt, last.ID)
-	}
+	res.Messages, res.NextCursor = store.Page(res.Messages, limit, store.MessagePos)
 	return res, nil
 }

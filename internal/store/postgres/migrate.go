@@ -5,7 +5,6 @@ import (
 	"embed"
 	"fmt"
 	"hash/fnv"
-	"slices"
 
 	"github.com/jackc/pgx/v5"
 
@@ -14,14 +13,6 @@ import (
 
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
-
-// MigrationState is one schema migration and whether the database has it.
-type MigrationState = migration.State
-
-// migrations lists the embedded migrations in version order.
-func migrations() ([]migration.Migration, error) {
-	return migration.Load(migrationFiles, "migrations")
-}
 
 // lockKey is the advisory lock that serialises migrations of one schema
 // across every replica connected to the database.
@@ -43,7 +34,7 @@ const createMigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
 // migrated by a newer tandem (versions this one does not know) is left as
 // it is and logged.
 func (s *Store) Migrate(ctx context.Context) error {
-	ms, err := migrations()
+	ms, err := migration.Load(migrationFiles, "migrations")
 	if err != nil {
 		return err
 	}
@@ -109,15 +100,15 @@ func (s *Store) Migrate(ctx context.Context) error {
 
 func appliedVersions(ctx context.Context, q interface {
 	Query(context.Context, string, ...any) (pgx.Rows, error)
-}) (map[int]MigrationState, error) {
+}) (map[int]migration.State, error) {
 	rows, err := q.Query(ctx, "SELECT version, name, applied_at FROM schema_migrations")
 	if err != nil {
 		return nil, wrap("read schema_migrations", err)
 	}
 	defer rows.Close()
-	out := map[int]MigrationState{}
+	out := map[int]migration.State{}
 	for rows.Next() {
-		var m MigrationState
+		var m migration.State
 		if err := rows.Scan(&m.Version, &m.Name, &m.AppliedAt); err != nil {
 			return nil, wrap("read schema_migrations", err)
 		}
@@ -133,13 +124,13 @@ func appliedVersions(ctx context.Context, q interface {
 // MigrationStatus lists every migration this tandem knows, and any newer
 // one found applied in the database, in version order; pending ones have a
 // zero AppliedAt.
-func (s *Store) MigrationStatus(ctx context.Context) ([]MigrationState, error) {
+func (s *Store) MigrationStatus(ctx context.Context) ([]migration.State, error) {
 	if err := s.checkOpen(); err != nil {
 		return nil, err
 	}
 	ctx, cancel := bounded(ctx)
 	defer cancel()
-	ms, err := migrations()
+	ms, err := migration.Load(migrationFiles, "migrations")
 	if err != nil {
 		return nil, err
 	}
@@ -147,25 +138,11 @@ func (s *Store) MigrationStatus(ctx context.Context) ([]MigrationState, error) {
 	if err := s.pool.QueryRow(ctx, "SELECT to_regclass('schema_migrations') IS NOT NULL").Scan(&exists); err != nil {
 		return nil, wrap("migration status", err)
 	}
-	applied := map[int]MigrationState{}
+	applied := map[int]migration.State{}
 	if exists {
 		if applied, err = appliedVersions(ctx, s.pool); err != nil {
 			return nil, err
 		}
 	}
-	out := make([]MigrationState, 0, len(ms))
-	for _, m := range ms {
-		st := MigrationState{Version: m.Version, Name: m.Name}
-		if a, ok := applied[m.Version]; ok {
-			st.Applied, st.AppliedAt = true, a.AppliedAt
-			delete(applied, m.Version)
-		}
-		out = append(out, st)
-	}
-	for _, a := range applied {
-		a.Unknown = true
-		out = append(out, a)
-	}
-	slices.SortFunc(out, func(a, b MigrationState) int { return a.Version - b.Version })
-	return out, nil
+	return migration.Status(ms, applied), nil
 }

@@ -6,7 +6,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/tandem-run/tandem/internal/store/migration"
@@ -14,14 +13,6 @@ import (
 
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
-
-// MigrationState is one schema migration and whether the database has it.
-type MigrationState = migration.State
-
-// migrations lists the embedded migrations in version order.
-func migrations() ([]migration.Migration, error) {
-	return migration.Load(migrationFiles, "migrations")
-}
 
 const createMigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
 	version    INTEGER PRIMARY KEY,
@@ -32,7 +23,7 @@ const createMigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
 // migrate applies the pending migrations, each in its own transaction. It
 // refuses a database that a newer binary has migrated further.
 func (s *Store) migrate(ctx context.Context) error {
-	ms, err := migrations()
+	ms, err := migration.Load(migrationFiles, "migrations")
 	if err != nil {
 		return err
 	}
@@ -96,11 +87,11 @@ func applyMigration(ctx context.Context, conn *sql.Conn, m migration.Migration) 
 
 // MigrationStatus lists every migration this binary knows, and any the
 // database has that it does not, in version order.
-func (s *Store) MigrationStatus(ctx context.Context) ([]MigrationState, error) {
+func (s *Store) MigrationStatus(ctx context.Context) ([]migration.State, error) {
 	if s.isClosed() {
 		return nil, errClosed
 	}
-	ms, err := migrations()
+	ms, err := migration.Load(migrationFiles, "migrations")
 	if err != nil {
 		return nil, err
 	}
@@ -109,10 +100,10 @@ func (s *Store) MigrationStatus(ctx context.Context) ([]MigrationState, error) {
 		return nil, fmt.Errorf("migration status: %w", err)
 	}
 	defer rows.Close()
-	have := map[int]MigrationState{}
+	have := map[int]migration.State{}
 	for rows.Next() {
 		var (
-			st MigrationState
+			st migration.State
 			at int64
 		)
 		if err := rows.Scan(&st.Version, &st.Name, &at); err != nil {
@@ -124,19 +115,5 @@ func (s *Store) MigrationStatus(ctx context.Context) ([]MigrationState, error) {
 	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 		return nil, fmt.Errorf("migration status: %w", err)
 	}
-	out := make([]MigrationState, 0, len(ms))
-	for _, m := range ms {
-		st, ok := have[m.Version]
-		if !ok {
-			st = MigrationState{Version: m.Version, Name: m.Name}
-		}
-		delete(have, m.Version)
-		out = append(out, st)
-	}
-	for _, st := range have {
-		st.Unknown = true
-		out = append(out, st)
-	}
-	slices.SortFunc(out, func(a, b MigrationState) int { return a.Version - b.Version })
-	return out, nil
+	return migration.Status(ms, have), nil
 }

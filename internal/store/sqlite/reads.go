@@ -149,12 +149,8 @@ func (s *Store) MessageList(ctx context.Context, p *store.MessageListParams) (*s
 	if err != nil {
 		return nil, fmt.Errorf("list messages: %w", err)
 	}
-	res := &store.MessageListResult{Messages: ms}
-	if len(ms) > limit {
-		res.Messages = ms[:limit]
-		last := ms[limit-1]
-		res.NextCursor = store.EncodeCursor(last.CreatedAt, last.ID)
-	}
+	res := &store.MessageListResult{}
+	res.Messages, res.NextCursor = store.Page(ms, limit, store.MessagePos)
 	return res, nil
 }
 
@@ -192,12 +188,8 @@ func (s *Store) DeliveryList(ctx context.Context, p *store.DeliveryListParams) (
 	if err != nil {
 		return nil, fmt.Errorf("list deliveries: %w", err)
 	}
-	res := &store.DeliveryListResult{Deliveries: ds}
-	if len(ds) > limit {
-		res.Deliveries = ds[:limit]
-		last := ds[limit-1]
-		res.NextCursor = store.EncodeCursor(last.CreatedAt, last.ID)
-	}
+	res := &store.DeliveryListResult{}
+	res.Deliveries, res.NextCursor = store.Page(ds, limit, store.DeliveryPos)
 	return res, nil
 }
 

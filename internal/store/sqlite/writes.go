@@ -178,15 +178,7 @@ func (s *Store) attachMessages(ctx context.Context, ds []record.Delivery) error 
 	if len(ds) == 0 {
 		return nil
 	}
-	ids := make([]string, 0, len(ds))
-	seen := make(map[string]bool, len(ds))
-	for _, d := range ds {
-		if !seen[d.MessageID] {
-			seen[d.MessageID] = true
-			ids = append(ids, d.MessageID)
-		}
-	}
-	list, err := json.Marshal(ids)
+	list, err := json.Marshal(store.MessageIDs(ds))
 	if err != nil {
 		return err
 	}
@@ -198,13 +190,7 @@ func (s *Store) attachMessages(ctx context.Context, ds []record.Delivery) error 
 	if err != nil {
 		return err
 	}
-	byID := make(map[string]*record.Message, len(ms))
-	for i := range ms {
-		byID[ms[i].ID] = &ms[i]
-	}
-	for i := range ds {
-		ds[i].Message = byID[ds[i].MessageID]
-	}
+	store.AttachMessages(ds, ms)
 	return nil
 }
 
