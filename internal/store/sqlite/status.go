@@ -7,28 +7,25 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"slices"
 	"strings"
+
+	"github.com/tandem-run/tandem/internal/store/migration"
 )
 
 // MigrationStatusFile reports the schema migrations of the database at dsn
 // without creating, migrating or locking it, for `tandem migrate status`:
 // when the file does not exist, every migration is pending.
-func MigrationStatusFile(ctx context.Context, dsn string) ([]MigrationState, error) {
-	ms, err := migrations()
+func MigrationStatusFile(ctx context.Context, dsn string) ([]migration.State, error) {
+	ms, err := migration.Load(migrationFiles, "migrations")
 	if err != nil {
 		return nil, err
 	}
-	pending := make([]MigrationState, 0, len(ms))
-	for _, m := range ms {
-		pending = append(pending, MigrationState{Version: m.Version, Name: m.Name})
-	}
 	path := dsnPath(dsn)
 	if path == "" || path == ":memory:" {
-		return pending, nil
+		return migration.Status(ms, nil), nil
 	}
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		return pending, nil
+		return migration.Status(ms, nil), nil
 	} else if err != nil {
 		return nil, fmt.Errorf("migration status: %w", err)
 	}
@@ -42,17 +39,17 @@ func MigrationStatusFile(ctx context.Context, dsn string) ([]MigrationState, err
 		return nil, fmt.Errorf("migration status: %w", err)
 	}
 	if n == 0 {
-		return pending, nil
+		return migration.Status(ms, nil), nil
 	}
 	rows, err := db.QueryContext(ctx, `SELECT version, name, applied_at FROM schema_migrations`)
 	if err != nil {
 		return nil, fmt.Errorf("migration status: %w", err)
 	}
 	defer rows.Close()
-	have := map[int]MigrationState{}
+	have := map[int]migration.State{}
 	for rows.Next() {
 		var (
-			st MigrationState
+			st migration.State
 			at int64
 		)
 		if err := rows.Scan(&st.Version, &st.Name, &at); err != nil {
@@ -64,20 +61,7 @@ func MigrationStatusFile(ctx context.Context, dsn string) ([]MigrationState, err
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("migration status: %w", err)
 	}
-	out := pending[:0:0]
-	for _, p := range pending {
-		if st, ok := have[p.Version]; ok {
-			p = st
-			delete(have, p.Version)
-		}
-		out = append(out, p)
-	}
-	for _, st := range have {
-		st.Unknown = true
-		out = append(out, st)
-	}
-	slices.SortFunc(out, func(a, b MigrationState) int { return a.Version - b.Version })
-	return out, nil
+	return migration.Status(ms, have), nil
 }
 
 // dsnPath is the file a DSN names: "file:tandem.db?x=y" and "tandem.db"
