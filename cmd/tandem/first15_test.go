@@ -228,4 +228,3 @@ func TestFirstFifteenMinutes(t *testing.T) {
 		}
 	}
 }
-
