@@ -43,7 +43,7 @@ func (m *Main) migrate(ctx context.Context, args []string) error {
 	var ms []migration.State
 	switch {
 	case cfg.Store.Driver == "postgres":
-		st, err := postgres.Open(ctx, postgres.Config{DSN: cfg.Store.DSN, Logger: quiet, SkipMigrate: action == "status"})
+		st, err := postgres.Open(ctx, postgres.Config{DSN: cfg.Store.DSN, UnsafeAsyncCommit: cfg.Store.UnsafeAsyncCommit, Logger: quiet, SkipMigrate: action == "status"})
 		if err != nil {
 			return err
 		}
@@ -57,7 +57,7 @@ func (m *Main) migrate(ctx context.Context, args []string) error {
 		}
 	default:
 		// Opening a SQLite store applies its migrations.
-		st, err := sqlite.Open(ctx, sqlite.Config{DSN: cfg.Store.DSN, Logger: quiet})
+		st, err := sqlite.Open(ctx, sqlite.Config{DSN: cfg.Store.DSN, UnsafeAsyncCommit: cfg.Store.UnsafeAsyncCommit, Logger: quiet})
 		if err != nil {
 			return fmt.Errorf("open sqlite store %s: %w", cfg.Store.DSN, err)
 		}

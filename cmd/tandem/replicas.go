@@ -14,27 +14,14 @@ import (
 // heartbeats in a row do not yet drop it from the count.
 const replicaTTL = 15 * time.Second
 
-// listener is a store that hears of new work from other replicas.
-type listener interface {
-	Listen(context.Context) <-chan string
-}
-
-// heartbeater is a store shared by several replicas that counts the live
-// ones. Close removes this replica's row (the postgres store does so for
-// every owner it heartbeated for), since serve closes the store right after
-// ending ctx.
-type heartbeater interface {
-	Heartbeat(ctx context.Context, owner string, now time.Time, ttl time.Duration) (int, error)
-}
-
 // startReplica runs the background work a replica does beside serving,
 // until ctx ends: wake-ups from other replicas, and heartbeats that count
 // the live replicas for shared rate limits (Engine.SetReplicas).
 func startReplica(ctx context.Context, st store.Store, eng *engine.Engine, logger *slog.Logger) {
-	if l, ok := st.(listener); ok {
+	if l, ok := st.(store.Listener); ok {
 		go wakeOnNotice(l.Listen(ctx), eng)
 	}
-	if hb, ok := st.(heartbeater); ok {
+	if hb, ok := st.(store.Heartbeater); ok {
 		// The live count divides rate limits marked shared.
 		go heartbeat(ctx, hb, eng.Owner(), replicaTTL, replicaTTL/3, eng.SetReplicas, logger)
 	}
@@ -59,7 +46,7 @@ func wakeOnNotice(notices <-chan string, eng *engine.Engine) {
 // and passes the live count to set (when not nil) whenever it changes.
 // While the store cannot be reached the last count stands; the failure is
 // logged once, and its end once.
-func heartbeat(ctx context.Context, hb heartbeater, owner string, ttl, interval time.Duration, set func(int), log *slog.Logger) {
+func heartbeat(ctx context.Context, hb store.Heartbeater, owner string, ttl, interval time.Duration, set func(int), log *slog.Logger) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	last, failing := 0, false

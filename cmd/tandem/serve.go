@@ -165,13 +165,13 @@ func openStore(ctx context.Context, cfg *config.Config, logger *slog.Logger, met
 	}
 	switch cfg.Store.Driver {
 	case "postgres":
-		st, err := postgres.Open(ctx, postgres.Config{DSN: cfg.Store.DSN, Logger: logger, OnBatch: metrics.ObserveBatch})
+		st, err := postgres.Open(ctx, postgres.Config{DSN: cfg.Store.DSN, UnsafeAsyncCommit: cfg.Store.UnsafeAsyncCommit, Logger: logger, OnBatch: metrics.ObserveBatch})
 		if err != nil {
 			return nil, err
 		}
 		return st, nil
 	default:
-		st, err := sqlite.Open(ctx, sqlite.Config{DSN: cfg.Store.DSN, Logger: logger, OnBatch: metrics.ObserveBatch})
+		st, err := sqlite.Open(ctx, sqlite.Config{DSN: cfg.Store.DSN, UnsafeAsyncCommit: cfg.Store.UnsafeAsyncCommit, Logger: logger, OnBatch: metrics.ObserveBatch})
 		if err != nil {
 			return nil, fmt.Errorf("open sqlite store %s: %w", cfg.Store.DSN, err)
 		}

@@ -44,6 +44,12 @@ type Store struct {
 	// DSN locates the database. Default "file:tandem.db" for sqlite;
 	// required for postgres.
 	DSN string `yaml:"dsn"`
+	// UnsafeAsyncCommit lets the DSN (or a PostgreSQL role or database
+	// default) weaken durability: SQLite's synchronous and journal_mode
+	// pragmas, PostgreSQL's synchronous_commit. A 202 may then come before
+	// the message is on disk. Default false: such a DSN is refused, and
+	// PostgreSQL sessions run synchronous_commit=on.
+	UnsafeAsyncCommit bool `yaml:"unsafe_async_commit"`
 	// Retention says how long finished messages are kept; a background
 	// purge deletes older ones. Default: every kind kept for ever.
 	Retention Retention `yaml:"retention"`

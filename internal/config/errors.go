@@ -9,6 +9,8 @@ import (
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/token"
+
+	"github.com/tandem-run/tandem/internal/route/template"
 )
 
 // Error is one problem in a config file, with where it is.
@@ -86,8 +88,9 @@ type collector struct {
 	// interpolated marks paths whose value came from ${env:} or ${file:};
 	// messages must not quote them.
 	interpolated map[string]bool
-	// failed marks paths whose interpolation failed; later checks skip them
-	// so one mistake is reported once.
+	// failed marks paths whose value was reported already (a wrong shape,
+	// a failed interpolation); later checks skip them and the paths below
+	// them, so one mistake is reported once.
 	failed map[string]bool
 }
 
@@ -137,10 +140,22 @@ func (c *collector) pathAt(p pos) string {
 
 // errf adds an error about the value at path, placed by the index.
 func (c *collector) errf(path, format string, args ...any) {
-	if c.failed[path] {
+	if c.reported(path) {
 		return
 	}
 	c.addAt(c.lookup(path), path, fmt.Sprintf(format, args...))
+}
+
+// reported tells whether path, or a path above it, has failed.
+func (c *collector) reported(path string) bool {
+	for p := path; ; p = parentPath(p) {
+		if c.failed[p] {
+			return true
+		}
+		if p == "" {
+			return false
+		}
+	}
 }
 
 // addAt adds an error at an exact source position.
@@ -188,8 +203,7 @@ func (c *collector) fromYAML(err error) {
 	}
 	var ye yaml.Error
 	if errors.As(err, &ye) {
-		p := tokenPos(ye.GetToken())
-		msg := ye.GetMessage()
+		p, msg := syntaxHint(ye.GetToken(), ye.GetMessage())
 		var te *yaml.TypeError
 		if errors.As(err, &te) && te.SrcType != nil && te.DstType != nil {
 			msg = fmt.Sprintf("expected %s, got %s", goTypeWord(te.DstType.Kind().String()), goTypeWord(te.SrcType.Kind().String()))
@@ -202,6 +216,82 @@ func (c *collector) fromYAML(err error) {
 		return
 	}
 	c.errs = append(c.errs, &Error{File: c.file, Line: 1, Msg: err.Error()})
+}
+
+// syntaxHint places a YAML syntax error on the line that holds the
+// mistake and says what is likely wrong, for the messages the YAML
+// library words vaguely or places on a neighbouring line.
+func syntaxHint(tk *token.Token, msg string) (pos, string) {
+	p := tokenPos(tk)
+	if tk == nil {
+		return p, msg
+	}
+	next := tk.Next
+	switch {
+	case msg == "mapping value is not allowed in this context" && next != nil && next.Type == token.MappingValueType:
+		// tk is the value before the ":"; the ":" is the mistake.
+		if next.Position != nil && next.Position.Line > p.line {
+			return tokenPos(next), fmt.Sprintf(`unexpected ":": this line is indented deeper than the key on line %d, so it reads as the rest of that value; indent it like its sibling keys`, p.line)
+		}
+		return tokenPos(next), fmt.Sprintf(`unexpected ":" after %q: quote the whole value if it holds ": ", or start a nested mapping on its own, indented line`, tk.Value)
+	case msg == "',' or '}' must be specified", msg == "',' or ']' must be specified":
+		start, end, what := token.MappingStartType, token.MappingEndType, "}"
+		if strings.HasSuffix(msg, "']' must be specified") {
+			start, end, what = token.SequenceStartType, token.SequenceEndType, "]"
+		}
+		last := prevContent(tk)
+		open := unclosed(last, start, end)
+		if last == nil || open == nil {
+			return p, msg
+		}
+		return tokenPos(last), fmt.Sprintf(`missing %q: the %q on line %d is not closed (or a "," is missing before line %d)`, what, open.Value, open.Position.Line, p.line)
+	case msg == "value is not allowed in this context" && prevContent(tk) != nil:
+		return p, fmt.Sprintf("this key is not indented like the key above it (line %d): the keys of one mapping must line up", prevContent(tk).Position.Line)
+	case msg == "value is not allowed in this context. map key-value is pre-defined" && prevContent(tk) != nil:
+		prev := prevContent(tk).Position.Line
+		if prev < p.line {
+			return p, fmt.Sprintf("unexpected key %q: it is indented deeper than the key on line %d, whose value is complete; indent it like its sibling keys", tk.Value, prev)
+		}
+		return p, fmt.Sprintf("unexpected key %q after a complete value: put it on its own line, indented like its sibling keys", tk.Value)
+	case msg == "unexpected key name" && next != nil && next.Type == token.MappingValueType:
+		first, _, _ := strings.Cut(tk.Value, " ")
+		return p, fmt.Sprintf(`is a ":" missing after %q?`, first)
+	case msg == "non-map value is specified":
+		return p, fmt.Sprintf(`%q is not a key and value: is a ":" missing after the key?`, tk.Value)
+	}
+	return p, msg
+}
+
+// prevContent is the token before tk, skipping comments.
+func prevContent(tk *token.Token) *token.Token {
+	t := tk.Prev
+	for t != nil && t.Type == token.CommentType {
+		t = t.Prev
+	}
+	if t == nil || t.Position == nil {
+		return nil
+	}
+	return t
+}
+
+// unclosed finds the flow "{" or "[" (start) that tk sits in, walking back.
+func unclosed(tk *token.Token, start, end token.Type) *token.Token {
+	depth := 0
+	for t := tk; t != nil; t = t.Prev {
+		switch t.Type {
+		case end:
+			depth++
+		case start:
+			if depth == 0 {
+				if t.Position == nil {
+					return nil
+				}
+				return t
+			}
+			depth--
+		}
+	}
+	return nil
 }
 
 func goTypeWord(kind string) string {
@@ -224,31 +314,20 @@ func goTypeWord(kind string) string {
 
 // joinKey appends a mapping key to a path: "a.b", or a["odd key"] when the
 // key is not a plain word.
-func joinKey(path, key string) string {
-	if !plainKey(key) {
-		return path + "[" + strconv.Quote(key) + "]"
-	}
-	if path == "" {
-		return key
-	}
-	return path + "." + key
-}
+func joinKey(path, key string) string { return joinPath(path, key) }
 
 // joinIndex appends a sequence index to a path.
-func joinIndex(path string, i int) string {
-	return path + "[" + strconv.Itoa(i) + "]"
-}
+func joinIndex(path string, i int) string { return joinPath(path, i) }
 
-func plainKey(k string) bool {
-	if k == "" {
-		return false
+// joinPath appends keys (strings) and indexes (ints) to a path, each
+// written the way template.PathString writes it, so a template error's
+// path and the config's read alike.
+func joinPath(path string, segs ...any) string {
+	s := template.PathString(segs)
+	if path == "" || s == "" || s[0] == '[' {
+		return path + s
 	}
-	for _, r := range k {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
-			return false
-		}
-	}
-	return true
+	return path + "." + s
 }
 
 // parentPath drops the last segment of a path made by joinKey/joinIndex.

@@ -99,7 +99,7 @@ func decode(body ast.Node, cfg *Config, c *collector) bool {
 	aliases, unknown := collectAliases(body)
 	expandMerges(body, aliases, c)
 	w := &schemaWalker{c: c, aliases: aliases, active: map[ast.Node]bool{}}
-	w.walk(body, reflect.TypeFor[Config](), "", 0)
+	whole := w.walk(body, reflect.TypeFor[Config](), "", 0)
 	for _, a := range unknown {
 		name := ""
 		if a.Value != nil {
@@ -107,12 +107,17 @@ func decode(body ast.Node, cfg *Config, c *collector) bool {
 		}
 		c.addAt(nodeStart(a), "", fmt.Sprintf("unknown alias *%s (an alias must follow its &anchor)", name))
 	}
-	if len(c.errs) > 0 {
+	if !whole || w.tooBig {
 		return false
 	}
+	// The walk pruned what it reported, so the rest decodes and is
+	// validated in the same pass.
+	reported := len(c.errs)
 	dec := yaml.NewDecoder(bytes.NewReader(nil), yaml.DisallowUnknownField())
 	if err := dec.DecodeFromNodeContext(withAliases(context.Background(), aliases), body, cfg); err != nil {
-		c.fromYAML(err)
+		if reported == 0 {
+			c.fromYAML(err) // else most likely a consequence of what was reported
+		}
 		return false
 	}
 	return true

@@ -14,7 +14,10 @@ import (
 // The schema walk checks the YAML tree against the Go types before the
 // decoder runs. It reports every unknown key and every value of the wrong
 // shape at once (the decoder stops at the first), and it builds the index
-// from key path to line that placed errors need later.
+// from key path to line that placed errors need later. It prunes what it
+// reports (a mapping entry is removed, a list item becomes null) and marks
+// its path failed, so the decoder and validation still run on the rest:
+// one pass reports every problem, and none twice.
 
 const (
 	maxNodes = 100_000 // bounds alias expansion ("billion laughs")
@@ -130,12 +133,13 @@ func (w *schemaWalker) deref(n ast.Node, path string) (ast.Node, func()) {
 	return nil, done
 }
 
-// walk checks node n against Go type t at path.
-func (w *schemaWalker) walk(n ast.Node, t reflect.Type, path string, depth int) {
+// walk checks node n against Go type t at path. It reports false when n
+// is wrong and its caller must prune it.
+func (w *schemaWalker) walk(n ast.Node, t reflect.Type, path string, depth int) bool {
 	n, done := w.deref(n, path)
 	defer done()
 	if n == nil {
-		return
+		return false // an unknown or cyclic alias
 	}
 	w.nodes++
 	if w.nodes > maxNodes || depth > maxDepth {
@@ -143,29 +147,36 @@ func (w *schemaWalker) walk(n ast.Node, t reflect.Type, path string, depth int) 
 			w.tooBig = true
 			w.c.addAt(nodeStart(n), path, "document is too large or too deeply nested (check for alias expansion)")
 		}
-		return
+		return false
 	}
 	switch t {
 	case durationType:
-		if _, err := durationNode(n); err != nil {
+		_, err := durationNode(n)
+		if err != nil {
 			w.c.addAt(pos{err.Line, err.Column}, path, err.Msg)
 		}
-		return
+		return err == nil
 	case sizeType:
-		if _, err := sizeNode(n); err != nil {
+		_, err := sizeNode(n)
+		if err != nil {
 			w.c.addAt(pos{err.Line, err.Column}, path, err.Msg)
 		}
-		return
+		return err == nil
 	case respondType:
 		_, errs := respondNode(n, w.aliases, path, w.c.record)
 		for _, err := range errs {
 			w.c.addAt(pos{err.Line, err.Column}, err.Path, err.Msg)
 		}
-		return
+		return len(errs) == 0
 	}
 	if _, null := n.(*ast.NullNode); null {
-		return
+		return true
 	}
+	return w.kind(n, t, path, depth)
+}
+
+// kind checks a node that is not null against the kind of t.
+func (w *schemaWalker) kind(n ast.Node, t reflect.Type, path string, depth int) bool {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
@@ -176,87 +187,106 @@ func (w *schemaWalker) walk(n ast.Node, t reflect.Type, path string, depth int) 
 		for k := range fields {
 			known = append(known, k)
 		}
-		w.mapping(n, path, depth, known, func(key string) (reflect.Type, bool) {
+		return w.mapping(n, path, depth, known, func(key string) (reflect.Type, bool) {
 			f, ok := fields[key]
 			return f, ok
 		})
 	case reflect.Map:
-		w.mapping(n, path, depth, nil, func(string) (reflect.Type, bool) { return t.Elem(), true })
+		return w.mapping(n, path, depth, nil, func(string) (reflect.Type, bool) { return t.Elem(), true })
 	case reflect.Slice:
 		seq, ok := n.(*ast.SequenceNode)
 		if !ok {
-			w.c.addAt(nodeStart(n), path, "expected a list, got "+nodeKind(n))
-			return
+			return w.wrong(n, path, "expected a list, got "+nodeKind(n))
 		}
 		for i, item := range seq.Values {
 			p := joinIndex(path, i)
 			w.c.record(p, nodeStart(item))
-			w.walk(item, t.Elem(), p, depth+1)
+			if !w.walk(item, t.Elem(), p, depth+1) {
+				// A null keeps the later items' indexes (and paths).
+				seq.Values[i] = nullAt(item)
+				w.c.failed[p] = true
+			}
 		}
 	case reflect.Interface:
 		switch n.(type) {
 		case *ast.MappingNode:
-			w.mapping(n, path, depth, nil, func(string) (reflect.Type, bool) { return t, true })
+			return w.mapping(n, path, depth, nil, func(string) (reflect.Type, bool) { return t, true })
 		case *ast.SequenceNode:
-			w.walk(n, reflect.TypeFor[[]any](), path, depth)
+			return w.walk(n, reflect.TypeFor[[]any](), path, depth)
 		}
 	case reflect.String:
 		if _, _, ok := scalarText(n); !ok {
 			if _, isBool := n.(*ast.BoolNode); !isBool {
-				w.c.addAt(nodeStart(n), path, "expected a string, got "+nodeKind(n))
+				return w.wrong(n, path, "expected a string, got "+nodeKind(n))
 			}
 		}
 	case reflect.Bool:
 		if _, ok := n.(*ast.BoolNode); !ok {
-			w.c.addAt(nodeStart(n), path, "expected true or false, got "+nodeKind(n))
+			return w.wrong(n, path, "expected true or false, got "+nodeKind(n))
 		}
 	case reflect.Int, reflect.Int64, reflect.Int32:
-		w.integer(n, path, t.Bits())
+		return w.integer(n, path, t.Bits())
 	case reflect.Float64, reflect.Float32:
 		switch n.(type) {
 		case *ast.IntegerNode, *ast.FloatNode:
 		case *ast.InfinityNode, *ast.NanNode:
-			w.c.addAt(nodeStart(n), path, "expected a finite number")
+			return w.wrong(n, path, "expected a finite number")
 		default:
-			w.c.addAt(nodeStart(n), path, "expected a number, got "+nodeKind(n))
+			return w.wrong(n, path, "expected a number, got "+nodeKind(n))
 		}
 	}
+	return true
 }
 
-func (w *schemaWalker) integer(n ast.Node, path string, bits int) {
+// nullAt is a null node written where n is.
+func nullAt(n ast.Node) ast.Node {
+	var at *token.Position
+	if tk := n.GetToken(); tk != nil {
+		at = tk.Position
+	}
+	return ast.Null(token.New("null", "null", at))
+}
+
+// wrong reports n and returns false, for walk's callers to prune it.
+func (w *schemaWalker) wrong(n ast.Node, path, msg string) bool {
+	w.c.addAt(nodeStart(n), path, msg)
+	return false
+}
+
+func (w *schemaWalker) integer(n ast.Node, path string, bits int) bool {
 	iv, ok := n.(*ast.IntegerNode)
 	if sn, isString := n.(*ast.StringNode); isString && !ok && looksNumeric(sn) {
-		w.c.addAt(nodeStart(n), path, fmt.Sprintf("number %s is out of range", sn.Value))
-		return
+		return w.wrong(n, path, fmt.Sprintf("number %s is out of range", sn.Value))
 	}
 	if !ok {
-		w.c.addAt(nodeStart(n), path, "expected an integer, got "+nodeKind(n))
-		return
+		return w.wrong(n, path, "expected an integer, got "+nodeKind(n))
 	}
 	limit := int64(1)<<(bits-1) - 1
 	switch v := iv.Value.(type) {
 	case int64:
 		if v > limit || v < -limit-1 {
-			w.c.addAt(nodeStart(n), path, fmt.Sprintf("number %d is out of range", v))
+			return w.wrong(n, path, fmt.Sprintf("number %d is out of range", v))
 		}
 	case uint64:
 		if v > uint64(limit) {
-			w.c.addAt(nodeStart(n), path, fmt.Sprintf("number %d is out of range", v))
+			return w.wrong(n, path, fmt.Sprintf("number %d is out of range", v))
 		}
 	default:
-		w.c.addAt(nodeStart(n), path, fmt.Sprintf("number %s is out of range", iv.GetToken().Value))
+		return w.wrong(n, path, fmt.Sprintf("number %s is out of range", iv.GetToken().Value))
 	}
+	return true
 }
 
-// mapping walks a mapping whose keys field resolves. Merge keys are gone
-// by now (see merge.go).
-func (w *schemaWalker) mapping(n ast.Node, path string, depth int, known []string, field func(string) (reflect.Type, bool)) {
+// mapping walks a mapping whose keys field resolves, removing the entries
+// it reports. Merge keys are gone by now (see merge.go).
+func (w *schemaWalker) mapping(n ast.Node, path string, depth int, known []string, field func(string) (reflect.Type, bool)) bool {
 	m, ok := n.(*ast.MappingNode)
 	if !ok {
-		w.c.addAt(nodeStart(n), path, "expected a mapping, got "+nodeKind(n))
-		return
+		return w.wrong(n, path, "expected a mapping, got "+nodeKind(n))
 	}
 	seen := map[string]bool{}
+	var meant []string // keys an unknown key was likely meant to be
+	kept := m.Values[:0:0]
 	for _, mv := range m.Values {
 		key, ok := w.keyText(mv.Key)
 		if !ok {
@@ -273,10 +303,25 @@ func (w *schemaWalker) mapping(n ast.Node, path string, depth int, known []strin
 		ft, ok := field(key)
 		if !ok {
 			w.c.addAt(nodeStart(mv), path, unknownKeyMsg(key, known))
+			if s := typo.Closest(key, known); s != "" {
+				meant = append(meant, s)
+			}
 			continue
 		}
-		w.walk(mv.Value, ft, p, depth+1)
+		if !w.walk(mv.Value, ft, p, depth+1) {
+			w.c.failed[p] = true
+			continue
+		}
+		kept = append(kept, mv)
 	}
+	m.Values = kept
+	// "taget: pay" is one mistake, not also a missing target.
+	for _, k := range meant {
+		if !seen[k] {
+			w.c.failed[joinKey(path, k)] = true
+		}
+	}
+	return true
 }
 
 // keyText returns a mapping key as text.

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"slices"
 	"strings"
 	"testing"
 )
@@ -89,20 +88,5 @@ func TestTemplateSecretNotQuoted(t *testing.T) {
 	_, err := parse([]byte(src), "t.yaml", envOf(map[string]string{"TOKEN": "s3cr3t{{"}))
 	if err == nil || strings.Contains(err.Error(), "s3cr3t") || !strings.Contains(err.Error(), "interpolated value") {
 		t.Errorf("err %v", err)
-	}
-}
-
-func TestUpstream(t *testing.T) {
-	t.Parallel()
-	cfg := mustParse(t, twoSteps+"      - {name: c, target: pay, after: [b]}\n      - {name: d, target: pay}\n", nil)
-	r := cfg.Routes[0]
-	if got := r.Upstream("c"); !slices.Equal(got, []string{"a", "b"}) {
-		t.Errorf("upstream of c %v", got)
-	}
-	if got := r.Upstream("d"); len(got) != 0 {
-		t.Errorf("upstream of d %v", got)
-	}
-	if sc := r.CompensateScope("b"); !sc.Visible["a"] || !sc.Visible["b"] || sc.Visible["c"] {
-		t.Errorf("compensate scope %v", sc.Visible)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/url"
 	"path"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -188,12 +187,29 @@ func (v *validator) url(p, raw string) {
 	u, err := url.Parse(raw)
 	switch {
 	case err != nil:
-		v.errf(p, "invalid URL %s", v.c.quote(p, raw))
+		v.errf(p, "invalid URL %s%s", v.c.quote(p, raw), v.schemeHint(p, raw))
 	case u.Scheme != "http" && u.Scheme != "https":
-		v.errf(p, "URL %s must be absolute, with scheme http or https", v.c.quote(p, raw))
+		v.errf(p, "URL %s must be absolute, with scheme http or https%s", v.c.quote(p, raw), v.schemeHint(p, raw))
 	case u.Host == "" || u.Hostname() == "":
 		v.errf(p, "URL %s has no host", v.c.quote(p, raw))
 	}
+}
+
+// schemeHint suggests a scheme for a URL written without one, such as
+// "127.0.0.1:9001/x" or "localhost:9001/x"; "" when raw has one, or is a
+// path.
+func (v *validator) schemeHint(p, raw string) string {
+	if strings.Contains(raw, "//") || strings.HasPrefix(raw, "/") {
+		return ""
+	}
+	host, _, _ := strings.Cut(raw, "/")
+	if name, port, err := net.SplitHostPort(host); err == nil && name != "" && port != "" || strings.Contains(host, ".") || host == "localhost" {
+		if v.c.interpolated[p] {
+			return ": add a scheme, e.g. http://..."
+		}
+		return fmt.Sprintf(": add a scheme, e.g. %q", "http://"+raw)
+	}
+	return ""
 }
 
 func (v *validator) targetAuth(p string, a TargetAuth) {
@@ -366,16 +382,12 @@ func (v *validator) routePath(p, rp string) bool {
 }
 
 func (v *validator) route(p string, r *Route) {
-	steps := map[string]int{}
-	for j, s := range r.Steps {
-		if s.Name == "" {
-			continue
+	// Names for the respond list; the step graph is route's to check.
+	steps := map[string]bool{}
+	for _, s := range r.Steps {
+		if s.Name != "" {
+			steps[s.Name] = true
 		}
-		if j2, dup := steps[s.Name]; dup {
-			v.errf(joinKey(joinIndex(joinKey(p, "steps"), j), "name"), "duplicate step name %q (also steps[%d])", s.Name, j2)
-			continue
-		}
-		steps[s.Name] = j
 	}
 	stepNames := sortedKeys(steps)
 	if len(r.Steps) == 0 {
@@ -391,28 +403,17 @@ func (v *validator) route(p string, r *Route) {
 			v.method(joinKey(sp, "method"), s.Method)
 		}
 		v.headers(joinKey(sp, "headers"), s.Headers, false)
-		seen := map[string]bool{}
-		for k, dep := range s.After {
-			ap := joinIndex(joinKey(sp, "after"), k)
-			_, known := steps[dep]
-			switch {
-			case !known:
-				v.errf(ap, "%s", withHint(fmt.Sprintf("unknown step %q", dep), dep, stepNames))
-			case dep == s.Name:
-				v.errf(ap, "step %q cannot wait on itself", dep)
-			case seen[dep]:
-				v.errf(ap, "step %q is listed twice", dep)
-			}
-			seen[dep] = true
-		}
 		if s.Compensate != nil {
 			hasCompensate = true
-			v.targetRef(joinKey(joinKey(sp, "compensate"), "target"), s.Compensate.Target)
-			v.headers(joinKey(joinKey(sp, "compensate"), "headers"), s.Compensate.Headers, false)
+			cp := joinKey(sp, "compensate")
+			v.targetRef(joinKey(cp, "target"), s.Compensate.Target)
+			if m := s.Compensate.Method; m != "" {
+				v.method(joinKey(cp, "method"), m)
+			}
+			v.headers(joinKey(cp, "headers"), s.Compensate.Headers, false)
 		}
 	}
-	v.cycles(p, r, steps)
-	v.templates(p, r)
+	v.compileRoute(p, r)
 
 	rp := joinKey(p, "respond")
 	if r.Respond.Mode == RespondSteps {
@@ -430,11 +431,13 @@ func (v *validator) route(p string, r *Route) {
 			seen[name] = true
 		}
 	}
-	if r.Response != nil && r.Respond.Mode == RespondAccepted {
+	// A respond that failed to parse reads as accepted; checks on it wait.
+	respondOK := !v.c.reported(rp)
+	if r.Response != nil && r.Respond.Mode == RespondAccepted && respondOK {
 		v.errf(joinKey(p, "response"), "response needs respond: all or a list of steps (respond: accepted always answers 202)")
 	}
 	if !r.IsDurable() {
-		if r.Respond.Mode != RespondAll {
+		if r.Respond.Mode != RespondAll && respondOK {
 			v.errf(joinKey(p, "durable"), "durable: false needs respond: all")
 		}
 		if r.Saga {
@@ -451,51 +454,8 @@ func (v *validator) targetRef(p, name string) {
 		v.errf(p, "target is required")
 		return
 	}
-	if _, ok := v.cfg.Targets[name]; !ok {
+	if _, ok := v.cfg.Targets[name]; !ok && !v.c.reported("targets") {
 		v.errf(p, "%s", withHint(fmt.Sprintf("unknown target %q", name), name, sortedKeys(v.cfg.Targets)))
-	}
-}
-
-// cycles reports each dependency cycle among a route's steps once, at the
-// "after" entry that closes it.
-func (v *validator) cycles(p string, r *Route, index map[string]int) {
-	const (
-		white = iota
-		grey
-		black
-	)
-	color := make([]int, len(r.Steps))
-	var stack []int
-	var visit func(i int)
-	visit = func(i int) {
-		color[i] = grey
-		stack = append(stack, i)
-		for k, dep := range r.Steps[i].After {
-			j, ok := index[dep]
-			if !ok || j == i {
-				continue // reported elsewhere
-			}
-			switch color[j] {
-			case white:
-				visit(j)
-			case grey:
-				start := slices.Index(stack, j)
-				cyc := make([]string, 0, len(stack)-start+1)
-				for _, s := range stack[start:] {
-					cyc = append(cyc, r.Steps[s].Name)
-				}
-				cyc = append(cyc, r.Steps[j].Name)
-				ap := joinIndex(joinKey(joinIndex(joinKey(p, "steps"), i), "after"), k)
-				v.errf(ap, "dependency cycle: %s", strings.Join(cyc, " -> "))
-			}
-		}
-		stack = stack[:len(stack)-1]
-		color[i] = black
-	}
-	for i := range r.Steps {
-		if color[i] == white {
-			visit(i)
-		}
 	}
 }
 

@@ -25,7 +25,7 @@ var errReadLater = errors.New("read step results")
 // own under its delivery's name, "<step>.compensate", so a worker finds it
 // the way it finds any step.
 func (e *Engine) compilePlan(rp *routePlan) error {
-	plan, err := route.Compile(rp.cfg)
+	plan, err := route.Compile(rp.cfg.Spec())
 	if err != nil {
 		return fmt.Errorf("engine: %w", err)
 	}

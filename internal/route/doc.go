@@ -1,6 +1,12 @@
-// Package route compiles a configured route into a Plan: its step graph
-// (levels that can run in parallel, what each step waits for, the order
-// compensations run in) and its compiled templates.
+// Package route compiles a route into a Plan: its step graph (levels that
+// can run in parallel, what each step waits for, the order compensations
+// run in) and its compiled templates.
+//
+// The package owns the step graph: Compile reads a Spec (plain data; the
+// config hands one over with config.Route.Spec, and this package imports
+// no config), builds the graph in one pass (graph.go) and reports every
+// problem at once as Problems, each with its place in the spec, so config
+// validation can report them at their file and line.
 //
 // Invariants:
 //

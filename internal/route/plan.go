@@ -1,12 +1,12 @@
 package route
 
 import (
-	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
+	"strings"
 
-	"github.com/tandem-run/tandem/internal/config"
 	"github.com/tandem-run/tandem/internal/record"
 	"github.com/tandem-run/tandem/internal/route/template"
 )
@@ -77,62 +77,63 @@ type field struct {
 	value *template.String
 }
 
-// Compile compiles a validated route. Errors name the step and template.
-func Compile(r *config.Route) (*Plan, error) {
-	if r == nil {
-		return nil, errors.New("compile route: no route")
-	}
+// Scope hints, shown when a template reads a step it may not.
+const (
+	stepScopeHint       = "a step reads only the steps in its after (add it there to use its answer)"
+	compensateScopeHint = "a compensation reads its own step and the steps that step waits for"
+)
+
+// Compile checks and compiles a route: its step graph and every template.
+// It reports every problem at once, as Problems wrapped with the route's
+// name; config validation reports the same Problems with file and line.
+// A step's templates may read the steps it waits for, directly or not; a
+// compensation's its own step and those; a response's every step.
+func Compile(r Spec) (*Plan, error) {
+	ps := &problems{}
+	g := newGraph(r.Steps, ps)
 	p := &Plan{Name: r.Name, Saga: r.Saga, byName: map[string]*Step{}}
-	for _, sc := range r.Steps {
-		if sc == nil {
-			continue
-		}
+	for j, sc := range r.Steps {
 		s := &Step{
 			Name: sc.Name, Target: sc.Target, Method: sc.Method, After: slices.Clone(sc.After),
-			Required: sc.IsRequired(), Upstream: r.Upstream(sc.Name),
+			Required: sc.Required, Upstream: g.upstream[j], Downstream: g.downstream[j], Level: g.level[j],
 		}
-		if _, dup := p.byName[s.Name]; dup {
-			return nil, fmt.Errorf("route %s: duplicate step %q", r.Name, s.Name)
-		}
-		if err := s.compile(r.StepScope(sc.Name), sc.Body, sc.Headers, sc.Query, sc.Path); err != nil {
-			return nil, fmt.Errorf("route %s step %s: %w", r.Name, sc.Name, err)
-		}
+		sp := at(nil, "steps", j)
+		s.compile(ps, sp, &template.Scope{Steps: g.names, Visible: visible(s.Upstream), Hint: stepScopeHint}, sc.Call)
 		p.Steps = append(p.Steps, s)
-		p.byName[s.Name] = s
-	}
-	if err := p.graph(); err != nil {
-		return nil, fmt.Errorf("route %s: %w", r.Name, err)
-	}
-	if r.Saga {
-		for i, sc := range r.Steps {
-			if sc == nil || sc.Compensate == nil {
-				continue
-			}
-			fs := p.Steps[i]
-			c := sc.Compensate
-			cs := &Step{
-				Name: record.CompensationStep(fs.Name), Target: c.Target, Method: c.Method,
-				Compensates: fs.Name, Level: fs.Level, Upstream: fs.Upstream, Downstream: fs.Downstream,
-			}
-			if err := cs.compile(r.CompensateScope(fs.Name), c.Body, c.Headers, c.Query, c.Path); err != nil {
-				return nil, fmt.Errorf("route %s step %s compensate: %w", r.Name, fs.Name, err)
-			}
-			fs.Compensation = cs
-			p.byName[cs.Name] = cs
-			p.Compensations = append(p.Compensations, cs)
+		if _, dup := p.byName[s.Name]; !dup {
+			p.byName[s.Name] = s
 		}
-		// Deepest first; a stable sort keeps config order within a level
-		// reversed, the order a person reads "undo the last first" in.
-		slices.Reverse(p.Compensations)
-		slices.SortStableFunc(p.Compensations, func(a, b *Step) int { return b.Level - a.Level })
+		if c := sc.Compensate; c != nil {
+			// Checked in every route; part of the plan in a saga only.
+			cs := &Step{
+				Name: record.CompensationStep(s.Name), Target: c.Target, Method: c.Method,
+				Compensates: s.Name, Level: s.Level, Upstream: s.Upstream, Downstream: s.Downstream,
+			}
+			sc := &template.Scope{Steps: g.names, Visible: visible(s.Upstream, s.Name), Hint: compensateScopeHint}
+			cs.compile(ps, at(sp, "compensate"), sc, *c)
+			if r.Saga {
+				s.Compensation = cs
+				p.byName[cs.Name] = cs
+				p.Compensations = append(p.Compensations, cs)
+			}
+		}
 	}
 	if r.Response != nil {
-		resp, err := compileResponse(r)
-		if err != nil {
-			return nil, fmt.Errorf("route %s response: %w", r.Name, err)
-		}
-		p.Response = resp
+		p.Response = compileResponse(ps, r.Response, &template.Scope{Steps: g.names, All: true})
 	}
+	if len(ps.list) > 0 {
+		return nil, fmt.Errorf("route %s: %w", r.Name, ps.list)
+	}
+	for _, s := range p.Steps {
+		for len(p.Levels) <= s.Level {
+			p.Levels = append(p.Levels, nil)
+		}
+		p.Levels[s.Level] = append(p.Levels[s.Level], s)
+	}
+	// Deepest first; a stable sort keeps config order within a level
+	// reversed, the order a person reads "undo the last first" in.
+	slices.Reverse(p.Compensations)
+	slices.SortStableFunc(p.Compensations, func(a, b *Step) int { return b.Level - a.Level })
 	return p, nil
 }
 
@@ -140,82 +141,28 @@ func Compile(r *config.Route) (*Plan, error) {
 // there is none.
 func (p *Plan) Step(name string) *Step { return p.byName[name] }
 
-// graph fills levels and downstream sets; it fails on unknown steps and
-// cycles (which validation reports first).
-func (p *Plan) graph() error {
-	const (
-		unseen = iota
-		active
-		done
-	)
-	state := map[string]int{}
-	var visit func(s *Step) error
-	visit = func(s *Step) error {
-		switch state[s.Name] {
-		case done:
-			return nil
-		case active:
-			return fmt.Errorf("dependency cycle through step %q", s.Name)
-		}
-		state[s.Name] = active
-		s.Level = 0
-		for _, a := range s.After {
-			dep := p.byName[a]
-			if dep == nil {
-				return fmt.Errorf("step %s: unknown step %q in after", s.Name, a)
-			}
-			if err := visit(dep); err != nil {
-				return err
-			}
-			s.Level = max(s.Level, dep.Level+1)
-		}
-		state[s.Name] = done
-		return nil
-	}
-	for _, s := range p.Steps {
-		if err := visit(s); err != nil {
-			return err
-		}
-	}
-	for _, s := range p.Steps {
-		for len(p.Levels) <= s.Level {
-			p.Levels = append(p.Levels, nil)
-		}
-		p.Levels[s.Level] = append(p.Levels[s.Level], s)
-		for _, u := range s.Upstream {
-			up := p.byName[u]
-			up.Downstream = append(up.Downstream, s.Name)
-		}
-	}
-	for _, s := range p.Steps {
-		slices.Sort(s.Downstream)
-	}
-	return nil
-}
-
-// compile compiles one call's templates.
-func (s *Step) compile(sc *template.Scope, body any, headers, query map[string]string, path string) error {
-	var errs []error
+// compile compiles one call's templates, reporting problems at p.
+func (s *Step) compile(ps *problems, p []any, sc *template.Scope, c Call) {
 	reads := map[string]bool{}
 	note := func(rs []string) {
 		for _, r := range rs {
 			reads[r] = true
 		}
 	}
-	switch b := body.(type) {
+	switch b := c.Body.(type) {
 	case nil:
 		s.forward = true
 	case string:
 		t, err := template.CompileString(b, sc)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("body: %w", err))
+			ps.template(at(p, "body"), err)
 			break
 		}
 		if t.Expression() {
 			// Exactly one expression: its typed value, as JSON.
 			v, err := template.CompileValue(b, sc)
 			if err != nil {
-				errs = append(errs, fmt.Errorf("body: %w", err))
+				ps.template(at(p, "body"), err)
 				break
 			}
 			s.body = v
@@ -226,40 +173,48 @@ func (s *Step) compile(sc *template.Scope, body any, headers, query map[string]s
 	default:
 		v, err := template.CompileValue(b, sc)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("body: %w", err))
+			ps.template(at(p, "body"), err)
 			break
 		}
 		s.body = v
 		note(v.Reads())
 	}
-	compileFields := func(what string, m map[string]string, canonical bool) []field {
-		names := make([]string, 0, len(m))
-		for k := range m {
-			names = append(names, k)
-		}
-		slices.Sort(names)
+	compileFields := func(what string, m map[string]string) []field {
 		out := make([]field, 0, len(m))
-		for _, k := range names {
-			t, err := template.CompileString(m[k], sc)
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			fp := at(p, what, k)
+			val := m[k]
+			switch {
+			case what == "query" && k == "":
+				ps.errf(fp, "query parameter name is empty")
+			case what == "headers" && !template.HasExpression(val) && badHeaderByte(val) >= 0:
+				ps.errf(fp, "header value contains control characters (a trailing newline?)")
+				continue
+			}
+			t, err := template.CompileString(val, sc)
 			if err != nil {
-				errs = append(errs, fmt.Errorf("%s %s: %w", what, k, err))
+				ps.template(fp, err)
 				continue
 			}
 			note(t.Reads())
 			name := k
-			if canonical {
+			if what == "headers" {
 				name = http.CanonicalHeaderKey(k)
 			}
 			out = append(out, field{name: name, value: t})
 		}
 		return out
 	}
-	s.headers = compileFields("header", headers, true)
-	s.query = compileFields("query", query, false)
-	if path != "" {
-		t, err := template.CompileString(path, sc)
+	s.headers = compileFields("headers", c.Headers)
+	s.query = compileFields("query", c.Query)
+	if c.Path != "" {
+		pp := at(p, "path")
+		if strings.ContainsAny(c.Path, "?#") {
+			ps.quoted(pp, "path %s must not hold a query or fragment (use query)", c.Path)
+		}
+		t, err := template.CompileString(c.Path, sc)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("path: %w", err))
+			ps.template(pp, err)
 		} else {
 			s.path = t
 			note(t.Reads())
@@ -269,7 +224,6 @@ func (s *Step) compile(sc *template.Scope, body any, headers, query map[string]s
 		s.Reads = append(s.Reads, r)
 	}
 	slices.Sort(s.Reads)
-	return errors.Join(errs...)
 }
 
 // Forward reports whether the step sends the inbound body unchanged (it

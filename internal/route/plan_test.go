@@ -1,6 +1,7 @@
 package route_test
 
 import (
+	"errors"
 	"net/http"
 	"slices"
 	"strings"
@@ -29,7 +30,7 @@ routes:
 
 func compile(t *testing.T, routes string) *route.Plan {
 	t.Helper()
-	p, err := route.Compile(load(t, routes).Routes[0])
+	p, err := route.Compile(load(t, routes).Routes[0].Spec())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,17 +232,17 @@ func TestCompileErrors(t *testing.T) {
 	// them too, for routes built in code.
 	tests := []struct {
 		name string
-		set  func(a *config.Step)
+		set  func(a *route.StepSpec)
 		want string
 	}{
-		{"a step not upstream", func(a *config.Step) { a.Body = "{{ steps.b.body }}" }, `step "b" is not in after`},
-		{"an unknown name", func(a *config.Step) { a.Headers = map[string]string{"x": "{{ nope }}"} }, "unknown name nope"},
-		{"a bad path", func(a *config.Step) { a.Path = "/{{ 1 + }}" }, "path"},
+		{"a step not upstream", func(a *route.StepSpec) { a.Body = "{{ steps.b.body }}" }, `step "b" is not in after`},
+		{"an unknown name", func(a *route.StepSpec) { a.Headers = map[string]string{"x": "{{ nope }}"} }, "unknown name nope"},
+		{"a bad path", func(a *route.StepSpec) { a.Path = "/{{ 1 + }}" }, "path"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := &config.Route{Name: "r", Path: "/r", Steps: []*config.Step{{Name: "a", Target: "t1"}, {Name: "b", Target: "t1"}}}
-			tt.set(r.Steps[0])
+			r := route.Spec{Name: "r", Steps: []route.StepSpec{{Name: "a", Call: route.Call{Target: "t1"}}, {Name: "b", Call: route.Call{Target: "t1"}}}}
+			tt.set(&r.Steps[0])
 			if _, err := route.Compile(r); err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("err %v, want %q", err, tt.want)
 			}
@@ -264,5 +265,75 @@ func TestURL(t *testing.T) {
 	}
 	if got, _ := route.URL("http://h/a", &route.Request{Header: http.Header{}}); got != "http://h/a" {
 		t.Errorf("nothing to add: %s", got)
+	}
+}
+
+func TestUpstream(t *testing.T) {
+	t.Parallel()
+	p := compile(t, `
+  - name: r
+    path: /r
+    saga: true
+    steps:
+      - { name: a, target: t1 }
+      - { name: b, target: t1, after: [a], compensate: { target: t3, body: "{{ steps.a.body }} {{ steps.b.body }}" } }
+      - { name: c, target: t1, after: [b] }
+      - { name: d, target: t1 }
+`)
+	if got := p.Step("c").Upstream; !slices.Equal(got, []string{"a", "b"}) {
+		t.Errorf("upstream of c %v", got)
+	}
+	if got := p.Step("d").Upstream; len(got) != 0 {
+		t.Errorf("upstream of d %v", got)
+	}
+	if got := p.Step("b.compensate").Reads; !slices.Equal(got, []string{"a", "b"}) {
+		t.Errorf("b.compensate reads %v", got)
+	}
+	spec := route.Spec{Name: "r", Saga: true, Steps: []route.StepSpec{
+		{Name: "a", Call: route.Call{Target: "t1"}},
+		{Name: "b", After: []string{"a"}, Call: route.Call{Target: "t1"},
+			Compensate: &route.Call{Target: "t3", Body: "{{ steps.c.body }}"}},
+		{Name: "c", After: []string{"b"}, Call: route.Call{Target: "t1"}},
+	}}
+	if _, err := route.Compile(spec); err == nil || !strings.Contains(err.Error(), `steps[1].compensate.body: {{ steps.c.body }}: step "c" is not in after`) {
+		t.Errorf("a compensation reading a downstream step: %v", err)
+	}
+}
+
+// TestGraphProblems: Compile reports every problem of the step graph at
+// once, each at its place in the spec.
+func TestGraphProblems(t *testing.T) {
+	t.Parallel()
+	step := func(name string, after ...string) route.StepSpec {
+		return route.StepSpec{Name: name, After: after, Call: route.Call{Target: "t1"}}
+	}
+	spec := route.Spec{Name: "r", Steps: []route.StepSpec{
+		step("a", "b"), step("b", "c", "c"), step("c", "a"), step("a"), step("e", "e", "chrge"), step("charge"),
+	}, Response: &route.ResponseSpec{Status: "2OO"}}
+	_, err := route.Compile(spec)
+	var ps route.Problems
+	if !errors.As(err, &ps) {
+		t.Fatalf("err %v is not Problems", err)
+	}
+	var got []string
+	for _, p := range ps {
+		got = append(got, p.Error())
+	}
+	want := []string{
+		`steps[3].name: duplicate step name "a" (also steps[0])`,
+		`steps[1].after[1]: step "c" is listed twice`,
+		`steps[4].after[0]: step "e" cannot wait on itself`,
+		`steps[4].after[1]: unknown step "chrge" (did you mean "charge"?)`,
+		`steps[2].after[0]: dependency cycle: a -> b -> c -> a`,
+		`response.status: status "2OO" is not an HTTP status (100..599) or a {{ }} template`,
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("problems\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if q := ps[len(ps)-1].Quoted; q != `"2OO"` {
+		t.Errorf("quoted %q", q)
+	}
+	if !strings.HasPrefix(err.Error(), "route r: ") {
+		t.Errorf("err %v does not name the route", err)
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/tandem-run/tandem/internal/config"
 	"github.com/tandem-run/tandem/internal/route/template"
 )
 
@@ -140,43 +139,44 @@ type Response struct {
 	Reads []string
 }
 
-func compileResponse(r *config.Route) (*Response, error) {
-	sc := r.ResponseScope()
+// compileResponse compiles a response; every step is in scope.
+func compileResponse(ps *problems, r *ResponseSpec, sc *template.Scope) *Response {
 	out := &Response{}
 	reads := map[string]bool{}
-	if st := r.Response.Status; st != "" {
+	if st := r.Status; st != "" {
+		sp := at(nil, "response", "status")
 		if template.HasExpression(st) {
 			t, err := template.CompileString(st, sc)
 			if err != nil {
-				return nil, fmt.Errorf("status: %w", err)
+				ps.template(sp, err)
+			} else {
+				out.status = t
+				for _, s := range t.Reads() {
+					reads[s] = true
+				}
 			}
-			out.status = t
-			for _, s := range t.Reads() {
-				reads[s] = true
-			}
+		} else if n, err := strconv.Atoi(strings.TrimSpace(st)); err != nil || n < 100 || n > 599 {
+			ps.quoted(sp, "status %s is not an HTTP status (100..599) or a {{ }} template", st)
 		} else {
-			n, err := strconv.Atoi(strings.TrimSpace(st))
-			if err != nil || n < 100 || n > 599 {
-				return nil, fmt.Errorf("status %q is not an HTTP status", st)
-			}
 			out.fixed = n
 		}
 	}
-	if r.Response.Body != nil {
-		v, err := template.CompileValue(r.Response.Body, sc)
+	if r.Body != nil {
+		v, err := template.CompileValue(r.Body, sc)
 		if err != nil {
-			return nil, fmt.Errorf("body: %w", err)
-		}
-		out.body = v
-		for _, s := range v.Reads() {
-			reads[s] = true
+			ps.template(at(nil, "response", "body"), err)
+		} else {
+			out.body = v
+			for _, s := range v.Reads() {
+				reads[s] = true
+			}
 		}
 	}
 	for s := range reads {
 		out.Reads = append(out.Reads, s)
 	}
 	slices.Sort(out.Reads)
-	return out, nil
+	return out
 }
 
 // Render renders the answer: the HTTP status (0 when the response sets

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tandem-run/tandem/internal/record"
+	"github.com/tandem-run/tandem/internal/store/migration"
 )
 
 // Errors a Store returns; check them with errors.Is.
@@ -295,4 +296,30 @@ func NowOr(now *time.Time) time.Time {
 		return now.UTC()
 	}
 	return time.Now().UTC()
+}
+
+// Optional features: a store shared by several replicas has them; the
+// conformance suite tests each one a store has.
+
+// Listener is a store that hears of new work committed by other replicas.
+// Listen returns target names with work due; "" means notices may have
+// been missed (sent on every (re)connect, the first included), so the
+// receiver should look at every target. The channel closes when ctx ends
+// or the store closes.
+type Listener interface {
+	Listen(ctx context.Context) <-chan string
+}
+
+// Heartbeater is a store shared by several replicas that counts the live
+// ones: Heartbeat records owner alive at now and returns how many owners
+// (itself included) were seen within ttl of now; Leave removes owner at
+// once.
+type Heartbeater interface {
+	Heartbeat(ctx context.Context, owner string, now time.Time, ttl time.Duration) (int, error)
+	Leave(ctx context.Context, owner string) error
+}
+
+// Migrator is a store with versioned schema migrations.
+type Migrator interface {
+	MigrationStatus(ctx context.Context) ([]migration.State, error)
 }

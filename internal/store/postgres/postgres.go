@@ -50,6 +50,12 @@ type Config struct {
 	Writers int
 	// MaxBatch caps the calls one group commit takes. Default 256.
 	MaxBatch int
+	// UnsafeAsyncCommit leaves synchronous_commit as the DSN, role or
+	// database set it (store.unsafe_async_commit). Without it every
+	// session runs synchronous_commit=on, so a COMMIT returns only after
+	// the WAL is flushed, and a session that still reports off is refused.
+	// Default false.
+	UnsafeAsyncCommit bool
 }
 
 // Store is the PostgreSQL store.Store, safe for concurrent use by several
@@ -106,6 +112,13 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	if _, ok := pc.ConnConfig.RuntimeParams["application_name"]; !ok {
 		pc.ConnConfig.RuntimeParams["application_name"] = "tandem"
+	}
+	if !cfg.UnsafeAsyncCommit {
+		// A parameter in the startup packet wins over a role's or a
+		// database's default; the check after connect catches what could
+		// still win over it (an "options" parameter in the DSN).
+		pc.ConnConfig.RuntimeParams["synchronous_commit"] = "on"
+		pc.AfterConnect = checkSynchronousCommit
 	}
 	if cfg.Writers <= 0 {
 		cfg.Writers = 2
@@ -188,6 +201,23 @@ const (
 	opTimeout    = 30 * time.Second
 )
 
+// errAsyncCommit is a session that would acknowledge a commit before its
+// WAL is flushed.
+var errAsyncCommit = errors.New("synchronous_commit is off for tandem's session (set by the DSN's options): an acknowledged message could be lost in a crash; remove it, or set store.unsafe_async_commit: true")
+
+// checkSynchronousCommit refuses a connection whose session does not flush
+// the WAL before COMMIT returns.
+func checkSynchronousCommit(ctx context.Context, c *pgx.Conn) error {
+	var v string
+	if err := c.QueryRow(ctx, "SHOW synchronous_commit").Scan(&v); err != nil {
+		return err
+	}
+	if v == "off" {
+		return errAsyncCommit
+	}
+	return nil
+}
+
 // bounded returns ctx with opTimeout unless it already has a deadline.
 func bounded(ctx context.Context) (context.Context, context.CancelFunc) {
 	if _, ok := ctx.Deadline(); ok {
@@ -259,6 +289,9 @@ func (e *connectError) Unwrap() []error { return []error{store.ErrUnavailable, e
 
 // connectCause says in a few words why a connection attempt failed.
 func connectCause(err error) string {
+	if errors.Is(err, errAsyncCommit) {
+		return errAsyncCommit.Error()
+	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		return pgErr.Message

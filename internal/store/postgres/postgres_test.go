@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -507,5 +508,73 @@ func TestOpenBadDSN(t *testing.T) {
 	_, err := Open(context.Background(), Config{DSN: "postgres://u:s3cret@host:notaport/db"})
 	if err == nil || strings.Contains(err.Error(), "s3cret") {
 		t.Fatalf("bad dsn: %v", err)
+	}
+}
+
+// A role or database default of synchronous_commit=off, or an "options"
+// parameter in the DSN, cannot make tandem acknowledge before the WAL is
+// flushed: its sessions run synchronous_commit=on, or Open refuses with
+// the reason; store.unsafe_async_commit leaves the setting alone.
+func TestSynchronousCommitEnforced(t *testing.T) {
+	schema := newSchema(t)
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, testDSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	role := "async_" + schema
+	for _, q := range []string{
+		"CREATE ROLE " + role + " LOGIN",
+		"ALTER ROLE " + role + " SET synchronous_commit = off",
+		"GRANT ALL ON SCHEMA " + schema + " TO " + role,
+	} {
+		if _, err := admin.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	t.Cleanup(func() {
+		_, _ = admin.Exec(context.Background(), "DROP OWNED BY "+role)
+		_, _ = admin.Exec(context.Background(), "DROP ROLE "+role)
+	})
+	u, err := url.Parse(testDSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.User(role)
+	show := func(s *Store) string {
+		t.Helper()
+		var v string
+		if err := s.pool.QueryRow(ctx, "SHOW synchronous_commit").Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+
+	s := openStore(t, schema, func(c *Config) { c.DSN = u.String() })
+	if v := show(s); v != "on" {
+		t.Errorf("role default off: the session runs synchronous_commit=%s, want on", v)
+	}
+	s.Close()
+
+	unsafe := openStore(t, schema, func(c *Config) { c.DSN = u.String(); c.UnsafeAsyncCommit = true })
+	if v := show(unsafe); v != "off" {
+		t.Errorf("with unsafe_async_commit: synchronous_commit=%s, want the role's off", v)
+	}
+	unsafe.Close()
+
+	// Encoded by hand: pgx reads a "+" in the query literally.
+	u.RawQuery += "&options=-c%20synchronous_commit%3Doff"
+	opts, err := Open(ctx, Config{DSN: u.String(), Schema: schema, Logger: slog.New(slog.DiscardHandler)})
+	switch {
+	case err != nil:
+		if !strings.Contains(err.Error(), "unsafe_async_commit") {
+			t.Errorf("options off: refused with %v, want the reason", err)
+		}
+	default:
+		if v := show(opts); v != "on" {
+			t.Errorf("options off: the session runs synchronous_commit=%s, want on or a refusal", v)
+		}
+		opts.Close()
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
+	"os"
 	"strings"
 	"sync"
 
@@ -32,6 +34,11 @@ type Config struct {
 	OnBatch func(ops int)
 	// Logger receives migration notices. Default slog.Default().
 	Logger *slog.Logger
+	// UnsafeAsyncCommit lets the DSN weaken durability (a synchronous or
+	// journal_mode pragma of its own): store.unsafe_async_commit. Without
+	// it such a DSN is refused, and Open checks that the write connection
+	// runs synchronous=FULL. Default false.
+	UnsafeAsyncCommit bool
 }
 
 func (c *Config) setDefaults() error {
@@ -64,6 +71,8 @@ type Store struct {
 	mu                        sync.RWMutex // held shared while an op is queued; Close takes it to stop new ops
 	closed                    bool
 	done                      chan struct{} // closed when the writer goroutine has ended
+	lock                      *os.File      // flock on the database file; nil for memory databases
+	synchronous               int           // the write connection's PRAGMA synchronous at Open
 }
 
 var _ store.Store = (*Store)(nil)
@@ -77,30 +86,64 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
+	path, weak, sets, err := parseDSN(cfg.DSN)
+	if err != nil {
+		return nil, err
+	}
+	if weak != "" && !cfg.UnsafeAsyncCommit {
+		return nil, fmt.Errorf("the sqlite dsn sets %s: tandem runs WAL with synchronous=FULL so that an acknowledged message is on disk; remove it, or set store.unsafe_async_commit: true", weak)
+	}
+	var lock *os.File
+	if path != "" {
+		if lock, err = lockFile(path); err != nil {
+			return nil, err
+		}
+	}
 	// synchronous=FULL: a commit returns only after the WAL is fsynced,
 	// which is what lets an answer to the caller mean "durable".
-	wdb, err := sql.Open("sqlite", withParams(cfg.DSN,
-		"_pragma=busy_timeout(10000)", "_pragma=foreign_keys(1)",
-		"_pragma=journal_mode(WAL)", "_pragma=synchronous(FULL)",
+	params := []string{"_pragma=busy_timeout(10000)", "_pragma=foreign_keys(1)",
 		// Savepoints copy each page they touch to a sub-journal; in memory,
 		// not in a temporary file, or every op pays for write syscalls.
-		"_pragma=temp_store(MEMORY)", "_pragma=cache_size(-65536)"))
+		"_pragma=temp_store(MEMORY)", "_pragma=cache_size(-65536)"}
+	if !sets["journal_mode"] {
+		params = append(params, "_pragma=journal_mode(WAL)")
+	}
+	if !sets["synchronous"] {
+		params = append(params, "_pragma=synchronous(FULL)")
+	}
+	wdb, err := sql.Open("sqlite", withParams(cfg.DSN, params...))
 	if err != nil {
+		closeLock(lock)
 		return nil, fmt.Errorf("open sqlite: %w", err)
+	}
+	var sync int
+	if err := wdb.QueryRowContext(ctx, `PRAGMA synchronous`).Scan(&sync); err != nil {
+		wdb.Close()
+		closeLock(lock)
+		return nil, fmt.Errorf("open sqlite: %w", err)
+	}
+	if !cfg.UnsafeAsyncCommit {
+		if sync < 2 { // 2 is FULL, 3 EXTRA
+			wdb.Close()
+			closeLock(lock)
+			return nil, fmt.Errorf("open sqlite: synchronous is %d, not FULL (2): an acknowledged message would not be on disk", sync)
+		}
 	}
 	wdb.SetMaxOpenConns(1)
 	wdb.SetMaxIdleConns(1)
 	wdb.SetConnMaxLifetime(0)
 	wdb.SetConnMaxIdleTime(0)
-	s := &Store{cfg: cfg, log: cfg.Logger, wdb: wdb, done: make(chan struct{})}
+	s := &Store{cfg: cfg, log: cfg.Logger, wdb: wdb, done: make(chan struct{}), lock: lock, synchronous: sync}
 	if err := s.migrate(ctx); err != nil {
 		wdb.Close()
+		closeLock(lock)
 		return nil, err
 	}
 	rdb, err := sql.Open("sqlite", withParams(cfg.DSN,
 		"_pragma=busy_timeout(10000)", "_pragma=query_only(1)"))
 	if err != nil {
 		wdb.Close()
+		closeLock(lock)
 		return nil, fmt.Errorf("open sqlite reader: %w", err)
 	}
 	rdb.SetMaxOpenConns(cfg.ReadConns)
@@ -114,12 +157,14 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		wdb.Close()
 		rdb.Close()
+		closeLock(lock)
 		return nil, fmt.Errorf("prepare sqlite reads: %w", err)
 	}
 	w, err := newWriter(ctx, wdb, cfg.MaxBatch, cfg.OnBatch)
 	if err != nil {
 		wdb.Close()
 		rdb.Close()
+		closeLock(lock)
 		return nil, err
 	}
 	s.w = w
@@ -128,6 +173,39 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		w.loop()
 	}()
 	return s, nil
+}
+
+// parseDSN returns the file a DSN names ("" for a memory database), the
+// first pragma in it that can weaken durability (synchronous or
+// journal_mode), if any, and which of the two it sets.
+func parseDSN(dsn string) (path, weak string, sets map[string]bool, err error) {
+	rest, query, _ := strings.Cut(dsn, "?")
+	rest = strings.TrimPrefix(rest, "file:")
+	vals, err := url.ParseQuery(query)
+	if err != nil {
+		return "", "", nil, fmt.Errorf("the sqlite dsn's parameters cannot be parsed: %w", err)
+	}
+	sets = map[string]bool{}
+	for _, p := range vals["_pragma"] {
+		name, _, _ := strings.Cut(strings.ToLower(strings.TrimSpace(p)), "(")
+		name, _, _ = strings.Cut(name, "=")
+		if name == "synchronous" || name == "journal_mode" {
+			if weak == "" {
+				weak = "_pragma=" + p
+			}
+			sets[name] = true
+		}
+	}
+	if rest == "" || strings.HasPrefix(rest, ":memory:") || vals.Get("mode") == "memory" {
+		return "", weak, sets, nil
+	}
+	return rest, weak, sets, nil
+}
+
+func closeLock(f *os.File) {
+	if f != nil {
+		f.Close()
+	}
 }
 
 // withParams appends driver query parameters to a DSN.
@@ -166,6 +244,8 @@ func (s *Store) Close() error {
 	s.mu.Unlock()
 	<-s.done
 	err := errors.Join(s.w.close(), s.dueCheck.Close(), s.claimedMessages.Close(), s.rdb.Close(), s.wdb.Close())
+	// Only now that SQLite has closed the file (see lockFile).
+	closeLock(s.lock)
 	if err != nil {
 		return fmt.Errorf("close sqlite: %w", err)
 	}

@@ -6,7 +6,8 @@
 // Rules the suite relies on:
 //   - open is called once per subtest and returns an empty store; it
 //     registers its own cleanup (t.Cleanup(s.Close)). Close may be called
-//     twice.
+//     twice. Subtests run in parallel (t.Parallel), so open must be safe
+//     to call from several goroutines.
 //   - All time comes from the params' Now fields; the suite never sleeps.
 //     Times use microsecond precision, the finest PostgreSQL keeps.
 package storetest
@@ -57,10 +58,16 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Fencing", testFencing},
 		{"InputChecks", testInputChecks},
 		{"Discard", testDiscard},
+		{"Optional", testOptional},
 		{"Purge", RunPurge},
 	}
+	// Every case opens its own stores and sets its own clock, so the cases
+	// run side by side.
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open) })
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			tt.fn(t, open)
+		})
 	}
 }
 
