@@ -67,7 +67,33 @@ func remoteError(op, base string, err error) error {
 	return fmt.Errorf("%s: %w", op, err)
 }
 
+// isHelp reports whether arg asks for help.
+func isHelp(arg string) bool {
+	switch arg {
+	case "-h", "-help", "--help", "help":
+		return true
+	}
+	return false
+}
+
+// groupHelp prints the usage of a command with subcommands: one line per
+// subcommand, and how to get each one's flags.
+func (m *Main) groupHelp(name string, lines ...string) error {
+	for i, l := range lines {
+		lead := "Usage:"
+		if i > 0 {
+			lead = "      "
+		}
+		fmt.Fprintf(m.Stdout, "%s tandem %s %s\n", lead, name, l)
+	}
+	fmt.Fprintf(m.Stdout, "\nRun 'tandem %s SUBCOMMAND --help' for its flags.\n", name)
+	return errHelpShown
+}
+
 func (m *Main) messages(ctx context.Context, args []string) error {
+	if len(args) > 0 && isHelp(args[0]) {
+		return m.groupHelp("messages", "list [--status S] [--route R] [--limit N] [--cursor C] [--json]", "show ID [--json]")
+	}
 	sub, args, err := subcommand(args, "list", "show")
 	if err != nil {
 		return usagef("messages: %v", err)

@@ -17,6 +17,11 @@ import (
 const dlqBatch = 1000
 
 func (m *Main) dlq(ctx context.Context, args []string) error {
+	if len(args) > 0 && isHelp(args[0]) {
+		return m.groupHelp("dlq", "list [--route R] [--target T] [--limit N] [--cursor C] [--json]",
+			"replay (--id ID ... | --route R | --target T | --all) [--limit N] [--json]",
+			"purge (--id ID ... | --route R | --target T | --all) [--limit N] [--json]")
+	}
 	sub, args, err := subcommand(args, "list", "replay", "purge")
 	if err != nil {
 		return usagef("dlq: %v", err)
