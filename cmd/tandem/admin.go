@@ -56,7 +56,7 @@ func remoteError(op, base string, err error) error {
 		case http.StatusForbidden:
 			hint = " (the key lacks the admin scope, or the server refuses this client)"
 		}
-		return fmt.Errorf("%s: %w%s%s", op, err, hint, problemDetails(p))
+		return fmt.Errorf("%s: %w%s", op, err, hint)
 	}
 	var op2 *net.OpError
 	var dns *net.DNSError
@@ -204,6 +204,3 @@ func printJourney(w io.Writer, m *client.Message) {
 	}
 	fmt.Fprintln(w)
 }
-
-// problemDetails lists a problem's field errors, one per line.
-func problemDetails(p *client.Problem) string { return "" }
