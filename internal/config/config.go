@@ -173,6 +173,10 @@ type Retry struct {
 	// MaxAge: no retry starts later than this after the message was
 	// accepted (or the delivery replayed). Default 24h.
 	MaxAge Duration `yaml:"max_age"`
+	// MaxRetryAfter caps how long a target's Retry-After is honoured, for
+	// the delivery that got it and for the target-wide pause. Default
+	// Max.
+	MaxRetryAfter Duration `yaml:"max_retry_after"`
 }
 
 // Breaker is a circuit breaker over a target's attempts.
@@ -225,6 +229,9 @@ type Route struct {
 	Deadline Duration `yaml:"deadline"`
 	// Saga compensates succeeded steps when a required step fails for good.
 	Saga bool `yaml:"saga"`
+	// IdempotencyTTL is how long a durable: false route remembers an
+	// Idempotency-Key and its answer (in memory, per process). Default 24h.
+	IdempotencyTTL Duration `yaml:"idempotency_ttl"`
 	// Steps are the calls the route makes. At least one.
 	Steps []*Step `yaml:"steps"`
 	// Response shapes the answer of respond: all or a list (templates).
@@ -265,10 +272,19 @@ type Step struct {
 	Path string `yaml:"path"`
 	// Compensate is the call that undoes this step in a saga.
 	Compensate *Compensate `yaml:"compensate"`
+	// CompensateUnknown false means a step that ends dead after an attempt
+	// whose outcome is unknown (a timeout or reset after the request was
+	// written) is not compensated: the target is trusted not to have acted.
+	// Default true: it may have happened, so the saga undoes it.
+	CompensateUnknown *bool `yaml:"compensate_unknown"`
 }
 
 // IsRequired reports whether the step is required.
 func (s *Step) IsRequired() bool { return s.Required == nil || *s.Required }
+
+// CompensatesUnknown reports whether a saga compensates this step when
+// its outcome is unknown.
+func (s *Step) CompensatesUnknown() bool { return s.CompensateUnknown == nil || *s.CompensateUnknown }
 
 // Compensate is a saga's undo call. Its templates may read its own step
 // and the steps that step waits for.

@@ -113,7 +113,7 @@ func TestDefaults(t *testing.T) {
 		Name: "pay", URL: "http://127.0.0.1:9/pay", Method: "POST",
 		Timeout: Timeout{Connect: Duration(2 * time.Second), Total: Duration(10 * time.Second)},
 		Retry: Retry{MaxAttempts: 8, Initial: Duration(500 * time.Millisecond), Max: Duration(5 * time.Minute),
-			Multiplier: 2, MaxAge: Duration(24 * time.Hour)},
+			Multiplier: 2, MaxAge: Duration(24 * time.Hour), MaxRetryAfter: Duration(5 * time.Minute)},
 		Breaker: Breaker{FailureRatio: 0.5, MinRequests: 20, Window: Duration(time.Minute),
 			OpenFor: Duration(30 * time.Second), HalfOpenProbes: 1},
 		Concurrency:     32,

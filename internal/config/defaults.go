@@ -32,6 +32,7 @@ const (
 	DefaultConcurrency     = 32
 	DefaultMaxResponseBody = Size(64 << 10)
 	DefaultDeadline        = Duration(30 * time.Second)
+	DefaultIdempotencyTTL  = Duration(24 * time.Hour)
 )
 
 // setDefaults fills every zero value that has a default. It runs after
@@ -72,6 +73,7 @@ func setDefaults(c *Config) {
 			r.Durable = ptr(true)
 		}
 		r.Deadline = or(r.Deadline, DefaultDeadline)
+		r.IdempotencyTTL = or(r.IdempotencyTTL, DefaultIdempotencyTTL)
 		for j, st := range r.Steps {
 			if st == nil {
 				st = &Step{}
@@ -107,6 +109,7 @@ func targetDefaults(t *Target) {
 	r.Initial = or(r.Initial, min(DefaultRetryInitial, r.Max))
 	r.Multiplier = or(r.Multiplier, DefaultRetryMultiplier)
 	r.MaxAge = or(r.MaxAge, DefaultRetryMaxAge)
+	r.MaxRetryAfter = or(r.MaxRetryAfter, r.Max)
 
 	b := &t.Breaker
 	b.FailureRatio = or(b.FailureRatio, DefaultFailureRatio)

@@ -16,7 +16,7 @@ func (r *Route) Spec() route.Spec {
 			st = &Step{}
 		}
 		ss := route.StepSpec{
-			Name: st.Name, After: st.After, Required: st.IsRequired(),
+			Name: st.Name, After: st.After, Required: st.IsRequired(), NoCompensateUnknown: !st.CompensatesUnknown(),
 			Call: route.Call{Target: st.Target, Method: st.Method, Body: st.Body, Headers: st.Headers, Query: st.Query, Path: st.Path},
 		}
 		if c := st.Compensate; c != nil {

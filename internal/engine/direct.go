@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"net/http"
 	"sync"
 	"time"
 
@@ -15,21 +14,19 @@ import (
 // succeeded run in parallel, each retried inside the route's deadline, and
 // the caller gets the merged answer. Nothing touches the store.
 func (e *Engine) fanOut(ctx context.Context, rp *routePlan, in *Inbound) (*Answer, error) {
-	deadline := rp.cfg.Deadline.D()
-	if deadline <= 0 {
-		deadline = 30 * time.Second
-	}
-	ctx, cancel := context.WithTimeout(ctx, deadline)
+	ctx, cancel := context.WithTimeout(ctx, routeDeadline(rp))
 	defer cancel()
 	id := newID()
 	n := len(rp.steps)
-	results := make([]record.Delivery, n)
+	// No saga runs in memory, so there are no compensations: one delivery
+	// per step, in step order.
+	results := rp.deliveries(time.Now())[:n]
 	durations := make([]time.Duration, n)
 	done := make([]chan struct{}, n)
 	index := make(map[string]int, n)
 	for i, sp := range rp.steps {
 		done[i] = make(chan struct{})
-		index[sp.cfg.Name] = i
+		index[sp.step.Name] = i
 	}
 	msg := &record.Message{ID: id, Route: rp.cfg.Name, Body: in.Body, Headers: in.Header, Query: in.Query}
 	var wg sync.WaitGroup
@@ -39,8 +36,7 @@ func (e *Engine) fanOut(ctx context.Context, rp *routePlan, in *Inbound) (*Answe
 			defer wg.Done()
 			defer close(done[i])
 			d := &results[i]
-			d.Step, d.Target, d.Required = sp.cfg.Name, sp.cfg.Target, sp.cfg.IsRequired()
-			for _, a := range sp.cfg.After {
+			for _, a := range d.After {
 				j := index[a]
 				<-done[j]
 				if results[j].Status != record.DeliverySucceeded {
@@ -52,10 +48,11 @@ func (e *Engine) fanOut(ctx context.Context, rp *routePlan, in *Inbound) (*Answe
 			// Every step a template reads is upstream of this one, so it is
 			// done (its done channel closed before ours could be reached).
 			env := template.NewEnv(messageInput(msg, id, memoryResults(results, index, sp.step.Reads), e.opts.Now()))
-			req, err := requestFor(sp.target.endpoint, sp, env, msg, id+"."+sp.cfg.Name)
+			req, err := requestFor(sp.target.endpoint, sp, env, msg, id+"."+sp.step.Name)
 			if err != nil {
-				d.Status = record.DeliveryDead
-				d.LastError = "permanent failure: " + err.Error()
+				// Never sent: decided as a permanent failure.
+				dec := decide(attemptFacts{Result: &target.Result{Outcome: record.OutcomePermanent, Err: err}})
+				d.Status, d.LastError = record.DeliveryDead, dec.Reason
 				return
 			}
 			durations[i] = e.callWithin(ctx, rp.cfg.Name, sp, req, d)
@@ -65,23 +62,9 @@ func (e *Engine) fanOut(ctx context.Context, rp *routePlan, in *Inbound) (*Answe
 	status := record.DeriveMessageStatus(results)
 	body := &MessageAnswer{ID: id, Status: status, Steps: make(map[string]StepAnswer, n)}
 	for i, d := range results {
-		sa := StepAnswer{Status: d.Status, HTTPStatus: d.ResponseStatus, Attempts: d.Attempts, DurationMS: durations[i].Milliseconds(), Error: d.LastError}
-		if d.Status == record.DeliverySucceeded {
-			sa.Error = ""
-		}
-		if len(d.ResponseBody) > 0 {
-			sa.Body = record.JSONBody(d.ResponseBody)
-		}
-		body.Steps[d.Step] = sa
+		body.Steps[d.Step] = stepAnswer(d, durations[i])
 	}
-	code := http.StatusOK
-	switch status {
-	case record.MessageSucceeded:
-	case record.MessagePartiallySucceeded:
-		code = http.StatusMultiStatus
-	default:
-		code = http.StatusBadGateway
-	}
+	code := mergedCode(status)
 	ans := &Answer{HTTPStatus: code, Body: body}
 	e.shape(rp, ans, msg, results)
 	return ans, nil
@@ -108,6 +91,7 @@ func memoryResults(results []record.Delivery, index map[string]int, names []stri
 
 // callWithin tries one step until it succeeds, fails for good, runs out of
 // attempts, or the context ends; it fills d and returns the time spent.
+// decide, shared with the durable worker, says what each outcome means.
 func (e *Engine) callWithin(ctx context.Context, route string, sp *stepPlan, req *target.Request, d *record.Delivery) time.Duration {
 	tr := sp.target
 	start := time.Now()
@@ -116,39 +100,34 @@ func (e *Engine) callWithin(ctx context.Context, route string, sp *stepPlan, req
 		d.Attempts++
 		e.metrics.ObserveAttempt(route, d.Step, d.Target, res.Outcome, res.Duration)
 		d.ResponseStatus, d.ResponseBody, d.ResponseHeaders = res.Status, res.Body, res.Header
-		switch res.Outcome {
-		case record.OutcomeSuccess:
+		now := time.Now()
+		deadline, _ := ctx.Deadline()
+		if ctx.Err() != nil {
+			deadline = now // the caller left, or the deadline passed
+		}
+		dec := decide(attemptFacts{
+			Result: res, N: d.Attempts, Since: start, Now: now, Deadline: deadline,
+			Policy: tr.policy, MaxRetryAfter: tr.maxRetryAfter, Jitter: e.opts.Jitter(),
+		})
+		switch dec.Verdict {
+		case verdictSucceeded:
 			d.Status = record.DeliverySucceeded
 			return time.Since(start)
-		case record.OutcomePermanent:
-			d.Status = record.DeliveryDead
-			d.LastError = "permanent failure: " + errorText(res)
+		case verdictRetry:
+		default:
+			d.Status, d.LastError = record.DeliveryDead, dec.Reason
 			return time.Since(start)
 		}
-		d.LastError = errorText(res)
-		now := time.Now()
-		next, ok := tr.policy.Next(d.Attempts, start, now, res.RetryAfter, e.opts.Jitter())
-		dl, hasDL := ctx.Deadline()
-		if !ok || ctx.Err() != nil || hasDL && next.After(dl) {
-			d.Status = record.DeliveryDead
-			return time.Since(start)
-		}
+		d.LastError = dec.Reason
 		// In-memory fan-out has no store to keep the wait in; it waits
 		// here, bounded by the route's deadline.
-		t := time.NewTimer(next.Sub(now))
+		t := time.NewTimer(dec.At.Sub(now))
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			d.Status = record.DeliveryDead
+			d.Status, d.LastError = record.DeliveryDead, atDeadline(d.Attempts, dec.Reason)
 			return time.Since(start)
 		case <-t.C:
 		}
 	}
-}
-
-func errorText(res *target.Result) string {
-	if res.Err != nil {
-		return res.Err.Error()
-	}
-	return http.StatusText(res.Status)
 }

@@ -16,20 +16,36 @@
 //     cannot crowd the store's single writer.
 //   - A claim's lease is the target's total timeout plus a margin (plus
 //     the longest wait for a rate limit token), so a request still in
-//     flight is never claimed and sent a second time.
+//     flight is never claimed and sent a second time. A request goes out
+//     only while the lease has at least the total timeout left; the store
+//     reads before it are bounded by what the lease has to spare, and a
+//     claim left with too little is given back uncounted (worker.go run).
+//   - Every write that ends or moves a claim carries the claim's lease
+//     (owner and fencing token, store.LeaseOf) and is built with the
+//     store's constructors.
+//   - One pure function, decide (outcome.go), turns an attempt's outcome
+//     into success, a retry at a time, a dead letter with its reason, or
+//     a postponed claim, for durable and durable: false routes alike.
 //   - A target's gates are shared by every route that calls it, and
 //     checked twice: the claim loop claims only what they let through
 //     (nothing while the breaker is open or the target paused by
 //     Retry-After, so that costs the store nothing), and each claimed
 //     delivery passes them again right before its request; one stopped
-//     there is given back, due when the gate opens, without counting an
-//     attempt.
+//     there is given back without counting an attempt: due when the
+//     breaker half-opens, or, stopped by a pause, due now (its own
+//     schedule; the pause, capped by retry.max_retry_after, lives in this
+//     process only).
 //   - A claimed delivery waits in memory for a rate limit token at most
 //     maxHold (1s); the loop claims no more than the tokens that come
 //     within it.
 //   - On shutdown, attempts still running after the grace period are
 //     cancelled and their deliveries given back (postponed to now) without
-//     counting an attempt.
+//     counting an attempt; a claim that returns as shutdown begins gives
+//     its deliveries back at once. Ingest calls enter under a gate that
+//     Shutdown closes before it waits for them.
+//   - At start, the open deliveries of targets the config no longer has
+//     are dead-lettered with the reason, so they can be seen and replayed.
 //   - durable: false routes never touch the store; their retries run inside
-//     the route's deadline.
+//     the route's deadline, and their idempotency keys live in a bounded
+//     in-memory memo (idempotency.go).
 package engine

@@ -72,6 +72,12 @@ type Engine struct {
 	waitMu  sync.Mutex
 	waiters map[string]chan struct{} // message id → closed on any change
 
+	memo *memo // idempotency keys of durable: false routes
+
+	// gate orders every inflight.Add against Shutdown: an ingest enters
+	// (Add) only under it and only while closing is false, and Shutdown
+	// sets closing under it before it waits, so no Add can race the Wait.
+	gate      sync.Mutex
 	closing   atomic.Bool
 	closingCh chan struct{}  // closed when Shutdown begins
 	inflight  sync.WaitGroup // ingest calls in progress
@@ -91,10 +97,10 @@ type routePlan struct {
 	byName map[string]*stepPlan // forward steps, and compensations by their "<step>.compensate" name
 }
 
-// stepPlan is one step with its target resolved.
+// stepPlan is one step of a plan, forward or compensation, with its
+// target resolved.
 type stepPlan struct {
-	cfg    *config.Step
-	step   *route.Step // compiled templates (request.go)
+	step   *route.Step // name, target, graph and compiled templates (request.go)
 	target *targetRunner
 }
 
@@ -139,6 +145,7 @@ func New(opts Options) (*Engine, error) {
 		routes:    map[string]*routePlan{},
 		targets:   map[string]*targetRunner{},
 		waiters:   map[string]chan struct{}{},
+		memo:      newMemo(memoMax),
 		closingCh: make(chan struct{}),
 	}
 	e.hardCtx, e.hardStop = context.WithCancel(context.Background())
@@ -146,16 +153,7 @@ func New(opts Options) (*Engine, error) {
 		e.targets[name] = newTargetRunner(e, tc)
 	}
 	for _, rc := range opts.Config.Routes {
-		rp := &routePlan{cfg: rc, byName: map[string]*stepPlan{}}
-		for _, sc := range rc.Steps {
-			tr := e.targets[sc.Target]
-			if tr == nil {
-				return nil, fmt.Errorf("engine: route %s step %s: unknown target %q", rc.Name, sc.Name, sc.Target)
-			}
-			sp := &stepPlan{cfg: sc, target: tr}
-			rp.steps = append(rp.steps, sp)
-			rp.byName[sc.Name] = sp
-		}
+		rp := &routePlan{cfg: rc}
 		if rc.IsDurable() && opts.Store == nil {
 			return nil, fmt.Errorf("engine: route %s is durable but there is no store", rc.Name)
 		}
@@ -183,6 +181,7 @@ func (e *Engine) Start(ctx context.Context) error {
 	if e.store == nil {
 		return nil
 	}
+	e.discardStranded(ctx)
 	loopCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	e.stopLoops = cancel
 	for _, tr := range e.targets {
@@ -195,14 +194,56 @@ func (e *Engine) Start(ctx context.Context) error {
 	return nil
 }
 
+// discardStranded dead-letters the open deliveries of every target the
+// store knows and the config no longer has (renamed or removed): no loop
+// would ever claim them, so they would wait forever, unseen. As dead
+// letters they are visible, and replayable once the target is back.
+// Running ones whose lease has not ended are left to their worker (a
+// replica on the old config). A store that cannot be read is logged: the
+// next start tries again.
+func (e *Engine) discardStranded(ctx context.Context) {
+	now := e.opts.Now().UTC()
+	stats, err := e.store.DeliveryStats(ctx, &now)
+	if err != nil {
+		e.log.Warn("look for deliveries of removed targets", "error", err)
+		return
+	}
+	for _, ts := range stats {
+		if e.targets[ts.Target] != nil || ts.Due+ts.Scheduled+ts.Waiting+ts.Running == 0 {
+			continue
+		}
+		reason := fmt.Sprintf("target %q is no longer configured", ts.Target)
+		total := 0
+		for {
+			n, err := e.store.DeliveryDiscard(ctx, &store.DeliveryDiscardParams{Target: ts.Target, Reason: reason, Limit: discardBatch, Now: &now})
+			total += n
+			if err != nil {
+				e.log.Warn("dead-letter deliveries of a removed target", "target", ts.Target, "error", err)
+				break
+			}
+			if n < discardBatch {
+				break
+			}
+		}
+		if total > 0 {
+			e.log.Warn("deliveries of a target that is no longer configured dead-lettered; replay them once it is back", "target", ts.Target, "deliveries", total)
+		}
+	}
+}
+
+// discardBatch is how many deliveries one DeliveryDiscard call settles.
+const discardBatch = 1000
+
 // Shutdown stops accepting, stops claiming, and waits for attempts in
 // flight until ctx ends; then it cancels those attempts and gives their
 // deliveries back to the store without counting an attempt. It does not
 // close the store.
 func (e *Engine) Shutdown(ctx context.Context) error {
+	e.gate.Lock()
 	if e.closing.CompareAndSwap(false, true) {
 		close(e.closingCh)
 	}
+	e.gate.Unlock()
 	if e.stopLoops != nil {
 		e.stopLoops()
 	}
@@ -226,6 +267,18 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 		}
 		return nil
 	}
+}
+
+// enter admits one ingest call (the caller then calls e.inflight.Done),
+// or reports false once shutdown has begun.
+func (e *Engine) enter() bool {
+	e.gate.Lock()
+	defer e.gate.Unlock()
+	if e.closing.Load() {
+		return false
+	}
+	e.inflight.Add(1)
+	return true
 }
 
 // Store returns the engine's store (nil when no route is durable).
@@ -255,7 +308,7 @@ func (e *Engine) Routes() []RouteInfo {
 			ri.Respond = rc.Respond.Steps
 		}
 		seen := map[string]bool{}
-		for _, s := range rc.Steps {
+		for _, s := range e.routes[n].plan.Steps {
 			ri.Steps = append(ri.Steps, s.Name)
 			if !seen[s.Target] {
 				seen[s.Target] = true
@@ -273,6 +326,14 @@ func (e *Engine) Routes() []RouteInfo {
 func (e *Engine) Replay(ctx context.Context, p *store.DeliveryReplayParams) (*store.DeliveryReplayResult, error) {
 	if e.store == nil {
 		return &store.DeliveryReplayResult{}, nil
+	}
+	if p.Now == nil {
+		// Replayed deliveries are due now on the engine's clock, the one
+		// its claims compare against.
+		q := *p
+		now := e.opts.Now().UTC()
+		q.Now = &now
+		p = &q
 	}
 	res, err := e.store.DeliveryReplay(ctx, p)
 	if err != nil {

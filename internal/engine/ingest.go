@@ -2,8 +2,6 @@ package engine
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -27,31 +25,34 @@ func newID() string {
 }
 
 // Ingest accepts one inbound request on a route and answers per the route's
-// respond setting. Errors: ErrUnknownRoute, ErrShuttingDown,
-// store.ErrIdempotencyConflict (409), store.ErrUnavailable (503).
+// respond setting. Errors: ErrUnknownRoute, ErrShuttingDown (503),
+// store.ErrIdempotencyConflict (422: the key was used with another body),
+// ErrIdempotencyInFlight (409: the key's first request still waits for
+// its answer), store.ErrUnavailable (503).
 func (e *Engine) Ingest(ctx context.Context, route string, in *Inbound) (*Answer, error) {
 	rp := e.routes[route]
 	if rp == nil {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownRoute, route)
 	}
-	e.inflight.Add(1)
-	defer e.inflight.Done()
-	if e.closing.Load() {
+	if !e.enter() {
 		return nil, ErrShuttingDown
 	}
+	defer e.inflight.Done()
 	start := time.Now()
 	var ans *Answer
 	var err error
 	if rp.cfg.IsDurable() {
 		ans, err = e.ingestDurable(ctx, rp, in)
 	} else {
-		ans, err = e.fanOut(ctx, rp, in)
+		ans, err = e.fanOutOnce(ctx, rp, in)
 	}
 	code := 0
 	switch {
 	case err == nil:
 		code = ans.HTTPStatus
 	case errors.Is(err, store.ErrIdempotencyConflict):
+		code = http.StatusUnprocessableEntity
+	case errors.Is(err, ErrIdempotencyInFlight):
 		code = http.StatusConflict
 	case errors.Is(err, store.ErrUnavailable), errors.Is(err, ErrShuttingDown):
 		code = http.StatusServiceUnavailable
@@ -64,43 +65,16 @@ func (e *Engine) Ingest(ctx context.Context, route string, in *Inbound) (*Answer
 
 func (e *Engine) ingestDurable(ctx context.Context, rp *routePlan, in *Inbound) (*Answer, error) {
 	now := e.opts.Now().UTC()
-	sum := sha256.Sum256(in.Body)
 	msg := record.Message{
 		ID:             newID(),
 		Route:          rp.cfg.Name,
 		IdempotencyKey: in.IdempotencyKey,
-		BodyHash:       hex.EncodeToString(sum[:]),
+		BodyHash:       bodyHash(in.Body),
 		Body:           in.Body,
 		Headers:        in.Header,
 		Query:          in.Query,
 	}
-	ds := make([]record.Delivery, 0, len(rp.steps))
-	for _, sp := range rp.steps {
-		d := record.Delivery{
-			ID:            newID(),
-			Step:          sp.cfg.Name,
-			Target:        sp.cfg.Target,
-			After:         sp.cfg.After,
-			Required:      sp.cfg.IsRequired(),
-			Status:        record.DeliveryScheduled,
-			NextAttemptAt: now,
-		}
-		if len(sp.cfg.After) > 0 {
-			d.Status = record.DeliveryWaiting
-			d.NextAttemptAt = time.Time{}
-		}
-		ds = append(ds, d)
-	}
-	// A saga's compensations are committed with the message: each waits
-	// until record.Resolve decides it runs or is cancelled.
-	for _, cs := range rp.plan.Compensations {
-		ds = append(ds, record.Delivery{
-			ID:     newID(),
-			Step:   cs.Name,
-			Target: cs.Target,
-			Status: record.DeliveryWaiting,
-		})
-	}
+	ds := rp.deliveries(now)
 	waiting := rp.cfg.Respond.Mode != "" && rp.cfg.Respond.Mode != config.RespondAccepted
 	var changed <-chan struct{}
 	if waiting {
@@ -116,12 +90,16 @@ func (e *Engine) ingestDurable(ctx context.Context, rp *routePlan, in *Inbound) 
 		return nil, fmt.Errorf("accept message: %w", err)
 	}
 	id := res.Message.ID
+	location := "/v1/messages/" + id
 	if res.Existing {
 		e.log.Debug("idempotent repeat", "route", rp.cfg.Name, "message_id", id)
 		if waiting {
-			e.unsubscribe(msg.ID)
-			changed = e.subscribe(id)
-			defer e.unsubscribe(id)
+			ans, err := e.repeatDurable(ctx, rp, id)
+			if err != nil {
+				return nil, err
+			}
+			ans.Location = location
+			return ans, nil
 		}
 	} else {
 		e.metrics.MessageAccepted(rp.cfg.Name)
@@ -131,7 +109,6 @@ func (e *Engine) ingestDurable(ctx context.Context, rp *routePlan, in *Inbound) 
 			}
 		}
 	}
-	location := "/v1/messages/" + id
 	if !waiting {
 		return &Answer{
 			HTTPStatus: http.StatusAccepted,
@@ -145,18 +122,53 @@ func (e *Engine) ingestDurable(ctx context.Context, rp *routePlan, in *Inbound) 
 		return nil, err
 	}
 	ans.Location = location
-	ans.Repeat = res.Existing
 	return ans, nil
+}
+
+// deliveries builds a new message's deliveries, one per step in plan
+// order, then, in a saga, one per compensation. It is the one place both
+// durable and durable: false routes get them from. A step with after
+// dependencies starts waiting; the others are due at now. A saga's
+// compensations are committed with the message: each waits until
+// record.Resolve decides it runs or is cancelled.
+func (rp *routePlan) deliveries(now time.Time) []record.Delivery {
+	ds := make([]record.Delivery, 0, len(rp.steps)+len(rp.plan.Compensations))
+	for _, sp := range rp.steps {
+		d := record.Delivery{
+			ID:       newID(),
+			Route:    rp.cfg.Name,
+			Step:     sp.step.Name,
+			Target:   sp.step.Target,
+			After:    sp.step.After,
+			Required: sp.step.Required,
+			// A saga undoes a step that may have happened, unless the
+			// step says its target can be trusted not to have acted.
+			NoCompensateUnknown: sp.step.NoCompensateUnknown,
+			Status:              record.DeliveryScheduled,
+			NextAttemptAt:       now,
+		}
+		if len(sp.step.After) > 0 {
+			d.Status = record.DeliveryWaiting
+			d.NextAttemptAt = time.Time{}
+		}
+		ds = append(ds, d)
+	}
+	for _, cs := range rp.plan.Compensations {
+		ds = append(ds, record.Delivery{
+			ID:     newID(),
+			Route:  rp.cfg.Name,
+			Step:   cs.Name,
+			Target: cs.Target,
+			Status: record.DeliveryWaiting,
+		})
+	}
+	return ds
 }
 
 // await waits until the route's respond point is reached for message id,
 // or the route's deadline passes (then 202 with the current status).
 func (e *Engine) await(ctx context.Context, rp *routePlan, id string, changed <-chan struct{}) (*Answer, error) {
-	deadline := rp.cfg.Deadline.D()
-	if deadline <= 0 {
-		deadline = 30 * time.Second
-	}
-	timer := time.NewTimer(deadline)
+	timer := time.NewTimer(routeDeadline(rp))
 	defer timer.Stop()
 	poll := time.NewTicker(e.opts.WaitPoll)
 	defer poll.Stop()
@@ -206,7 +218,11 @@ func (e *Engine) answerFor(rp *routePlan, md *record.MessageDetail, late bool) (
 		if _, isComp := record.Compensates(d.Step); isComp && d.Status == record.DeliveryCancelled {
 			continue // a compensation that was not needed is not news
 		}
-		body.Steps[d.Step] = stepAnswer(d, md.Attempts[d.ID])
+		var took time.Duration
+		for _, a := range md.Attempts[d.ID] {
+			took += a.Duration
+		}
+		body.Steps[d.Step] = stepAnswer(d, took)
 		if !d.Status.Final() {
 			done = false
 		} else if d.Status != record.DeliverySucceeded {
@@ -224,13 +240,7 @@ func (e *Engine) answerFor(rp *routePlan, md *record.MessageDetail, late bool) (
 	}
 	code := http.StatusOK
 	if all {
-		switch md.Message.Status {
-		case record.MessageSucceeded:
-		case record.MessagePartiallySucceeded:
-			code = http.StatusMultiStatus
-		default:
-			code = http.StatusBadGateway
-		}
+		code = mergedCode(md.Message.Status)
 	} else if !ok {
 		code = http.StatusBadGateway
 	}
@@ -261,18 +271,27 @@ func (e *Engine) shape(rp *routePlan, ans *Answer, msg *record.Message, ds []rec
 	}
 }
 
-func stepAnswer(d record.Delivery, attempts []record.Attempt) StepAnswer {
-	sa := StepAnswer{Status: d.Status, HTTPStatus: d.ResponseStatus, Attempts: d.Attempts, Error: d.LastError}
+// stepAnswer is one step's part of an answer; took is the time its
+// attempts took.
+func stepAnswer(d record.Delivery, took time.Duration) StepAnswer {
+	sa := StepAnswer{Status: d.Status, HTTPStatus: d.ResponseStatus, Attempts: d.Attempts, Error: d.LastError, DurationMS: took.Milliseconds()}
 	if d.Status == record.DeliverySucceeded {
 		sa.Error = ""
 	}
 	if len(d.ResponseBody) > 0 {
 		sa.Body = record.JSONBody(d.ResponseBody)
 	}
-	var total time.Duration
-	for _, a := range attempts {
-		total += a.Duration
-	}
-	sa.DurationMS = total.Milliseconds()
 	return sa
+}
+
+// mergedCode is the status code of a respond: all answer: 200 when every
+// required step succeeded, 207 when some did, 502 otherwise.
+func mergedCode(status record.MessageStatus) int {
+	switch status {
+	case record.MessageSucceeded:
+		return http.StatusOK
+	case record.MessagePartiallySucceeded:
+		return http.StatusMultiStatus
+	}
+	return http.StatusBadGateway
 }

@@ -345,3 +345,63 @@ routes:
 		t.Errorf("status %s", md.Message.Status)
 	}
 }
+
+// TestSagaCompensatesTimedOutStep: a step whose only attempt timed out
+// after the request was written may have charged the card, so the saga
+// refunds it; with compensate_unknown: false it does not.
+func TestSagaCompensatesTimedOutStep(t *testing.T) {
+	t.Parallel()
+	pay := newBodyTarget(t, func(r *http.Request, _ string) (int, string) {
+		<-r.Context().Done() // the charge happens, the answer never comes
+		return 200, `{}`
+	})
+	refund := newBodyTarget(t, answer(200, `{}`))
+	s := start(t, fmt.Sprintf(`
+targets:
+  pay: { url: %q, timeout: { total: 200ms }, retry: { max_attempts: 1 } }
+  refund: { url: %q }
+routes:
+  - name: order
+    path: /order
+    respond: all
+    saga: true
+    steps:
+      - name: charge
+        target: pay
+        compensate: { target: refund }
+  - name: trusting
+    path: /trusting
+    respond: all
+    saga: true
+    steps:
+      - name: charge
+        target: pay
+        compensate_unknown: false
+        compensate: { target: refund }
+`, pay.srv.URL, refund.srv.URL), engine.Options{})
+
+	ans := ingest(t, s.eng, "order", `{}`, "")
+	if ans.Body.Status != record.MessageCompensated {
+		t.Fatalf("answer %d %+v, want the message compensated", ans.HTTPStatus, ans.Body)
+	}
+	if n := len(refund.requests()); n != 1 {
+		t.Fatalf("refund called %d times, want 1", n)
+	}
+	md, err := s.store.MessageGet(context.Background(), ans.Body.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range md.Deliveries {
+		if d.Step == "charge" && (d.Status != record.DeliveryDead || !d.OutcomeUnknown) {
+			t.Errorf("charge: %s, outcome unknown %v; want dead and unknown", d.Status, d.OutcomeUnknown)
+		}
+	}
+
+	ans = ingest(t, s.eng, "trusting", `{}`, "")
+	if ans.Body.Status != record.MessageFailed {
+		t.Fatalf("compensate_unknown false: %d %+v, want failed", ans.HTTPStatus, ans.Body)
+	}
+	if n := len(refund.requests()); n != 1 {
+		t.Errorf("refund called %d times in all, want still 1", n)
+	}
+}

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/tandem-run/tandem/internal/config"
 	"github.com/tandem-run/tandem/internal/record"
 	"github.com/tandem-run/tandem/internal/route"
 	"github.com/tandem-run/tandem/internal/route/template"
@@ -30,27 +29,17 @@ func (e *Engine) compilePlan(rp *routePlan) error {
 		return fmt.Errorf("engine: %w", err)
 	}
 	rp.plan = plan
-	for _, sp := range rp.steps {
-		sp.step = plan.Step(sp.cfg.Name)
-		if sp.step == nil {
-			return fmt.Errorf("engine: route %s: step %s was not compiled", rp.cfg.Name, sp.cfg.Name)
-		}
-	}
-	for _, cs := range plan.Compensations {
-		tr := e.targets[cs.Target]
+	rp.byName = make(map[string]*stepPlan, len(plan.Steps)+len(plan.Compensations))
+	for _, st := range slices.Concat(plan.Steps, plan.Compensations) {
+		tr := e.targets[st.Target]
 		if tr == nil {
-			return fmt.Errorf("engine: route %s step %s: unknown target %q", rp.cfg.Name, cs.Name, cs.Target)
+			return fmt.Errorf("engine: route %s step %s: unknown target %q", rp.cfg.Name, st.Name, st.Target)
 		}
-		method := cs.Method
-		if method == "" {
-			method = tr.cfg.Method
+		sp := &stepPlan{step: st, target: tr}
+		if st.Compensates == "" {
+			rp.steps = append(rp.steps, sp)
 		}
-		required := false
-		rp.byName[cs.Name] = &stepPlan{
-			cfg:    &config.Step{Name: cs.Name, Target: cs.Target, Method: method, Required: &required},
-			step:   cs,
-			target: tr,
-		}
+		rp.byName[st.Name] = sp
 	}
 	return nil
 }
@@ -83,7 +72,8 @@ func requestFor(ep *target.Endpoint, sp *stepPlan, env *template.Env, msg *recor
 	if err != nil {
 		return nil, fmt.Errorf("template: %w", err)
 	}
-	req := &target.Request{Endpoint: ep, Method: sp.cfg.Method, IdempotencyKey: key}
+	// A step without a method of its own ("") uses the target's.
+	req := &target.Request{Endpoint: ep, Method: sp.step.Method, IdempotencyKey: key}
 	if r.Forward {
 		if msg != nil {
 			req.Body = msg.Body

@@ -14,8 +14,12 @@ import (
 var (
 	// ErrUnknownRoute: no route has that name.
 	ErrUnknownRoute = errors.New("unknown route")
-	// ErrShuttingDown: the engine no longer accepts messages.
+	// ErrShuttingDown: the engine no longer accepts messages (503, with
+	// Retry-After).
 	ErrShuttingDown = errors.New("shutting down")
+	// ErrIdempotencyInFlight: a repeat of an Idempotency-Key whose first
+	// request still waits for its answer (409).
+	ErrIdempotencyInFlight = errors.New("a request with this idempotency key is still in progress")
 )
 
 // Inbound is one request received on a route.

@@ -33,12 +33,16 @@ type targetRunner struct {
 	cfg      *config.Target
 	endpoint *target.Endpoint
 	policy   resilience.Policy
-	lease    time.Duration
-	limit    int                          // concurrency: the size of slots
-	adaptive *resilience.ConcurrencyLimit // at most limit; lower while failing
-	breaker  *resilience.Breaker          // nil when disabled
-	limiter  *resilience.Limiter          // nil without a rate limit
-	metrics  *telemetry.TargetMetrics
+	// maxRetryAfter caps a Retry-After, for the delivery that got it and
+	// for the target-wide pause (retry.max_retry_after).
+	maxRetryAfter time.Duration
+	lease         time.Duration                // a claim's length: total + margin (+ maxHold)
+	total         time.Duration                // the target's total timeout: one whole attempt
+	limit         int                          // concurrency: the size of slots
+	adaptive      *resilience.ConcurrencyLimit // at most limit; lower while failing
+	breaker       *resilience.Breaker          // nil when disabled
+	limiter       *resilience.Limiter          // nil without a rate limit
+	metrics       *telemetry.TargetMetrics
 
 	// pausedUntil (unix nanoseconds, 0 = none) is when the target's
 	// Retry-After pause ends; it only moves forward.
@@ -68,8 +72,9 @@ func newTargetRunner(e *Engine, tc *config.Target) *targetRunner {
 			Multiplier:  tc.Retry.Multiplier,
 			MaxAge:      tc.Retry.MaxAge.D(),
 		},
-		limit:    conc,
-		adaptive: resilience.NewConcurrencyLimit(conc),
+		maxRetryAfter: tc.Retry.MaxRetryAfter.D(),
+		limit:         conc,
+		adaptive:      resilience.NewConcurrencyLimit(conc),
 		limiter: resilience.NewLimiter(resilience.LimiterSettings{
 			PerSecond: tc.RateLimit.PerSecond, Burst: tc.RateLimit.Burst, Shared: tc.RateLimit.Shared,
 		}),
@@ -84,9 +89,13 @@ func newTargetRunner(e *Engine, tc *config.Target) *targetRunner {
 	if margin <= 0 {
 		margin = e.opts.LeaseMargin
 	}
+	tr.total = total
 	tr.lease = total + margin
 	if tr.limiter != nil {
 		tr.lease += maxHold
+	}
+	if tr.maxRetryAfter <= 0 {
+		tr.maxRetryAfter = tr.policy.WithDefaults().Max
 	}
 	if !tc.Breaker.Disabled {
 		tr.breaker = resilience.NewBreaker(resilience.BreakerSettings{
@@ -177,11 +186,14 @@ func (tr *targetRunner) loop(ctx context.Context) {
 		want, wait := tr.admit(now)
 		got := 0
 		if want > 0 {
-			ds, err := e.store.DeliveryClaim(ctx, &store.DeliveryClaimParams{
-				Target: tr.cfg.Name, Limit: want, LeaseFor: tr.lease, Owner: e.opts.Owner, Now: &now,
-			})
+			ds, err := tr.claim(ctx, want, now)
 			switch {
 			case ctx.Err() != nil:
+				// Shutdown began while the claim ran: give back at once what
+				// it took, or each would stay running for a whole lease.
+				for i := range ds {
+					tr.postpone(&ds[i], e.opts.Now(), telemetry.PostponeShutdown, "")
+				}
 				return
 			case err != nil:
 				// The store is away; try again later, slower each time.
@@ -229,6 +241,20 @@ func (tr *targetRunner) loop(ctx context.Context) {
 		}
 	}
 }
+
+// claim leases up to n due deliveries. It does not stop when ctx (the
+// loop's) ends, so the claim's rows always come back to be run or given
+// back, never left running until their lease ends; it is bounded instead.
+func (tr *targetRunner) claim(ctx context.Context, n int, now time.Time) ([]record.Delivery, error) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), claimTimeout)
+	defer cancel()
+	return tr.e.store.DeliveryClaim(cctx, &store.DeliveryClaimParams{
+		Target: tr.cfg.Name, Limit: n, LeaseFor: tr.lease, Owner: tr.e.opts.Owner, Now: &now,
+	})
+}
+
+// claimTimeout bounds one claim query.
+const claimTimeout = 10 * time.Second
 
 // claimBatch is the fewest free slots worth a claim while attempts are in
 // flight: a quarter of the cap, at most 8.
@@ -328,6 +354,10 @@ func (tr *targetRunner) pause(now, until time.Time) {
 	}
 }
 
+// postponeLease counts a claim given back because its lease no longer
+// covers a whole attempt.
+const postponeLease = "lease"
+
 // run makes one attempt of a claimed delivery and records its outcome.
 // hold is how long to wait first for a rate limit token.
 func (tr *targetRunner) run(d *record.Delivery, hold time.Duration) {
@@ -343,12 +373,64 @@ func (tr *targetRunner) run(d *record.Delivery, hold time.Duration) {
 		case <-t.C:
 		}
 	}
+	// The request goes out only while the lease still covers a whole
+	// attempt: past that, the delivery may be claimed again (by this
+	// engine or another) while the request is in flight. The reads
+	// before it get only what the lease has to spare.
+	spare := tr.spare(d)
+	if spare <= 0 {
+		tr.postpone(d, e.opts.Now(), postponeLease, "")
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, spare)
+	defer cancel()
+	if d.Message == nil {
+		md, err := e.store.MessageGet(rctx, d.MessageID)
+		if err != nil {
+			if tr.outOfLease(ctx, rctx, d) {
+				return
+			}
+			e.log.Warn("read message for delivery", "message_id", d.MessageID, "delivery_id", d.ID, "error", err)
+			tr.release(d, e.opts.Now().Add(time.Second), "read message: "+err.Error())
+			return
+		}
+		d.Message = &md.Message
+	}
+	rp := e.routes[d.Route]
+	var sp *stepPlan
+	if rp != nil {
+		sp = rp.byName[d.Step]
+	}
+	if sp == nil {
+		// The config changed under a stored message: nothing can be sent.
+		tr.fail(d, fmt.Errorf("route %q has no step %q in the current config", d.Route, d.Step))
+		return
+	}
+	req, err := tr.buildRequest(rctx, sp, d)
+	if errors.Is(err, errReadLater) {
+		// The step results a template reads could not be loaded: try again
+		// soon, without counting an attempt.
+		if tr.outOfLease(ctx, rctx, d) {
+			return
+		}
+		tr.release(d, e.opts.Now().Add(time.Second), err.Error())
+		return
+	}
+	if err != nil {
+		// A request that cannot be built for this message will never be:
+		// dead-letter it with the reason.
+		tr.fail(d, err)
+		return
+	}
 	// The gates again, right before the call: the target may have paused
 	// or its breaker opened since the claim. Such a delivery is given
-	// back for when the gate opens, without counting an attempt.
+	// back without counting an attempt.
 	now := e.opts.Now()
 	if until := tr.paused(now); !until.IsZero() {
-		tr.postpone(d, until, telemetry.PostponePaused, "postponed: the target asked to wait (Retry-After)")
+		// Due now, as its own schedule says: the pause holds this
+		// process's claim loop until it ends; written into the store, it
+		// would hold every replica and outlive a restart.
+		tr.postpone(d, now, telemetry.PostponePaused, "postponed: the target asked to wait (Retry-After)")
 		return
 	}
 	permit, err := tr.breaker.Allow()
@@ -361,57 +443,72 @@ func (tr *targetRunner) run(d *record.Delivery, hold time.Duration) {
 		tr.postpone(d, at, telemetry.PostponeBreakerOpen, "postponed: circuit breaker open")
 		return
 	}
-	msg := d.Message
-	if msg == nil {
-		md, err := e.store.MessageGet(ctx, d.MessageID)
-		if err != nil {
-			permit.Cancel()
-			e.log.Warn("read message for delivery", "message_id", d.MessageID, "delivery_id", d.ID, "error", err)
-			tr.release(d, e.opts.Now().Add(time.Second), "read message: "+err.Error())
-			return
-		}
-		msg = &md.Message
-	}
-	rp := e.routes[d.Route]
-	var sp *stepPlan
-	if rp != nil {
-		sp = rp.byName[d.Step]
-	}
-	if sp == nil {
-		// The config changed under a stored message: nothing can be sent.
+	if tr.spare(d) <= 0 {
+		// The reads took what the lease had to spare.
 		permit.Cancel()
-		tr.finish(d, &target.Result{Outcome: record.OutcomePermanent,
-			Err: fmt.Errorf("route %q has no step %q in the current config", d.Route, d.Step)}, e.opts.Now())
-		return
-	}
-	if d.Message == nil {
-		d.Message = msg
-	}
-	req, err := tr.buildRequest(ctx, sp, d)
-	if errors.Is(err, errReadLater) {
-		// The step results a template reads could not be loaded: try again
-		// soon, without counting an attempt.
-		permit.Cancel()
-		tr.release(d, e.opts.Now().Add(time.Second), err.Error())
-		return
-	}
-	if err != nil {
-		// A request that cannot be built for this message will never be:
-		// dead-letter it with the reason.
-		permit.Cancel()
-		tr.finish(d, &target.Result{Outcome: record.OutcomePermanent, Err: err}, e.opts.Now())
+		tr.postpone(d, e.opts.Now(), postponeLease, "")
 		return
 	}
 	started := e.opts.Now()
 	res := e.caller.Do(ctx, req)
-	if ctx.Err() != nil && res.Outcome != record.OutcomeSuccess {
+	dec := decide(tr.facts(d, res, e.opts.Now(), ctx.Err() != nil))
+	if dec.Verdict == verdictPostpone {
 		// Shutdown cut the attempt short: give the delivery back uncounted.
 		permit.Cancel()
-		tr.postpone(d, e.opts.Now(), telemetry.PostponeShutdown, "")
+		tr.postpone(d, dec.At, telemetry.PostponeShutdown, "")
 		return
 	}
 	tr.observe(permit, res)
-	tr.finish(d, res, started)
+	tr.finish(d, res, started, dec)
+}
+
+// spare is how much of d's lease is left beyond one whole attempt (the
+// target's total timeout), on the engine's clock. A claimed delivery's
+// NextAttemptAt is when its lease ends.
+func (tr *targetRunner) spare(d *record.Delivery) time.Duration {
+	return d.NextAttemptAt.Sub(tr.e.opts.Now()) - tr.total
+}
+
+// outOfLease reports whether a read before the request failed because it
+// ran past what the lease had to spare (rctx ended, ctx did not); then it
+// gives the claim back uncounted, due in a second, as after any failed
+// read: a slow store is not asked again at once.
+func (tr *targetRunner) outOfLease(ctx, rctx context.Context, d *record.Delivery) bool {
+	if ctx.Err() != nil || rctx.Err() == nil {
+		return false
+	}
+	tr.e.log.Warn("store read took what the lease had to spare; delivery given back", "message_id", d.MessageID, "delivery_id", d.ID, "step", d.Step)
+	tr.postpone(d, tr.e.opts.Now().Add(time.Second), postponeLease, "")
+	return true
+}
+
+// facts gathers what decide needs of an attempt of d that ended at now.
+func (tr *targetRunner) facts(d *record.Delivery, res *target.Result, now time.Time, stopped bool) attemptFacts {
+	since := d.ReplayedAt
+	if since.IsZero() && d.Message != nil {
+		since = d.Message.CreatedAt
+	}
+	if since.IsZero() {
+		since = d.CreatedAt
+	}
+	return attemptFacts{
+		Result:        res,
+		N:             d.Attempts + 1 - d.AttemptsAtReplay,
+		Since:         since,
+		Now:           now.UTC(),
+		Stopped:       stopped,
+		Policy:        tr.policy,
+		MaxRetryAfter: tr.maxRetryAfter,
+		Jitter:        tr.e.opts.Jitter(),
+	}
+}
+
+// fail records an attempt that could not be made for this message (no
+// request can be built): a permanent failure.
+func (tr *targetRunner) fail(d *record.Delivery, err error) {
+	now := tr.e.opts.Now()
+	res := &target.Result{Outcome: record.OutcomePermanent, Err: err}
+	tr.finish(d, res, now, decide(tr.facts(d, res, now, false)))
 }
 
 // observe feeds an attempt's outcome to the breaker, the adaptive
@@ -434,57 +531,32 @@ func (tr *targetRunner) observe(permit resilience.Permit, res *target.Result) {
 	}
 	if transient && res.RetryAfter > 0 && (res.Status == http.StatusTooManyRequests || res.Status == http.StatusServiceUnavailable) {
 		now := tr.e.opts.Now()
-		tr.pause(now, now.Add(res.RetryAfter))
+		tr.pause(now, now.Add(capRetryAfter(res.RetryAfter, tr.maxRetryAfter)))
 	}
 }
 
-// finish records the attempt and decides the delivery's next state.
-func (tr *targetRunner) finish(d *record.Delivery, res *target.Result, started time.Time) {
+// finish records the attempt and the delivery's next state as dec says.
+func (tr *targetRunner) finish(d *record.Delivery, res *target.Result, started time.Time, dec decision) {
 	e := tr.e
 	now := e.opts.Now().UTC()
 	n := d.Attempts + 1
-	att := record.Attempt{DeliveryID: d.ID, N: n, StartedAt: started.UTC(), Duration: res.Duration, HTTPStatus: res.Status, Outcome: res.Outcome}
-	p := &store.DeliveryCompleteParams{
-		DeliveryID:      d.ID,
-		Owner:           e.opts.Owner,
-		LeaseToken:      d.LeaseToken,
-		ResponseStatus:  res.Status,
-		ResponseBody:    res.Body,
-		ResponseHeaders: res.Header,
-		Now:             &now,
-	}
-	errText := ""
-	if res.Err != nil {
-		errText = res.Err.Error()
-	} else if res.Outcome != record.OutcomeSuccess {
-		errText = fmt.Sprintf("status %d", res.Status)
-	}
-	att.Error = errText
-	switch res.Outcome {
-	case record.OutcomeSuccess:
-		p.Status = record.DeliverySucceeded
-	case record.OutcomePermanent:
-		p.Status = record.DeliveryDead
-		p.LastError = "permanent failure: " + errText
+	errText := errorText(res)
+	att := record.Attempt{N: n, StartedAt: started.UTC(), Duration: res.Duration, HTTPStatus: res.Status, Outcome: res.Outcome, Error: errText}
+	lease := store.LeaseOf(d)
+	resp := store.Response{Status: res.Status, Body: res.Body, Headers: res.Header}
+	var p *store.DeliveryCompleteParams
+	switch dec.Verdict {
+	case verdictSucceeded:
+		p = store.CompleteSucceeded(lease, att, resp)
+	case verdictRetry:
+		p = store.CompleteRetry(lease, att, resp, dec.At, dec.Reason)
 	default:
-		since := d.ReplayedAt
-		if since.IsZero() && d.Message != nil {
-			since = d.Message.CreatedAt
-		}
-		if since.IsZero() {
-			since = d.CreatedAt
-		}
-		next, ok := tr.policy.Next(n-d.AttemptsAtReplay, since, now, res.RetryAfter, e.opts.Jitter())
-		if ok {
-			p.Status = record.DeliveryScheduled
-			p.NextAttemptAt = next
-			p.LastError = errText
-		} else {
-			p.Status = record.DeliveryDead
-			p.LastError = fmt.Sprintf("gave up after %d attempts: %s", n-d.AttemptsAtReplay, errText)
-		}
+		p = store.CompleteDead(lease, att, resp, dec.Reason)
 	}
-	p.Attempt = att
+	// Kept with the delivery: a saga compensates a step that ends dead
+	// after an attempt that may have reached the target.
+	p.Unknown = res.Unknown && res.Outcome != record.OutcomeSuccess
+	p.Now = &now
 	route := d.Route
 	e.metrics.ObserveAttempt(route, d.Step, d.Target, res.Outcome, res.Duration)
 	res2, err := tr.record(d, p)
@@ -499,21 +571,21 @@ func (tr *targetRunner) finish(d *record.Delivery, res *target.Result, started t
 		return
 	}
 	log := e.log.With("message_id", d.MessageID, "delivery_id", d.ID, "route", route, "step", d.Step, "target", d.Target, "attempt", n)
-	switch p.Status {
-	case record.DeliverySucceeded:
+	switch dec.Verdict {
+	case verdictSucceeded:
 		log.Debug("delivered", "http_status", res.Status, "duration_ms", res.Duration.Milliseconds())
 		e.metrics.DeliveryFinished(route, d.Step, d.Target, string(record.DeliverySucceeded))
-	case record.DeliveryDead:
-		log.Warn("dead letter", "http_status", res.Status, "reason", p.LastError)
+	case verdictRetry:
+		log.Info("retry scheduled", "http_status", res.Status, "error", errText, "next_attempt_at", dec.At)
+		if dec.At.Sub(now) < e.opts.PollInterval {
+			tr.poke()
+		}
+	default:
+		log.Warn("dead letter", "http_status", res.Status, "reason", dec.Reason)
 		if step, ok := record.Compensates(d.Step); ok {
 			log.Error("compensation failed: a person must undo the step, or replay this dead letter", "undoes", step)
 		}
 		e.metrics.DeliveryFinished(route, d.Step, d.Target, string(record.DeliveryDead))
-	default:
-		log.Info("retry scheduled", "http_status", res.Status, "error", errText, "next_attempt_at", p.NextAttemptAt)
-		if p.NextAttemptAt.Sub(now) < e.opts.PollInterval {
-			tr.poke()
-		}
 	}
 	for _, r := range res2.Ready {
 		e.wake(r.Target)
@@ -564,7 +636,9 @@ func (tr *targetRunner) release(d *record.Delivery, at time.Time, reason string)
 	at = at.UTC()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	err := e.store.DeliveryPostpone(ctx, &store.DeliveryPostponeParams{DeliveryID: d.ID, Owner: e.opts.Owner, LeaseToken: d.LeaseToken, NextAttemptAt: at, Reason: reason, Now: &now})
+	p := store.Postpone(store.LeaseOf(d), at, reason)
+	p.Now = &now
+	err := e.store.DeliveryPostpone(ctx, p)
 	if err != nil && !errors.Is(err, store.ErrLeaseLost) {
 		e.log.Warn("give delivery back", "delivery_id", d.ID, "error", err)
 	}

@@ -46,6 +46,8 @@ type Step struct {
 	// Required is false when a failure neither counts against the
 	// message nor triggers compensation. Always false for compensations.
 	Required bool
+	// NoCompensateUnknown: see StepSpec.
+	NoCompensateUnknown bool
 	// Upstream is every step this one waits for, directly or not, sorted.
 	Upstream []string
 	// Downstream is every step that waits for this one, directly or not,
@@ -95,7 +97,7 @@ func Compile(r Spec) (*Plan, error) {
 	for j, sc := range r.Steps {
 		s := &Step{
 			Name: sc.Name, Target: sc.Target, Method: sc.Method, After: slices.Clone(sc.After),
-			Required: sc.Required, Upstream: g.upstream[j], Downstream: g.downstream[j], Level: g.level[j],
+			Required: sc.Required, NoCompensateUnknown: sc.NoCompensateUnknown, Upstream: g.upstream[j], Downstream: g.downstream[j], Level: g.level[j],
 		}
 		sp := at(nil, "steps", j)
 		s.compile(ps, sp, &template.Scope{Steps: g.names, Visible: visible(s.Upstream), Hint: stepScopeHint}, sc.Call)

@@ -31,6 +31,9 @@ type StepSpec struct {
 	// Required is false when a failure neither counts against the message
 	// nor triggers compensation.
 	Required bool
+	// NoCompensateUnknown is compensate_unknown: false: a saga leaves this
+	// step alone when it ends dead after an attempt of unknown outcome.
+	NoCompensateUnknown bool
 	// Call is the step's target and templates.
 	Call
 	// Compensate is the call that undoes the step in a saga; nil for none.

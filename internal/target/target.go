@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/tandem-run/tandem/internal/record"
@@ -117,6 +119,11 @@ type Result struct {
 	RetryAfter time.Duration
 	// Err is nil on success, else an *Error naming the fault.
 	Err error
+	// Unknown: the request was written whole, but no answer came (a
+	// timeout or a reset after writing), or a success status came and its
+	// body broke off. The target may have acted on it; a saga compensates
+	// such a step if it ends dead.
+	Unknown bool
 }
 
 // CallerOptions configure a Caller.
@@ -224,13 +231,23 @@ func (c *Caller) do(ctx context.Context, r *Request, ep *Endpoint) *Result {
 	tctx, cancel := context.WithTimeout(withConnectTimeout(ctx, connect), total)
 	defer cancel()
 
+	// Whether the request left whole decides whether a failure may have
+	// reached the target (Result.Unknown).
+	var wrote atomic.Bool
+	tctx = httptrace.WithClientTrace(tctx, &httptrace.ClientTrace{
+		WroteRequest: func(info httptrace.WroteRequestInfo) {
+			if info.Err == nil {
+				wrote.Store(true)
+			}
+		},
+	})
 	req, err := c.newRequest(tctx, r, ep)
 	if err != nil {
 		return &Result{Err: err}
 	}
 	resp, err := c.client.Do(req)
 	if err != nil {
-		return &Result{Err: failure(ctx, tctx, total, err)}
+		return &Result{Err: failure(ctx, tctx, total, err), Unknown: wrote.Load()}
 	}
 	res := &Result{Status: resp.StatusCode, Header: resp.Header}
 	limit := ep.MaxResponseBody
@@ -242,6 +259,7 @@ func (c *Caller) do(ctx context.Context, r *Request, ep *Endpoint) *Result {
 		e := failure(ctx, tctx, total, err)
 		e.msg += " (reading the body)"
 		res.Err = e
+		res.Unknown = classifyStatus(resp.StatusCode, ep.SuccessStatus) == record.OutcomeSuccess
 		return res
 	}
 	if classifyStatus(resp.StatusCode, ep.SuccessStatus) != record.OutcomeSuccess {
@@ -305,6 +323,7 @@ func (c *Caller) newRequest(ctx context.Context, r *Request, ep *Endpoint) (*htt
 	if r.IdempotencyKey != "" {
 		req.Header.Set("Idempotency-Key", r.IdempotencyKey)
 	}
+	noResend(req)
 	// The transport would refuse these too, but as an untyped error that
 	// would be retried; a bad header never gets better.
 	for k, vs := range req.Header {
@@ -319,6 +338,38 @@ func (c *Caller) newRequest(ctx context.Context, r *Request, ep *Endpoint) (*htt
 		}
 	}
 	return req, nil
+}
+
+// noResend makes req one that net/http never sends twice. The transport
+// resends a request it deems replayable (GET, HEAD, OPTIONS, TRACE, or
+// one whose header map holds the key Idempotency-Key or
+// X-Idempotency-Key) when a kept-alive connection fails after the request
+// was written: the target would see a request that no attempt counts.
+// Every request on the wire must be a counted attempt, so:
+//
+//   - the two idempotency headers are kept under lowercase keys, which the
+//     transport's check does not match; header names are case-insensitive
+//     on the wire, and HTTP/2 lowercases them anyway;
+//   - a GET, HEAD or OPTIONS request gets a body the transport cannot
+//     rewind (no GetBody), which also makes it not replayable; an empty
+//     one is still sent as no body at all.
+//
+// A request that failed before any of it was written may still be tried
+// again on a fresh connection: it never reached the target.
+func noResend(req *http.Request) {
+	for _, k := range []string{"Idempotency-Key", "X-Idempotency-Key"} {
+		if vs, ok := req.Header[k]; ok {
+			delete(req.Header, k)
+			req.Header[strings.ToLower(k)] = vs
+		}
+	}
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		if req.Body == nil || req.Body == http.NoBody {
+			req.Body = io.NopCloser(strings.NewReader(""))
+		}
+		req.GetBody = nil
+	}
 }
 
 // checkURL rejects what no retry can fix: an unparsable URL, a scheme other

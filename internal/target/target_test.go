@@ -656,3 +656,25 @@ func TestDoDecompressesGzip(t *testing.T) {
 		t.Errorf("got err %v, body %q, truncated %v; want 100 decompressed bytes, truncated", res.Err, res.Body, res.Truncated)
 	}
 }
+
+// TestUnknownOutcome: a failure may have reached the target only when the
+// request was written whole and no answer came.
+func TestUnknownOutcome(t *testing.T) {
+	t.Parallel()
+	c := newTestCaller(t, CallerOptions{})
+	hang := newRecorder(t, func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }).start(t)
+	res := c.Do(context.Background(), &Request{Endpoint: &Endpoint{URL: hang.srv.URL, TotalTimeout: 100 * time.Millisecond}})
+	if res.Outcome != record.OutcomeTransient || !res.Unknown {
+		t.Errorf("timeout after the request was written: outcome %s, unknown %v; want transient and unknown", res.Outcome, res.Unknown)
+	}
+	addr := closedPort(t) // the connection is refused: nothing was sent
+	res = c.Do(context.Background(), &Request{Endpoint: &Endpoint{URL: "http://" + addr + "/x", TotalTimeout: time.Second}})
+	if res.Outcome != record.OutcomeTransient || res.Unknown {
+		t.Errorf("connection refused: outcome %s, unknown %v; want transient, not unknown", res.Outcome, res.Unknown)
+	}
+	ok := newRecorder(t, func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(503) }).start(t)
+	res = c.Do(context.Background(), &Request{Endpoint: &Endpoint{URL: ok.srv.URL}})
+	if res.Status != 503 || res.Unknown {
+		t.Errorf("an answered 503: status %d, unknown %v; want known", res.Status, res.Unknown)
+	}
+}

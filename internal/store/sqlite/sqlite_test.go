@@ -23,11 +23,12 @@ func openTest(t *testing.T, cfg Config) *Store {
 		cfg.DSN = "file:" + filepath.Join(t.TempDir(), "tandem.db")
 	}
 	s, err := Open(context.Background(), cfg)
-	if err != nil {
-		t.Fatalf("open: %v", err)
+	if err == nil {
+		t.Cleanup(func() { _ = s.Close() })
+		return s
 	}
-	t.Cleanup(func() { _ = s.Close() })
-	return s
+	t.Fatalf("open %s: %v", cfg.DSN, err)
+	return nil
 }
 
 func TestConformance(t *testing.T) {
