@@ -59,6 +59,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"InputChecks", testInputChecks},
 		{"Discard", testDiscard},
 		{"Optional", testOptional},
+		{"Purge", RunPurge},
 	}
 	// Every case opens its own stores and sets its own clock, so the cases
 	// run side by side.
