@@ -3,6 +3,8 @@ package client
 import (
 	"context"
 	"net/http"
+
+	"github.com/tandem-run/tandem/api"
 )
 
 // PurgeRequest selects dead letters to purge: by IDs, by Route/Target, or
@@ -27,6 +29,16 @@ type PurgeResult struct {
 func (c *Client) PurgeDeadLetters(ctx context.Context, r PurgeRequest) (*PurgeResult, error) {
 	var out PurgeResult
 	if err := c.do(ctx, http.MethodPost, "/v1/dead-letters/purge", r, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// ReplayDetailed is Replay with the whole answer: the replayed ids and the
+// deliveries left alone, with the reason.
+func (c *Client) ReplayDetailed(ctx context.Context, r ReplayRequest) (*api.ReplayResult, error) {
+	var out api.ReplayResult
+	if err := c.do(ctx, http.MethodPost, "/v1/dead-letters/replay", r, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -175,13 +176,17 @@ func printJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-// printJourney prints a message's deliveries and their attempts.
+// printJourney prints a message's deliveries, their attempts and the
+// target's last reply.
 func printJourney(w io.Writer, m *client.Message) {
 	fmt.Fprintf(w, "   message %s (%s): %s\n", m.ID, m.Route, m.Status)
 	for _, d := range m.Deliveries {
 		extra := ""
 		if len(d.After) > 0 {
 			extra = " (after " + strings.Join(d.After, ", ") + ")"
+		}
+		if d.Compensates != "" {
+			extra += " (undoes " + d.Compensates + ")"
 		}
 		fmt.Fprintf(w, "     %-8s → %-9s %s%s\n", d.Step, d.Target, d.Status, extra)
 		var first time.Time
@@ -195,12 +200,33 @@ func printJourney(w io.Writer, m *client.Message) {
 			}
 			fmt.Fprintf(w, "         attempt %d at +%-6s %-9s (%d ms)\n", a.N, a.StartedAt.Sub(first).Round(time.Millisecond), res, a.DurationMS)
 		}
-		if d.Status == "dead" || d.Status == "skipped" {
-			fmt.Fprintf(w, "         %s: %s\n", map[string]string{"dead": "dead letter", "skipped": "skipped"}[d.Status], d.LastError)
+		if r := d.Response; r != nil && (r.HTTPStatus != 0 || len(r.Body) > 0) {
+			fmt.Fprintf(w, "         reply: HTTP %d %s\n", r.HTTPStatus, excerpt(r.Body, 200))
 		}
-		if d.Status == "scheduled" && d.NextAttemptAt != nil {
+		switch {
+		case d.Status == "dead" || d.Status == "skipped":
+			fmt.Fprintf(w, "         %s: %s\n", map[string]string{"dead": "dead letter", "skipped": "skipped"}[d.Status], d.LastError)
+		case d.Status == "scheduled" && d.NextAttemptAt != nil:
 			fmt.Fprintf(w, "         next attempt at %s (%s)\n", d.NextAttemptAt.Format(time.RFC3339), d.LastError)
+		case d.LastError != "" && d.Status != "succeeded":
+			fmt.Fprintf(w, "         %s\n", d.LastError)
 		}
 	}
 	fmt.Fprintln(w)
+}
+
+// excerpt is a body on one line, cut to n bytes: compact JSON, or the text.
+func excerpt(b []byte, n int) string {
+	var buf bytes.Buffer
+	s := strings.TrimSpace(string(b))
+	if json.Compact(&buf, b) == nil {
+		s = buf.String()
+	}
+	if s == "null" || s == `""` {
+		return ""
+	}
+	if len(s) > n {
+		s = s[:n] + "…"
+	}
+	return s
 }

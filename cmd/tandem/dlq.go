@@ -9,6 +9,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/tandem-run/tandem/api"
 	"github.com/tandem-run/tandem/client"
 )
 
@@ -99,9 +100,15 @@ func (m *Main) dlqAct(ctx context.Context, verb string, args []string) error {
 		batch = m.batch
 	}
 	c := client.New(*server, *key)
+	var skipped []api.ReplaySkip
 	act := func(r client.ReplayRequest) ([]string, error) {
 		if verb == "replay" {
-			return c.Replay(ctx, r)
+			res, err := c.ReplayDetailed(ctx, r)
+			if err != nil {
+				return nil, err
+			}
+			skipped = append(skipped, res.Skipped...)
+			return res.IDs, nil
 		}
 		res, err := c.PurgeDeadLetters(ctx, client.PurgeRequest(r))
 		if err != nil {
@@ -146,9 +153,16 @@ func (m *Main) dlqAct(ctx context.Context, verb string, args []string) error {
 		done = []string{}
 	}
 	if *asJSON {
-		return printJSON(m.Stdout, map[string]any{pastTense(verb): len(done), "ids": done})
+		out := map[string]any{pastTense(verb): len(done), "ids": done}
+		if len(skipped) > 0 {
+			out["skipped"] = skipped
+		}
+		return printJSON(m.Stdout, out)
 	}
 	fmt.Fprintf(m.Stdout, "%s %d\n", pastTense(verb), len(done))
+	for _, sk := range skipped {
+		fmt.Fprintf(m.Stdout, "  skipped %s: %s\n", sk.ID, sk.Reason)
+	}
 	return nil
 }
 

@@ -476,7 +476,7 @@ func TestCLIPurge(t *testing.T) {
 	if err != nil || json.Unmarshal([]byte(out), &got) != nil || got.Purged != 1 || got.IDs[0] != dead[0] {
 		t.Fatalf("purge --id: %q %v", out, err)
 	}
-	if out, _, err := runCLI(t, env, "dlq", "replay", "--id", dead[0]); err != nil || strings.TrimSpace(out) != "replayed 0" {
+	if out, _, err := runCLI(t, env, "dlq", "replay", "--id", dead[0]); err != nil || !strings.HasPrefix(out, "replayed 0\n") || !strings.Contains(out, "skipped "+dead[0]+": not dead") {
 		t.Errorf("replay of a purged letter: %q %v", out, err)
 	}
 	// Four left; purge them all two per call.
@@ -510,5 +510,47 @@ func TestProgressBar(t *testing.T) {
 	q.end()
 	if quiet.Len() != 0 {
 		t.Errorf("off bar drew %q", quiet.String())
+	}
+}
+
+// TestCLIMessageShowReply: `messages show` prints the target's reply (a
+// 404's {"error":"unknown sku"}), and --json carries response, timeline,
+// compensates and compensation.
+func TestCLIMessageShowReply(t *testing.T) {
+	t.Parallel()
+	base := opsGateway(t)
+	ids := sendDead(t, base, 1)
+	env := map[string]string{"TANDEM_SERVER": base}
+	out, _, err := runCLI(t, env, "messages", "show", ids[0])
+	if err != nil || !strings.Contains(out, `reply: HTTP 404 {"error":"unknown sku"}`) || !strings.Contains(out, `reply: HTTP 201 {"id":"ok_1"}`) {
+		t.Fatalf("show: %q %v", out, err)
+	}
+	out, _, err = runCLI(t, env, "messages", "show", ids[0], "--json")
+	var m struct {
+		Deliveries []map[string]json.RawMessage `json:"deliveries"`
+		Timeline   []map[string]any             `json:"timeline"`
+	}
+	if err != nil || json.Unmarshal([]byte(out), &m) != nil || len(m.Deliveries) != 2 || len(m.Timeline) == 0 {
+		t.Fatalf("show --json: %q %v", out, err)
+	}
+	for _, d := range m.Deliveries {
+		for _, k := range []string{"response", "compensates", "compensation"} {
+			if _, ok := d[k]; !ok {
+				t.Errorf("a delivery lacks %q: %s", k, out)
+			}
+		}
+	}
+	if !strings.Contains(out, `"unknown sku"`) {
+		t.Errorf("--json lacks the reply: %s", out)
+	}
+}
+
+// TestCLIFieldErrors: the API's field errors reach the terminal.
+func TestCLIFieldErrors(t *testing.T) {
+	t.Parallel()
+	base := opsGateway(t)
+	_, _, err := runCLI(t, map[string]string{"TANDEM_SERVER": base}, "messages", "list", "--status", "bogus")
+	if exitCode(err) != exitFailure || !strings.Contains(err.Error(), "query.status") || !strings.Contains(err.Error(), "bogus") {
+		t.Errorf("messages list --status bogus: %v", err)
 	}
 }

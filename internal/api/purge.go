@@ -66,7 +66,7 @@ func (s *server) purgeDeadLetters(ctx context.Context, in *purgeDeadLettersInput
 	}
 	ds, err := st.DeliveryPurge(ctx, p)
 	if err != nil {
-		return nil, s.storeError(ctx, "purge dead letters", err)
+		return nil, s.errorProblem(ctx, "purge dead letters", false, err)
 	}
 	for _, d := range ds {
 		out.IDs = append(out.IDs, d.ID)
