@@ -58,6 +58,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Fencing", testFencing},
 		{"InputChecks", testInputChecks},
 		{"Discard", testDiscard},
+		{"MayHave", testMayHave},
 		{"Optional", testOptional},
 		{"Purge", RunPurge},
 	}
