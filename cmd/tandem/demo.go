@@ -18,6 +18,7 @@ import (
 
 	"github.com/tandem-run/tandem/client"
 	"github.com/tandem-run/tandem/examples"
+	"github.com/tandem-run/tandem/examples/sampleapi"
 	"github.com/tandem-run/tandem/internal/config"
 	"github.com/tandem-run/tandem/internal/telemetry"
 )
@@ -26,14 +27,20 @@ import (
 // sends orders (one flaky, one doomed, one repeated), replays the dead
 // letter once the cause is fixed, and prints every message's journey.
 func (m *Main) demo(ctx context.Context, args []string) error {
-	fs := m.newFlags("demo", "demo [--example NAME] [--keep DIR]")
+	fs := m.newFlags("demo", "demo [--example NAME [--serve [--listen ADDR] [--base-port N]]] [--keep DIR]")
 	keep := fs.String("keep", "", "keep the demo's SQLite database in DIR (default: a temporary directory, removed)")
 	example := fs.String("example", "", "run one example ("+strings.Join(exampleNames(), ", ")+") against sample APIs")
+	serveIt := fs.Bool("serve", false, "with --example: serve the example and its sample APIs on fixed ports until Ctrl-C, for requests from another terminal")
+	listen := fs.String("listen", "127.0.0.1:8080", "with --serve: the gateway's address")
+	basePort := fs.Int("base-port", sampleapi.DefaultBasePort, "with --serve: the first sample API's port (payments; the others follow)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if *example != "" {
-		return m.runExample(ctx, *example)
+		return m.runExample(ctx, *example, exampleOptions{keep: *keep, serve: *serveIt, listen: *listen, basePort: *basePort})
+	}
+	if *serveIt {
+		return usagef("demo: --serve needs --example NAME (%s)", strings.Join(exampleNames(), ", "))
 	}
 	dir := *keep
 	if dir == "" {

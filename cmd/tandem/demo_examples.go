@@ -22,14 +22,24 @@ import (
 // exampleNames lists what `tandem demo --example` accepts.
 func exampleNames() []string { return sampleapi.Names() }
 
+// exampleOptions are demo --example's flags.
+type exampleOptions struct {
+	keep     string // keep the SQLite database in this directory
+	serve    bool   // serve on fixed ports until interrupted instead of sending
+	listen   string // the gateway's address with serve
+	basePort int    // the first sample API's port with serve
+}
+
 // runExample runs examples/<name>.yaml end to end: it starts the sample
 // APIs the example calls on loopback (pointing the config's ${env:...}
-// URLs at them), serves the gateway with a throwaway SQLite store, sends
-// the example's requests and prints each message's timeline.
-func (m *Main) runExample(ctx context.Context, name string) error {
+// URLs at them), serves the gateway with a SQLite store (in a temporary
+// directory unless keep is set), sends the example's requests and prints
+// each message's timeline. With serve, the APIs and the gateway listen on
+// fixed ports and wait for requests from another terminal until ctx ends.
+func (m *Main) runExample(ctx context.Context, name string, o exampleOptions) error {
 	svcs, err := sampleapi.Example(name)
 	if err != nil {
-		return fmt.Errorf("demo: %w", err)
+		return usagef("demo: %v", err)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -40,7 +50,11 @@ func (m *Main) runExample(ctx context.Context, name string) error {
 	slices.Sort(envs)
 	var urls []string
 	for _, env := range envs {
-		base, err := svcs[env].Serve(ctx)
+		addr := "127.0.0.1:0"
+		if o.serve {
+			addr = fmt.Sprintf("127.0.0.1:%d", o.basePort+sampleapi.Offsets[env])
+		}
+		base, err := svcs[env].ServeAddr(ctx, addr)
 		if err != nil {
 			return fmt.Errorf("demo: %w", err)
 		}
@@ -49,11 +63,17 @@ func (m *Main) runExample(ctx context.Context, name string) error {
 		}
 		urls = append(urls, svcs[env].Name+" on "+base)
 	}
-	dir, err := os.MkdirTemp("", "tandem-example-")
-	if err != nil {
-		return fmt.Errorf("demo: %w", err)
+	dir := o.keep
+	if dir == "" {
+		tmp, err := os.MkdirTemp("", "tandem-example-")
+		if err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
+		defer os.RemoveAll(tmp)
+		dir = tmp
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("demo: --keep: %w", err)
 	}
-	defer os.RemoveAll(dir)
 	file := name + ".yaml"
 	data, err := examples.FS.ReadFile(file)
 	if err != nil {
@@ -63,8 +83,12 @@ func (m *Main) runExample(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	cfg.Store.Driver, cfg.Store.DSN = "sqlite", filepath.Join(dir, name+".db")
+	db := filepath.Join(dir, name+".db")
+	cfg.Store.Driver, cfg.Store.DSN = "sqlite", db
 	cfg.Server.Listen = "127.0.0.1:0"
+	if o.serve {
+		cfg.Server.Listen = o.listen
+	}
 	logger, err := telemetry.NewLogger(m.Stderr, cfg.Log.Format, "error")
 	if err != nil {
 		return err
@@ -75,7 +99,20 @@ func (m *Main) runExample(ctx context.Context, name string) error {
 	}
 	defer srv.stop()
 	out := m.Stdout
-	fmt.Fprintf(out, "tandem demo --example %s: gateway on http://%s; sample APIs: %s\n\n", name, srv.addr, strings.Join(urls, ", "))
+	fmt.Fprintf(out, "tandem demo --example %s: gateway on http://%s; sample APIs: %s\n", name, srv.addr, strings.Join(urls, ", "))
+	if o.keep != "" {
+		fmt.Fprintf(out, "the store is kept in %s\n", db)
+	}
+	fmt.Fprintln(out)
+	if o.serve {
+		fmt.Fprintf(out, "Serving until Ctrl-C. From another terminal, try:\n\n")
+		for _, r := range exampleRequests[name] {
+			fmt.Fprintf(out, "  # %s\n  tandem send --server http://%s --path %s --data '%s'\n", r.title, srv.addr, r.path, r.body)
+		}
+		fmt.Fprintf(out, "  tandem messages list --server http://%s\n", srv.addr)
+		<-ctx.Done()
+		return nil
+	}
 	c := &exampleClient{base: "http://" + srv.addr.String(), http: &http.Client{Timeout: 10 * time.Second}}
 	switch name {
 	case "order":
@@ -87,16 +124,31 @@ func (m *Main) runExample(ctx context.Context, name string) error {
 	}
 }
 
+// exampleRequest is one request an example sends.
+type exampleRequest struct{ title, path, body string }
+
+// exampleRequests are the requests each example sends, in order; with
+// --serve they are printed for the user to send.
+var exampleRequests = map[string][]exampleRequest{
+	"order": {
+		{"an order in stock", "/orders", `{"total": 59.5, "customer": "c-1", "items": [{"sku": "tent", "qty": 1}]}`},
+		{"an item out of stock: the charge is refunded", "/orders", `{"total": 120, "customer": "c-2", "items": [{"sku": "kayak", "qty": 1}]}`},
+		{"no total: the charge cannot be built", "/orders", `{"customer": "c-3", "items": [{"sku": "lamp"}]}`},
+	},
+	"registration": {
+		{"a new user", "/users", `{"email": "Ann@Example.com", "name": "Ann", "plan": "pro"}`},
+		{"the same email again (the users API says 409)", "/users", `{"email": "ann@example.com", "name": "Ann"}`},
+	},
+	"publishing": {
+		{"an article", "/articles", `{"title": "Retries without tears", "text": "Backoff, jitter and a durable queue.", "topic": "go", "tags": ["go", "http"]}`},
+	},
+}
+
 func exampleOrder(ctx context.Context, out io.Writer, c *exampleClient) error {
-	orders := []struct{ title, body string }{
-		{"an order in stock", `{"total": 59.5, "customer": "c-1", "items": [{"sku": "tent", "qty": 1}]}`},
-		{"an item out of stock: the charge is refunded", `{"total": 120, "customer": "c-2", "items": [{"sku": "kayak", "qty": 1}]}`},
-		{"no total: the charge cannot be built", `{"customer": "c-3", "items": [{"sku": "lamp"}]}`},
-	}
 	fmt.Fprintln(out, "POST /orders (respond: accepted, saga: true)")
 	var ids []string
-	for _, o := range orders {
-		id, err := postShow(out, c, "/orders", o.title, o.body)
+	for _, o := range exampleRequests["order"] {
+		id, err := postShow(out, c, o.path, o.title, o.body)
 		if err != nil {
 			return err
 		}
@@ -110,7 +162,8 @@ func exampleRegistration(ctx context.Context, out io.Writer, c *exampleClient, e
 	email.Hold()
 	defer email.Release()
 	start := time.Now()
-	id, err := postShow(out, c, "/users", "a new user", `{"email": "Ann@Example.com", "name": "Ann", "plan": "pro"}`)
+	reqs := exampleRequests["registration"]
+	id, err := postShow(out, c, reqs[0].path, reqs[0].title, reqs[0].body)
 	if err != nil {
 		return err
 	}
@@ -122,7 +175,7 @@ func exampleRegistration(ctx context.Context, out io.Writer, c *exampleClient, e
 	}
 	fmt.Fprintln(out, "   the CRM update ran in parallel; now the email API answers")
 	email.Release()
-	if _, err := postShow(out, c, "/users", "the same email again (the users API says 409)", `{"email": "ann@example.com", "name": "Ann"}`); err != nil {
+	if _, err := postShow(out, c, reqs[1].path, reqs[1].title, reqs[1].body); err != nil {
 		return err
 	}
 	return settleAndShow(ctx, out, c, []string{id})
@@ -130,7 +183,8 @@ func exampleRegistration(ctx context.Context, out io.Writer, c *exampleClient, e
 
 func examplePublishing(ctx context.Context, out io.Writer, c *exampleClient) error {
 	fmt.Fprintln(out, "POST /articles (respond: [store]); search and subscribers follow in the background")
-	id, err := postShow(out, c, "/articles", "an article", `{"title": "Retries without tears", "text": "Backoff, jitter and a durable queue.", "topic": "go", "tags": ["go", "http"]}`)
+	r := exampleRequests["publishing"][0]
+	id, err := postShow(out, c, r.path, r.title, r.body)
 	if err != nil {
 		return err
 	}

@@ -42,7 +42,7 @@ func TestRunExample(t *testing.T) {
 			m := &Main{Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" }}
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			if err := m.runExample(ctx, tt.name); err != nil {
+			if err := m.runExample(ctx, tt.name, exampleOptions{}); err != nil {
 				t.Fatalf("run: %v\n%s\n%s", err, out.String(), errb.String())
 			}
 			for _, w := range tt.want {
@@ -54,7 +54,7 @@ func TestRunExample(t *testing.T) {
 	}
 	t.Run("unknown", func(t *testing.T) {
 		m := &Main{Stdout: &bytes.Buffer{}, Stderr: &bytes.Buffer{}}
-		if err := m.runExample(context.Background(), "nope"); err == nil || !strings.Contains(err.Error(), "order") {
+		if err := m.runExample(context.Background(), "nope", exampleOptions{}); err == nil || !strings.Contains(err.Error(), "order") {
 			t.Errorf("err %v", err)
 		}
 	})

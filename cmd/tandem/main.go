@@ -12,13 +12,11 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	m := &Main{Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv}
-	if err := m.Run(ctx, os.Args[1:]); err != nil {
-		if errors.Is(err, errHelpShown) {
-			return
-		}
+	err := m.Run(ctx, os.Args[1:])
+	stop()
+	if err != nil && !errors.Is(err, errHelpShown) {
 		fmt.Fprintln(os.Stderr, "tandem: "+err.Error())
-		os.Exit(1)
 	}
+	os.Exit(exitCode(err))
 }

@@ -9,19 +9,28 @@ import (
 	"time"
 
 	"github.com/tandem-run/tandem/internal/config"
+	"github.com/tandem-run/tandem/internal/store/migration"
 	"github.com/tandem-run/tandem/internal/store/postgres"
 	"github.com/tandem-run/tandem/internal/store/sqlite"
 )
 
 // migrate applies (up) or lists (status) the store's schema migrations.
 // `tandem serve` applies them at start-up too; this is for those who run
-// migrations as a separate step.
+// migrations as a separate step. status only reads: it never creates the
+// database nor applies anything.
 func (m *Main) migrate(ctx context.Context, args []string) error {
-	action := "up"
-	if len(args) > 0 && (args[0] == "up" || args[0] == "status") {
-		action, args = args[0], args[1:]
+	const usage = "migrate (up|status) --config FILE"
+	if len(args) == 0 || args[0] != "up" && args[0] != "status" {
+		fs := m.newFlags("migrate", usage)
+		m.configFlag(fs)
+		if err := parse(fs, args); err != nil {
+			return err
+		}
+		fmt.Fprintf(m.Stderr, "Usage: tandem %s\n", usage)
+		return usagef("migrate: say up (apply the pending migrations) or status (list them)")
 	}
-	fs := m.newFlags("migrate", "migrate [up|status] --config FILE")
+	action, args := args[0], args[1:]
+	fs := m.newFlags("migrate "+action, usage)
 	path := m.configFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -31,40 +40,42 @@ func (m *Main) migrate(ctx context.Context, args []string) error {
 		return err
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	w := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
-	defer w.Flush()
-	fmt.Fprintln(w, "VERSION\tNAME\tAPPLIED")
-	switch cfg.Store.Driver {
-	case "postgres":
+	var ms []migration.State
+	switch {
+	case cfg.Store.Driver == "postgres":
 		st, err := postgres.Open(ctx, postgres.Config{DSN: cfg.Store.DSN, UnsafeAsyncCommit: cfg.Store.UnsafeAsyncCommit, Logger: quiet, SkipMigrate: action == "status"})
 		if err != nil {
 			return err
 		}
 		defer st.Close()
-		ms, err := st.MigrationStatus(ctx)
-		if err != nil {
+		if ms, err = st.MigrationStatus(ctx); err != nil {
 			return err
 		}
-		for _, s := range ms {
-			fmt.Fprintf(w, "%d\t%s\t%s\n", s.Version, s.Name, applied(s.AppliedAt))
+	case action == "status":
+		if ms, err = sqlite.MigrationStatusFile(ctx, cfg.Store.DSN); err != nil {
+			return fmt.Errorf("sqlite store %s: %w", cfg.Store.DSN, err)
 		}
 	default:
-		// Opening a SQLite store applies its migrations: one process owns
-		// the file, so there is no separate step to coordinate.
+		// Opening a SQLite store applies its migrations.
 		st, err := sqlite.Open(ctx, sqlite.Config{DSN: cfg.Store.DSN, UnsafeAsyncCommit: cfg.Store.UnsafeAsyncCommit, Logger: quiet})
 		if err != nil {
 			return fmt.Errorf("open sqlite store %s: %w", cfg.Store.DSN, err)
 		}
 		defer st.Close()
-		ms, err := st.MigrationStatus(ctx)
-		if err != nil {
+		if ms, err = st.MigrationStatus(ctx); err != nil {
 			return err
 		}
-		for _, s := range ms {
-			fmt.Fprintf(w, "%d\t%s\t%s\n", s.Version, s.Name, applied(s.AppliedAt))
-		}
 	}
-	return nil
+	w := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "VERSION\tNAME\tAPPLIED")
+	for _, s := range ms {
+		state := applied(s.AppliedAt)
+		if s.Unknown {
+			state += " (unknown to this binary: a newer tandem migrated it)"
+		}
+		fmt.Fprintf(w, "%d\t%s\t%s\n", s.Version, s.Name, state)
+	}
+	return w.Flush()
 }
 
 func applied(t time.Time) string {

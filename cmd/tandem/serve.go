@@ -74,7 +74,7 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ln net.
 		closeStore(st)
 		return nil, err
 	}
-	h, err := api.New(api.Options{Engine: eng, Config: cfg, Registry: reg, Logger: logger, Version: version})
+	h, err := api.New(api.Options{Engine: eng, Config: cfg, Registry: reg, Logger: logger, Version: shortVersion()})
 	if err != nil {
 		cancel()
 		closeStore(st)
@@ -97,6 +97,10 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ln net.
 	if st != nil {
 		go watchQueue(bg, st, metrics, 5*time.Second)
 		startReplica(bg, st, eng, logger)
+		if cfg.Store.Retention.Enabled() {
+			r := &retention{st: st, keep: cfg.Store.Retention, log: logger}
+			go r.run(bg)
+		}
 	}
 	s := &server{
 		cfg: cfg, log: logger, engine: eng, store: st, addr: ln.Addr(), cancel: cancel,
@@ -109,7 +113,7 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ln net.
 		},
 	}
 	go func() { s.served <- s.http.Serve(ln) }()
-	logger.Info("tandem serving", "addr", ln.Addr().String(), "store", cfg.Store.Driver, "routes", len(cfg.Routes), "targets", len(cfg.Targets), "version", version)
+	logger.Info("tandem serving", "addr", ln.Addr().String(), "store", cfg.Store.Driver, "routes", len(cfg.Routes), "targets", len(cfg.Targets), "version", shortVersion())
 	return s, nil
 }
 

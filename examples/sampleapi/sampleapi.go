@@ -188,7 +188,13 @@ func (s *Service) route(method, path string) Handler {
 // Serve runs s on a new loopback listener until ctx ends; it returns the
 // base URL ("http://127.0.0.1:port").
 func (s *Service) Serve(ctx context.Context) (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return s.ServeAddr(ctx, "127.0.0.1:0")
+}
+
+// ServeAddr runs s on addr ("127.0.0.1:9001"; port 0 picks one) until ctx
+// ends; it returns the base URL.
+func (s *Service) ServeAddr(ctx context.Context, addr string) (string, error) {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return "", fmt.Errorf("start %s: %w", s.Name, err)
 	}

@@ -216,6 +216,20 @@ func Example(name string) (map[string]*Service, error) {
 	return nil, fmt.Errorf("unknown example %q: use %s", name, strings.Join(Names(), ", "))
 }
 
+// DefaultBasePort is the port of the first sample API that
+// `tandem sample-targets` serves; the others follow (see Offsets).
+const DefaultBasePort = 9001
+
+// Offsets gives each sample API, by the environment variable the examples
+// read its URL from, a fixed port: DefaultBasePort plus its offset. So
+// payments is always on 9001 and inventory on 9002, as the README's
+// 30-second example and order.yaml expect.
+var Offsets = map[string]int{
+	"PAYMENTS_URL": 0, "INVENTORY_URL": 1,
+	"USERS_URL": 2, "EMAIL_URL": 3, "CRM_URL": 4,
+	"ARTICLES_URL": 5, "SEARCH_URL": 6, "SUBSCRIBERS_URL": 7,
+}
+
 // Names lists the examples that have sample services.
 func Names() []string {
 	n := []string{"order", "registration", "publishing"}

@@ -93,6 +93,7 @@ func (s *server) registerAdmin(api huma.API) (err error) {
 		Summary: "Replay one dead delivery", Description: "409 when the delivery is not dead.",
 		Tags: []string{"dead letters"}, Errors: []int{401, 403, 404, 409, 503},
 	}), s.replayDelivery)
+	s.registerPurge(api)
 	huma.Register(api, secured(huma.Operation{
 		OperationID: "list-routes", Method: http.MethodGet, Path: "/v1/routes",
 		Summary: "List routes", Tags: []string{"config"}, Errors: []int{401, 403, 503},

@@ -107,7 +107,7 @@ var errorRules = []errorRule{
 	{err: store.ErrIdempotencyConflict, kind: tapi.ErrIdempotencyConflict,
 		detail: "this Idempotency-Key was already used on this route with a different body"},
 	{err: engine.ErrIdempotencyInFlight, kind: tapi.ErrIdempotencyInFlight,
-		detail: "the first request with this Idempotency-Key has not been answered yet; send again later"},
+		detail: "the first request with this Idempotency-Key is still waiting for its answer; repeat it once that one is answered"},
 	// A lost commit (PostgreSQL failing over, a cut connection) looks the
 	// same as a refused one, so the caller must not take 503 for "nothing
 	// was stored".

@@ -104,7 +104,7 @@ func TestErrorRules(t *testing.T) {
 		retryAfter bool
 	}{
 		{"idempotency conflict", fmt.Errorf("insert: %w", store.ErrIdempotencyConflict), true, 422, tapi.TypeIdempotencyConflict, "different body", false},
-		{"idempotency in flight", fmt.Errorf("ingest: %w", engine.ErrIdempotencyInFlight), true, 409, tapi.TypeIdempotencyInFlight, "not been answered yet", false},
+		{"idempotency key in flight", fmt.Errorf("ingest: %w", engine.ErrIdempotencyInFlight), true, 409, tapi.TypeIdempotencyInFlight, "still waiting", false},
 		{"store unavailable on a route", fmt.Errorf("insert: %w", store.ErrUnavailable), true, 503, tapi.TypeUnavailable,
 			"may have been accepted; resend with the same Idempotency-Key", true},
 		{"store unavailable on the admin API", fmt.Errorf("list: %w", store.ErrUnavailable), false, 503, tapi.TypeUnavailable, "the store is unavailable; try again", true},

@@ -75,7 +75,25 @@ type Store struct {
 	// the message is on disk. Default false: such a DSN is refused, and
 	// PostgreSQL sessions run synchronous_commit=on.
 	UnsafeAsyncCommit bool `yaml:"unsafe_async_commit"`
+	// Retention says how long finished messages are kept; a background
+	// purge deletes older ones. Default: every kind kept for ever.
+	Retention Retention `yaml:"retention"`
 }
+
+// Retention is how long each kind of finished message is kept, counted
+// from when it last changed; 0 (the default) keeps that kind for ever.
+type Retention struct {
+	// Succeeded: messages that succeeded and hold no dead letter.
+	Succeeded Duration `yaml:"succeeded"`
+	// Failed: messages that failed, partially succeeded or were
+	// compensated, and hold no dead letter.
+	Failed Duration `yaml:"failed"`
+	// Dead: finished messages that still hold a dead letter.
+	Dead Duration `yaml:"dead"`
+}
+
+// Enabled reports whether any kind of message is ever purged.
+func (r Retention) Enabled() bool { return r.Succeeded > 0 || r.Failed > 0 || r.Dead > 0 }
 
 // Auth configures inbound API keys. With no keys the admin API answers
 // loopback clients only and route ingest is open.

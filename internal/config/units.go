@@ -101,7 +101,7 @@ func nodeKind(n ast.Node) string {
 
 // Duration
 
-// UnmarshalYAML decodes "500ms", "2s", "5m", "24h" or 0.
+// UnmarshalYAML decodes "500ms", "2s", "5m", "24h", "7d" or 0.
 func (d *Duration) UnmarshalYAML(ctx context.Context, n ast.Node) error {
 	v, err := durationNode(resolveNode(n, aliasesFrom(ctx)))
 	if err != nil {
@@ -144,7 +144,7 @@ func durationNode(n ast.Node) (Duration, *Error) {
 	return d, nil
 }
 
-// ParseDuration parses a duration such as "500ms", "1h30m" or "0".
+// ParseDuration parses a duration such as "500ms", "1h30m", "7d" or "0".
 // Negative durations and numbers without a unit (other than 0) are errors.
 func ParseDuration(s string) (Duration, error) {
 	t := strings.TrimSpace(s)
@@ -160,17 +160,39 @@ func ParseDuration(s string) (Duration, error) {
 		}
 		return 0, fmt.Errorf("duration %q needs a unit, e.g. \"%ss\" (units: ns, us, ms, s, m, h)", s, t)
 	}
-	d, err := time.ParseDuration(t)
+	d, err := parseDays(t)
 	if err != nil {
-		if strings.HasSuffix(t, "d") {
-			return 0, fmt.Errorf("invalid duration %q: days are not a unit, use hours (e.g. \"168h\")", s)
-		}
-		return 0, fmt.Errorf("invalid duration %q: write e.g. \"500ms\", \"30s\", \"5m\" or \"24h\"", s)
+		return 0, fmt.Errorf("invalid duration %q: write e.g. \"500ms\", \"30s\", \"5m\", \"24h\" or \"7d\"", s)
 	}
 	if d < 0 {
 		return 0, fmt.Errorf("duration %q must not be negative", s)
 	}
 	return Duration(d), nil
+}
+
+// parseDays is time.ParseDuration that also takes a leading whole number
+// of days: "7d", "1d12h".
+func parseDays(t string) (time.Duration, error) {
+	i := 0
+	for i < len(t) && t[i] >= '0' && t[i] <= '9' {
+		i++
+	}
+	if i == 0 || i >= len(t) || t[i] != 'd' {
+		return time.ParseDuration(t)
+	}
+	days, err := strconv.Atoi(t[:i])
+	if err != nil || days > math.MaxInt64/int(24*time.Hour) {
+		return 0, fmt.Errorf("too many days")
+	}
+	d := time.Duration(days) * 24 * time.Hour
+	if rest := t[i+1:]; rest != "" {
+		r, err := time.ParseDuration(rest)
+		if err != nil || r < 0 || d+r < d {
+			return 0, fmt.Errorf("bad duration after the days")
+		}
+		d += r
+	}
+	return d, nil
 }
 
 // String renders d in its largest exact unit ("500ms", "30s", "5m", "24h").

@@ -29,7 +29,11 @@ func TestParseDuration(t *testing.T) {
 		{in: "-0", err: "must not be negative"},
 		{in: "", err: "empty duration"},
 		{in: "soon", err: "invalid duration"},
-		{in: "7d", err: "days are not a unit"},
+		{in: "7d", want: 7 * 24 * time.Hour},
+		{in: "1d12h", want: 36 * time.Hour},
+		{in: "d", err: "invalid duration"},
+		{in: "2d-1h", err: "invalid duration"},
+		{in: "99999999999d", err: "invalid duration"},
 		{in: "99999999999h", err: "invalid duration"},
 	}
 	for _, tt := range tests {

@@ -53,13 +53,15 @@ type targetRunner struct {
 }
 
 func newTargetRunner(e *Engine, tc *config.Target) *targetRunner {
+	// A loaded config has its defaults (config/defaults.go); a target built
+	// in code may not, and then gets the same values, named once there.
 	conc := tc.Concurrency
 	if conc <= 0 {
-		conc = 32
+		conc = config.DefaultConcurrency
 	}
 	total := tc.Timeout.Total.D()
 	if total <= 0 {
-		total = 10 * time.Second
+		total = config.DefaultTotalTimeout.D()
 	}
 	tr := &targetRunner{
 		e:        e,

@@ -62,6 +62,10 @@ type Refusal struct {
 const (
 	RefusedNotDead         = "not dead"
 	RefusedCompensationRan = "compensation has begun: its forward steps cannot be replayed"
+	// RefusedCompensationNotDue: a compensation may run only once every
+	// forward step is final, a required one failed, and its own step
+	// succeeded or may have.
+	RefusedCompensationNotDue = "its saga has not failed, or its step never ran: there is nothing to undo yet"
 )
 
 // Writes is what a driver persists for one message, in this order:
@@ -158,7 +162,10 @@ func (f *Family) Complete(c *Completion) error {
 		return &AttemptError{DeliveryID: d.ID, Given: c.Attempt.N, Due: d.Attempts + 1}
 	}
 	d.Status, d.Attempts, d.LeaseOwner = c.Status, d.Attempts+1, ""
-	d.NextAttemptAt, d.LastError, d.OutcomeUnknown = c.NextAttemptAt, c.LastError, c.Unknown
+	// "May have happened" is sticky: a later attempt's clean failure does
+	// not undo an earlier attempt that may have reached the target.
+	d.NextAttemptAt, d.LastError, d.OutcomeUnknown = c.NextAttemptAt, c.LastError, d.OutcomeUnknown || c.Unknown
+	c.Unknown = d.OutcomeUnknown
 	if c.Status == DeliveryScheduled && d.NextAttemptAt.IsZero() {
 		d.NextAttemptAt = f.now
 	}
@@ -176,9 +183,11 @@ func (f *Family) Complete(c *Completion) error {
 func (f *Family) compensationBegan() bool {
 	for _, d := range f.ds {
 		if _, isComp := Compensates(d.Step); isComp {
-			switch d.Status {
-			case DeliveryScheduled, DeliveryRunning, DeliverySucceeded, DeliveryDead:
+			switch {
+			case d.Status == DeliveryScheduled, d.Status == DeliveryRunning, d.Status == DeliverySucceeded:
 				return true
+			case d.Status == DeliveryDead && d.Attempts > 0:
+				return true // a compensation dead-lettered unsent (its target gone) never ran
 			}
 			continue
 		}
@@ -187,6 +196,35 @@ func (f *Family) compensationBegan() bool {
 		}
 	}
 	return false
+}
+
+// compensationDue reports whether the compensation comp may run: every
+// forward step is final, a required one failed for good, and the step it
+// undoes succeeded (or is being undone) or may have happened.
+func (f *Family) compensationDue(comp string) bool {
+	base, _ := Compensates(comp)
+	failed := false
+	for _, d := range f.ds {
+		if _, isComp := Compensates(d.Step); isComp {
+			continue
+		}
+		s := d.Status
+		if !s.Final() && s != DeliveryCompensating {
+			return false
+		}
+		if d.Required && (s == DeliveryDead || s == DeliverySkipped || s == DeliveryCancelled) {
+			failed = true
+		}
+		if d.Step == base {
+			switch {
+			case s == DeliverySucceeded, s == DeliveryCompensating, s == DeliveryCompensated:
+			case s == DeliveryDead && d.OutcomeUnknown && !d.NoCompensateUnknown:
+			default:
+				return false
+			}
+		}
+	}
+	return failed || f.compensationBegan()
 }
 
 // Replay sends the dead deliveries ids back to work with a fresh retry
@@ -209,6 +247,9 @@ func (f *Family) Replay(ids []string) {
 			continue
 		case began && !isComp:
 			f.refused = append(f.refused, Refusal{DeliveryID: id, Reason: RefusedCompensationRan})
+			continue
+		case isComp && !f.compensationDue(d.Step):
+			f.refused = append(f.refused, Refusal{DeliveryID: id, Reason: RefusedCompensationNotDue})
 			continue
 		}
 		d.Status, d.NextAttemptAt, d.LeaseOwner = DeliveryScheduled, f.now, ""
@@ -234,6 +275,10 @@ func (f *Family) Discard(ids []string, reason string) {
 		case d.Status == DeliveryRunning && !d.NextAttemptAt.After(f.now):
 		default:
 			continue
+		}
+		if d.Status == DeliveryRunning {
+			// Its worker may have sent the request before it died.
+			d.OutcomeUnknown = true
 		}
 		d.Status, d.NextAttemptAt, d.LeaseOwner, d.LastError = DeliveryDead, time.Time{}, "", reason
 		f.discarded[id] = reason
@@ -270,7 +315,8 @@ func (f *Family) Writes() *Writes {
 		case d.Status == o.Status && f.discarded[d.ID] == "":
 			continue
 		}
-		w.Changes = append(w.Changes, Change{DeliveryID: d.ID, Status: d.Status, NextAttemptAt: d.NextAttemptAt, LastError: d.LastError})
+		w.Changes = append(w.Changes, Change{DeliveryID: d.ID, Status: d.Status, NextAttemptAt: d.NextAttemptAt, LastError: d.LastError,
+			Unknown: d.OutcomeUnknown && !o.OutcomeUnknown})
 		if d.Status == DeliveryScheduled && !d.NextAttemptAt.After(f.now) && o.Status != DeliveryScheduled && !replayed[d.ID] {
 			w.Ready = append(w.Ready, d)
 		}

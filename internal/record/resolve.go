@@ -96,6 +96,9 @@ type Change struct {
 	Status        DeliveryStatus
 	NextAttemptAt time.Time
 	LastError     string
+	// Unknown, when true, marks the delivery's outcome unknown (it may
+	// have reached its target); a change never clears the mark.
+	Unknown bool
 }
 
 // Resolve decides what changes in one message now that a delivery

@@ -90,6 +90,19 @@ type Store interface {
 	// DeliveryStats counts deliveries per target for the queue-depth gauges.
 	DeliveryStats(ctx context.Context, now *time.Time) ([]TargetStats, error)
 
+	// MessagePurge deletes up to Limit finished messages, with their
+	// deliveries and attempts, whose retention has passed (see
+	// MessagePurgeParams), oldest first, and returns how many it deleted.
+	// One call is one small write; callers loop until it deletes fewer than
+	// Limit, so a purge never holds the writer long.
+	MessagePurge(ctx context.Context, p *MessagePurgeParams) (int, error)
+	// DeliveryPurge takes dead letters out of the dead-letter queue for
+	// good: each becomes cancelled, its LastError prefixed with "purged: ",
+	// and its message status is derived again. It selects like
+	// DeliveryReplay (IDs, or the Route/Target filter up to Limit, oldest
+	// first); deliveries that are not dead are left alone and not returned.
+	DeliveryPurge(ctx context.Context, p *DeliveryPurgeParams) ([]record.Delivery, error)
+
 	// Ping checks that the store can be reached.
 	Ping(ctx context.Context) error
 	// Close waits for writes in progress and releases the database.
@@ -225,6 +238,46 @@ type DeliveryDiscardParams struct {
 	Reason string
 	Limit  int // per call; default 1000 (call again while it returns Limit)
 	Now    *time.Time
+}
+
+// MessagePurgeParams say how long finished messages are kept. A message's
+// age is the time since it last changed (UpdatedAt). Zero keeps that kind
+// for ever.
+type MessagePurgeParams struct {
+	// Succeeded: messages that succeeded and hold no dead letter.
+	Succeeded time.Duration
+	// Failed: messages that failed, partially succeeded or were
+	// compensated, and hold no dead letter.
+	Failed time.Duration
+	// Dead: finished messages that still hold a dead letter (one waiting
+	// for a replay or a purge), whatever their status.
+	Dead  time.Duration
+	Limit int // default 100, at most 1000
+	Now   *time.Time
+}
+
+// DeliveryPurgeParams selects dead letters to purge.
+type DeliveryPurgeParams struct {
+	IDs    []string
+	Route  string
+	Target string
+	Limit  int // with a filter; default 1000
+	Now    *time.Time
+}
+
+// PurgedPrefix starts the LastError of a purged dead letter.
+const PurgedPrefix = "purged: "
+
+// PurgeLimit returns the batch size of a MessagePurge call: n, or 100
+// when n <= 0, at most 1000.
+func PurgeLimit(n int) int {
+	switch {
+	case n <= 0:
+		return 100
+	case n > 1000:
+		return 1000
+	}
+	return n
 }
 
 // TargetStats counts one target's deliveries.

@@ -32,6 +32,7 @@ const claimSQL = `WITH c AS (
 	FOR UPDATE SKIP LOCKED
 )
 UPDATE deliveries d SET status = 'running', lease_owner = $4, lease_token = d.lease_token + 1,
+	outcome_unknown = d.outcome_unknown OR d.status = 'running',
 	next_attempt_at = $5, updated_at = $2
 FROM c WHERE d.id = c.id
 RETURNING c.due, ` + "%s"

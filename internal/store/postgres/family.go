@@ -105,8 +105,8 @@ const (
 	FROM unnest($1::text[], $2::int[], $3::int[]) AS c(id, replays, at_replay)
 	WHERE d.id = c.id`
 	changesSQL = `UPDATE deliveries d SET status = c.status, next_attempt_at = c.next_at, last_error = c.err,
-		lease_owner = '', updated_at = $5
-	FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[]) AS c(id, status, next_at, err)
+		lease_owner = '', updated_at = $5, outcome_unknown = d.outcome_unknown OR c.unknown
+	FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $6::bool[]) AS c(id, status, next_at, err, unknown)
 	WHERE d.id = c.id`
 	messagesSQL = `UPDATE messages m SET status = x.status, updated_at = $3
 	FROM unnest($1::text[], $2::text[]) AS x(id, status) WHERE m.id = x.id`
@@ -131,6 +131,7 @@ func queueWrites(b *pgx.Batch, ws []*record.Writes, fs []*record.Family, now tim
 		rReplays, rAtReplay []int32
 		cID, cStatus, cErr  []string
 		cNext               []pgtype.Timestamptz
+		cUnknown            []bool
 		mID, mStatus        []string
 		seen                = map[string]bool{}
 	)
@@ -176,6 +177,7 @@ func queueWrites(b *pgx.Batch, ws []*record.Writes, fs []*record.Family, now tim
 		}
 		for _, c := range w.Changes {
 			cID, cStatus, cNext, cErr = append(cID, c.DeliveryID), append(cStatus, string(c.Status)), append(cNext, ts(micro(c.NextAttemptAt))), append(cErr, clean(c.LastError))
+			cUnknown = append(cUnknown, c.Unknown)
 		}
 		for _, d := range w.Ready {
 			wake(d.Target)
@@ -192,7 +194,7 @@ func queueWrites(b *pgx.Batch, ws []*record.Writes, fs []*record.Family, now tim
 		b.Queue(replayedSQL, rID, rReplays, rAtReplay, now)
 	}
 	if len(cID) > 0 {
-		b.Queue(changesSQL, cID, cStatus, cNext, cErr, now)
+		b.Queue(changesSQL, cID, cStatus, cNext, cErr, now, cUnknown)
 	}
 	if len(mID) > 0 {
 		b.Queue(messagesSQL, mID, mStatus, now)

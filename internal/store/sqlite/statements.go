@@ -56,7 +56,10 @@ func (st *statements) list() []struct {
 		// Every claim raises the fencing token: the writes that end or move
 		// the claim must name it, so an expired claim's late result or
 		// postpone changes nothing.
+		// A running delivery claimed again is a dead worker's: its request
+		// may have gone out, so its outcome is unknown from now on.
 		{&st.claimUpdate, `UPDATE deliveries SET status = 'running', lease_owner = ?1, lease_token = lease_token + 1,
+			outcome_unknown = CASE WHEN status = 'running' THEN 1 ELSE outcome_unknown END,
 			next_attempt_at = ?2, updated_at = ?3
 			WHERE rowid IN (SELECT rowid FROM deliveries
 				WHERE target = ?4 AND status IN ('scheduled', 'running') AND next_attempt_at <= ?3
@@ -76,8 +79,9 @@ func (st *statements) list() []struct {
 			last_error = ?, response_status = ?, response_body = ?, response_headers = ?, outcome_unknown = ?, updated_at = ?
 			WHERE rowid = ?`},
 		// A change never leaves a delivery running, so it never has a lease.
-		{&st.changeUpdate, `UPDATE deliveries SET status = ?, next_attempt_at = ?, last_error = ?, lease_owner = '', updated_at = ?
-			WHERE rowid = ?`},
+		{&st.changeUpdate, `UPDATE deliveries SET status = ?1, next_attempt_at = ?2, last_error = ?3, lease_owner = '', updated_at = ?4,
+			outcome_unknown = max(outcome_unknown, ?6)
+			WHERE rowid = ?5`},
 		{&st.deliveryGet, `SELECT ` + deliveryCols + ` FROM deliveries WHERE id = ?`},
 		{&st.msgStatus, `UPDATE messages SET status = ?, updated_at = ? WHERE id = ?`},
 

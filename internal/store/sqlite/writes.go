@@ -451,7 +451,7 @@ func (t *wtx) persist(f *family, w *record.Writes, now time.Time, headers map[st
 		}
 	}
 	for _, c := range w.Changes {
-		if _, err := t.st.changeUpdate.ExecContext(t.ctx, string(c.Status), nanos(c.NextAttemptAt), c.LastError, at, f.rowid(c.DeliveryID)); err != nil {
+		if _, err := t.st.changeUpdate.ExecContext(t.ctx, string(c.Status), nanos(c.NextAttemptAt), c.LastError, at, f.rowid(c.DeliveryID), boolInt(c.Unknown)); err != nil {
 			return fmt.Errorf("update delivery %s: %w", c.DeliveryID, err)
 		}
 	}

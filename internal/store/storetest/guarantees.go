@@ -349,3 +349,57 @@ func testSagaTable(t *testing.T, open Opener) {
 		}
 	})
 }
+
+// testMayHave: "may have happened" marks found by the model (model/):
+// it is sticky across attempts, a reclaimed claim sets it (its worker may
+// have sent the request), and a compensation is replayed only when due.
+func testMayHave(t *testing.T, open Opener) {
+	t.Run("sticky across attempts", func(t *testing.T) {
+		s := open(t)
+		insert(t, s, at(0), msg("m1", "order"), due("m1-charge", "charge", "pay", 0), comp("m1-charge-c", "charge", "refund"))
+		d := claimOne(t, s, "pay", "w", "m1-charge", at(0))
+		p := completeParams(d, record.DeliveryScheduled, at(time.Second))
+		p.Unknown = true // a timeout after the request was written
+		if _, err := s.DeliveryComplete(context.Background(), p); err != nil {
+			t.Fatal(err)
+		}
+		d = claimOne(t, s, "pay", "w", "m1-charge", at(11*time.Second))
+		complete(t, s, d, record.DeliveryDead, at(12*time.Second)) // a clean 4xx this time
+		if got := delivery(t, s, "m1", "m1-charge"); !got.OutcomeUnknown {
+			t.Error("a clean failure cleared the earlier unknown outcome")
+		}
+		wantDeliveryStatus(t, s, "m1", "m1-charge-c", record.DeliveryScheduled)
+	})
+	t.Run("a reclaimed claim may have been sent", func(t *testing.T) {
+		s := open(t)
+		insert(t, s, at(0), msg("m1", "r"), due("d1", "s", "t", 0))
+		claimOne(t, s, "t", "w1", "d1", at(0))
+		if got := delivery(t, s, "m1", "d1"); got.OutcomeUnknown {
+			t.Fatal("a first claim marked the outcome unknown")
+		}
+		claimOne(t, s, "t", "w2", "d1", at(lease))
+		if got := delivery(t, s, "m1", "d1"); !got.OutcomeUnknown {
+			t.Error("a claim taken over from a dead worker is not marked unknown")
+		}
+	})
+	t.Run("a compensation is replayed only when due", func(t *testing.T) {
+		s := open(t)
+		sagaMessage(t, s, "m1")
+		// The refund target is gone while the order is still running.
+		if _, err := s.DeliveryDiscard(context.Background(), &store.DeliveryDiscardParams{Target: "refund", Reason: "gone", Now: at(time.Second)}); err != nil {
+			t.Fatal(err)
+		}
+		wantDeliveryStatus(t, s, "m1", "m1-charge-c", record.DeliveryDead)
+		res, err := s.DeliveryReplay(context.Background(), &store.DeliveryReplayParams{IDs: []string{"m1-charge-c"}, Now: at(2 * time.Second)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Replayed) != 0 || len(res.Refused) != 1 || res.Refused[0].Reason != record.RefusedCompensationNotDue {
+			t.Fatalf("replay of a compensation not due: replayed %v refused %+v", ids(res.Replayed), res.Refused)
+		}
+		// The discarded compensation did not begin the compensation: the
+		// order goes on.
+		complete(t, s, claimOne(t, s, "pay", "w", "m1-charge", at(3*time.Second)), record.DeliverySucceeded, at(3*time.Second))
+		wantDeliveryStatus(t, s, "m1", "m1-reserve", record.DeliveryScheduled)
+	})
+}

@@ -58,7 +58,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Fencing", testFencing},
 		{"InputChecks", testInputChecks},
 		{"Discard", testDiscard},
+		{"MayHave", testMayHave},
 		{"Optional", testOptional},
+		{"Purge", RunPurge},
 	}
 	// Every case opens its own stores and sets its own clock, so the cases
 	// run side by side.
