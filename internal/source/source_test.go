@@ -109,23 +109,37 @@ type rig struct {
 	ship    *counter
 }
 
+// testName is a stream or queue name unique to this test run.
+func testName(t testing.TB) string {
+	return strings.NewReplacer("/", "_", " ", "_").Replace(fmt.Sprintf("T%s%d", t.Name(), time.Now().UnixNano()))
+}
+
 func newRig(t *testing.T, extra string) *rig {
 	t.Helper()
 	url := natsURL(t)
-	name := strings.NewReplacer("/", "_", " ", "_").Replace(fmt.Sprintf("T%s%d", t.Name(), time.Now().UnixNano()))
-	r := &rig{stream: name, subject: "t." + name, billing: newCounter(t), ship: newCounter(t)}
+	name := testName(t)
 	nc, err := nats.Connect(url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	if r.js, err = jetstream.New(nc); err != nil {
+	js, err := jetstream.New(nc)
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = r.js.DeleteStream(context.Background(), name) })
+	t.Cleanup(func() { _ = js.DeleteStream(context.Background(), name) })
+	r := newRigWith(t, fmt.Sprintf("{kind: nats, url: %q, stream: %s, subjects: [%q], max_in_flight: 64, nak_delay: 50ms%s}", url, name, "t."+name, extra))
+	r.js, r.stream, r.subject = js, name, "t."+name
+	return r
+}
+
+// newRigWith runs the route over the source written as src (YAML flow).
+func newRigWith(t *testing.T, src string) *rig {
+	t.Helper()
+	r := &rig{billing: newCounter(t), ship: newCounter(t)}
 	yaml := fmt.Sprintf(`server: {max_body: 1KiB}
 sources:
-  bus: {kind: nats, url: %q, stream: %s, subjects: [%q], max_in_flight: 64, nak_delay: 50ms%s}
+  bus: %s
 targets:
   billing: {url: %q, retry: {initial: 10ms, max: 50ms}}
   shipping: {url: %q, retry: {initial: 10ms, max: 50ms}}
@@ -135,7 +149,7 @@ routes:
     steps:
       - {name: bill, target: billing}
       - {name: ship, target: shipping}
-`, url, name, r.subject, extra, r.billing.srv.URL, r.ship.srv.URL)
+`, src, r.billing.srv.URL, r.ship.srv.URL)
 	cfg, err := config.Parse([]byte(yaml), "t.yaml")
 	if err != nil {
 		t.Fatal(err)
