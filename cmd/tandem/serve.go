@@ -12,6 +12,7 @@ import (
 	"github.com/tandem-run/tandem/internal/api"
 	"github.com/tandem-run/tandem/internal/config"
 	"github.com/tandem-run/tandem/internal/engine"
+	"github.com/tandem-run/tandem/internal/source"
 	"github.com/tandem-run/tandem/internal/store"
 	"github.com/tandem-run/tandem/internal/store/postgres"
 	"github.com/tandem-run/tandem/internal/store/sqlite"
@@ -47,14 +48,15 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 
 // server is a running gateway: listener, engine and store.
 type server struct {
-	cfg    *config.Config
-	log    *slog.Logger
-	http   *http.Server
-	engine *engine.Engine
-	store  store.Store
-	addr   net.Addr
-	served chan error
-	cancel context.CancelFunc
+	cfg     *config.Config
+	log     *slog.Logger
+	http    *http.Server
+	engine  *engine.Engine
+	sources *source.Manager
+	store   store.Store
+	addr    net.Addr
+	served  chan error
+	cancel  context.CancelFunc
 }
 
 // start opens the store, starts the engine and serves HTTP. With ln nil it
@@ -74,7 +76,13 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ln net.
 		closeStore(st)
 		return nil, err
 	}
-	h, err := api.New(api.Options{Engine: eng, Config: cfg, Registry: reg, Logger: logger, Version: shortVersion()})
+	srcs, err := source.New(source.Options{Config: cfg, Engine: eng, Store: st, Metrics: metrics, Logger: logger})
+	if err != nil {
+		cancel()
+		closeStore(st)
+		return nil, err
+	}
+	h, err := api.New(api.Options{Engine: eng, Config: cfg, Registry: reg, Logger: logger, Version: shortVersion(), Sources: srcs})
 	if err != nil {
 		cancel()
 		closeStore(st)
@@ -94,6 +102,7 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ln net.
 		closeStore(st)
 		return nil, err
 	}
+	srcs.Start(bg)
 	if st != nil {
 		go watchQueue(bg, st, metrics, 5*time.Second)
 		startReplica(bg, st, eng, logger)
@@ -103,7 +112,7 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ln net.
 		}
 	}
 	s := &server{
-		cfg: cfg, log: logger, engine: eng, store: st, addr: ln.Addr(), cancel: cancel,
+		cfg: cfg, log: logger, engine: eng, sources: srcs, store: st, addr: ln.Addr(), cancel: cancel,
 		served: make(chan error, 1),
 		http: &http.Server{
 			Handler:           h,
@@ -128,6 +137,11 @@ func (s *server) stop() error {
 	defer cancel()
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- s.http.Shutdown(ctx) }()
+	// Sources stop first: what they hold in flight is committed and
+	// acknowledged (or nacked) while the engine still accepts.
+	if err := s.sources.Stop(ctx); err != nil {
+		s.log.Warn("sources shutdown", "error", err)
+	}
 	if err := s.engine.Shutdown(ctx); err != nil {
 		s.log.Warn("engine shutdown", "error", err)
 	}

@@ -36,6 +36,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Version is shown in the OpenAPI document. Default "dev".
 	Version string
+	// Sources, when set, is served at GET /v1/sources (sources.go).
+	Sources Sources
 }
 
 // server is the state shared by all handlers.
@@ -50,6 +52,8 @@ type server struct {
 	targets map[string]*config.Target
 	// methods are all methods some pattern accepts, for the Allow header.
 	methods []string
+	// sources are the broker sources, if any (sources.go).
+	sources Sources
 }
 
 // New builds tandem's HTTP handler: the configured routes, the admin API
@@ -84,6 +88,7 @@ func New(opts Options) (http.Handler, error) {
 		maxBody: int64(cfg.Server.MaxBody),
 		mux:     http.NewServeMux(),
 		targets: cfg.Redacted().Targets,
+		sources: opts.Sources,
 	}
 	if s.maxBody <= 0 {
 		s.maxBody = defaultMaxBody
@@ -116,6 +121,9 @@ func (s *server) routes(opts Options) error {
 		return admin.err
 	}
 	for _, rt := range s.cfg.Routes {
+		if rt.Source != "" {
+			continue // fed by a broker (internal/source), not served
+		}
 		if err := s.registerRoute(api, rt); err != nil {
 			return err
 		}
@@ -132,6 +140,7 @@ func (s *server) routes(opts Options) error {
 		{"GET /metrics", s.adminOnly(promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{Registry: opts.Registry}))},
 		{"GET /healthz", http.HandlerFunc(s.healthz)},
 		{"GET /readyz", http.HandlerFunc(s.readyz)},
+		{"GET /v1/sources", s.adminOnly(http.HandlerFunc(s.listSources))},
 		{"/", http.HandlerFunc(s.notFound)},
 	}
 	for _, st := range steps {

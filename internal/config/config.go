@@ -17,6 +17,7 @@ type Config struct {
 	Auth    Auth               `yaml:"auth"`
 	Log     Log                `yaml:"log"`
 	Targets map[string]*Target `yaml:"targets"`
+	Sources map[string]*Source `yaml:"sources"`
 	Routes  []*Route           `yaml:"routes"`
 
 	// File is the path the config was loaded from ("" when from bytes).
@@ -241,8 +242,12 @@ const (
 type Route struct {
 	// Name identifies the route in the admin API and metrics. Required, unique.
 	Name string `yaml:"name"`
-	// Path is the gateway path, e.g. /orders. Required, unique.
+	// Path is the gateway path, e.g. /orders. Required (unless Source is
+	// set), unique.
 	Path string `yaml:"path"`
+	// Source names an entry under sources the route consumes from,
+	// instead of a path. A source feeds one route.
+	Source string `yaml:"source"`
 	// Method is the inbound method. Default POST.
 	Method string `yaml:"method"`
 	// Respond is when the caller gets an answer. Default accepted.

@@ -68,6 +68,15 @@ func setDefaults(c *Config) {
 		targetDefaults(t)
 	}
 
+	for name, src := range c.Sources {
+		if src == nil {
+			src = &Source{}
+			c.Sources[name] = src
+		}
+		src.Name = name
+		sourceDefaults(src)
+	}
+
 	for i, r := range c.Routes {
 		if r == nil {
 			r = &Route{}

@@ -29,6 +29,14 @@ func (c *Config) Redacted() *Config {
 			*s = RedactedValue
 		}
 	}
+	for _, src := range cp.Sources {
+		if src == nil {
+			continue
+		}
+		if u, err := url.Parse(src.URL); err == nil && u.User != nil {
+			src.URL = u.Redacted()
+		}
+	}
 	for _, t := range cp.Targets {
 		if t == nil {
 			continue

@@ -28,6 +28,7 @@ func validate(cfg *Config, c *collector) {
 	for _, name := range names {
 		v.target(joinKey("targets", name), cfg.Targets[name])
 	}
+	v.sources()
 	v.routes()
 }
 
@@ -323,6 +324,7 @@ func (v *validator) routes() {
 	}
 	names := map[string]int{}
 	endpoints := map[string]int{}
+	sourced := map[string]int{}
 	for i, r := range v.cfg.Routes {
 		p := joinIndex("routes", i)
 		v.name(joinKey(p, "name"), r.Name, "route")
@@ -332,7 +334,9 @@ func (v *validator) routes() {
 			names[r.Name] = i
 		}
 		v.method(joinKey(p, "method"), r.Method)
-		if v.routePath(joinKey(p, "path"), r.Path) {
+		if r.Source != "" {
+			v.routeSource(p, r, sourced, i)
+		} else if v.routePath(joinKey(p, "path"), r.Path) {
 			ep := r.Method + " " + r.Path
 			if j, dup := endpoints[ep]; dup {
 				v.errf(joinKey(p, "path"), "%s %s is already used by routes[%d]", r.Method, r.Path, j)

@@ -41,6 +41,7 @@ type Metrics struct {
 	breakerState *prometheus.GaugeVec     // target
 	postponed    *prometheus.CounterVec   // target, reason
 	inFlight     *prometheus.GaugeVec     // target
+	src          *sourceVecs              // source.go
 
 	err error // registration failures, see Err
 
@@ -114,9 +115,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		steps:   make(map[stepKey]*StepMetrics),
 		routes:  make(map[string]*RouteMetrics),
 		targets: make(map[string]*TargetMetrics),
+		src:     newSourceVecs(),
 	}
 	if reg != nil {
 		var errs []error
+		m.src.register(reg, &errs)
 		m.attempts = register(reg, m.attempts, &errs)
 		m.attemptDur = register(reg, m.attemptDur, &errs)
 		m.deliveries = register(reg, m.deliveries, &errs)
