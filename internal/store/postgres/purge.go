@@ -93,30 +93,7 @@ func (s *Store) purgeDead(ctx context.Context, p *store.DeliveryPurgeParams, now
 		return nil, err
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	var (
-		q    string
-		args []any
-	)
-	if len(p.IDs) > 0 {
-		q, args = `SELECT id, message_id FROM deliveries WHERE id = ANY($1) AND status = 'dead'`, []any{p.IDs}
-	} else {
-		where := []string{"status = 'dead'"}
-		if p.Route != "" {
-			args = append(args, p.Route)
-			where = append(where, fmt.Sprintf("route = $%d", len(args)))
-		}
-		if p.Target != "" {
-			args = append(args, p.Target)
-			where = append(where, fmt.Sprintf("target = $%d", len(args)))
-		}
-		limit := p.Limit
-		if limit <= 0 {
-			limit = 1000
-		}
-		args = append(args, limit)
-		q = `SELECT id, message_id FROM deliveries WHERE ` + strings.Join(where, " AND ") +
-			fmt.Sprintf(` ORDER BY created_at, id LIMIT $%d`, len(args))
-	}
+	q, args := deadLetterQuery("id, message_id", p.IDs, false, p.Route, p.Target, p.Limit)
 	rows, err := tx.Query(ctx, q, args...)
 	if err != nil {
 		return nil, err

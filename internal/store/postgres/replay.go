@@ -2,9 +2,7 @@ package postgres
 
 import (
 	"context"
-	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -38,30 +36,8 @@ func (s *Store) DeliveryReplay(ctx context.Context, p *store.DeliveryReplayParam
 func (s *Store) replay(ctx context.Context, p *store.DeliveryReplayParams, now time.Time) (*store.DeliveryReplayResult, error) {
 	// Pick the dead letters; the write core checks them again under the
 	// lock.
-	var (
-		q    string
-		args []any
-	)
-	if len(p.IDs) > 0 {
-		q, args = `SELECT id FROM deliveries WHERE id = ANY($1)`, []any{p.IDs}
-	} else {
-		where := []string{"status = 'dead'"}
-		if p.Route != "" {
-			args = append(args, p.Route)
-			where = append(where, fmt.Sprintf("route = $%d", len(args)))
-		}
-		if p.Target != "" {
-			args = append(args, p.Target)
-			where = append(where, fmt.Sprintf("target = $%d", len(args)))
-		}
-		limit := p.Limit
-		if limit <= 0 {
-			limit = 1000
-		}
-		args = append(args, limit)
-		q = `SELECT id FROM deliveries WHERE ` + strings.Join(where, " AND ") +
-			fmt.Sprintf(` ORDER BY created_at, id LIMIT $%d`, len(args))
-	}
+	// By id, any status: the write core says why it leaves one alone.
+	q, args := deadLetterQuery("id", p.IDs, true, p.Route, p.Target, p.Limit)
 	rows, err := s.pool.Query(ctx, q, args...)
 	if err != nil {
 		return nil, err

@@ -194,3 +194,26 @@ func (f *filter) page(sel string, cur *store.Cursor, limit int) string {
 	}
 	return sel + " ORDER BY created_at DESC, id DESC LIMIT " + f.arg(limit+1)
 }
+
+// deadLetterQuery selects cols of the deliveries ids, or, with no ids, of
+// the dead letters of route and target (each optional), oldest first, at
+// most limit (default 1000). With anyStatus, ids may name deliveries that
+// are not dead.
+func deadLetterQuery(cols string, ids []string, anyStatus bool, route, target string, limit int) (string, []any) {
+	var f filter
+	if len(ids) > 0 {
+		f.where = append(f.where, "id = ANY("+f.arg(ids)+")")
+		if !anyStatus {
+			f.where = append(f.where, "status = 'dead'")
+		}
+		return `SELECT ` + cols + ` FROM deliveries WHERE ` + strings.Join(f.where, " AND "), f.args
+	}
+	if limit <= 0 {
+		limit = 1000
+	}
+	f.where = append(f.where, "status = 'dead'")
+	f.eq("route", route)
+	f.eq("target", target)
+	return `SELECT ` + cols + ` FROM deliveries WHERE ` + strings.Join(f.where, " AND ") +
+		` ORDER BY created_at, id LIMIT ` + f.arg(limit), f.args
+}
