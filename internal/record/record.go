@@ -95,8 +95,14 @@ type Message struct {
 	Body           []byte
 	Headers        map[string][]string // inbound headers kept for templates (never auth)
 	Query          map[string][]string
-	CreatedAt      time.Time
-	UpdatedAt      time.Time
+	// TraceParent is the W3C traceparent of the message's ingest span
+	// (empty when not traced): every attempt's span is its child, on any
+	// replica, however late.
+	TraceParent string
+	// TraceState is the W3C tracestate carried with TraceParent.
+	TraceState string
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
 }
 
 // Delivery is one step of one message.

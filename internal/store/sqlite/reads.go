@@ -139,7 +139,7 @@ func (s *Store) MessageList(ctx context.Context, p *store.MessageListParams) (*s
 	}
 	// One row more than the page tells whether there is a next page, so the
 	// last page has no cursor.
-	q := `SELECT id, route, status, idempotency_key, body_hash, NULL, NULL, NULL, created_at, updated_at
+	q := `SELECT id, route, status, idempotency_key, body_hash, NULL, NULL, NULL, created_at, updated_at, traceparent, tracestate
 		FROM messages` + w.String() + ` ORDER BY created_at DESC, id DESC LIMIT ?`
 	rows, err := s.rdb.QueryContext(ctx, q, append(w.args, limit+1)...)
 	if err != nil {
