@@ -290,6 +290,9 @@ type TargetStats struct {
 	Waiting   int
 	Running   int
 	Dead      int
+	// OldestDue is when the longest-waiting due delivery became due (its
+	// next attempt time); zero when none is due.
+	OldestDue time.Time
 }
 
 // NowOr returns *now, or time.Now() when now is nil, in UTC.

@@ -215,7 +215,7 @@ func (s *Store) DeliveryStats(ctx context.Context, now *time.Time) ([]store.Targ
 		}
 		return st
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT target, status, next_attempt_at <= ?, count(*) FROM deliveries
+	rows, err := tx.QueryContext(ctx, `SELECT target, status, next_attempt_at <= ?, count(*), min(next_attempt_at) FROM deliveries
 		WHERE status IN ('scheduled', 'running') GROUP BY 1, 2, 3`, at)
 	if err != nil {
 		return nil, fmt.Errorf("delivery stats: %w", err)
@@ -225,8 +225,9 @@ func (s *Store) DeliveryStats(ctx context.Context, now *time.Time) ([]store.Targ
 			target, status string
 			due            bool
 			n              int
+			oldest         int64
 		)
-		if err := rows.Scan(&target, &status, &due, &n); err != nil {
+		if err := rows.Scan(&target, &status, &due, &n, &oldest); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("delivery stats: %w", err)
 		}
@@ -236,6 +237,7 @@ func (s *Store) DeliveryStats(ctx context.Context, now *time.Time) ([]store.Targ
 			st.Running += n
 		case due:
 			st.Due += n
+			st.OldestDue = fromNanos(oldest)
 		default:
 			st.Scheduled += n
 		}
