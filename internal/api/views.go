@@ -13,6 +13,7 @@ import (
 	"github.com/tandem-run/tandem/internal/engine"
 	"github.com/tandem-run/tandem/internal/record"
 	"github.com/tandem-run/tandem/internal/store"
+	"github.com/tandem-run/tandem/internal/telemetry"
 )
 
 // Conversions from the records of the store and the engine's live view to
@@ -22,6 +23,7 @@ func summaryOf(m record.Message) tapi.MessageSummary {
 	return tapi.MessageSummary{
 		ID: m.ID, Route: m.Route, Status: string(m.Status),
 		CreatedAt: m.CreatedAt, UpdatedAt: m.UpdatedAt, IdempotencyKey: m.IdempotencyKey,
+		TraceID: telemetry.TraceIDOf(m.TraceParent),
 	}
 }
 
@@ -30,6 +32,7 @@ func detailOf(md *record.MessageDetail) *tapi.MessageDetail {
 	out := &tapi.MessageDetail{
 		ID: m.ID, Route: m.Route, Status: string(m.Status),
 		CreatedAt: m.CreatedAt, UpdatedAt: m.UpdatedAt, IdempotencyKey: m.IdempotencyKey,
+		TraceID:    telemetry.TraceIDOf(m.TraceParent),
 		Body:       jsonOrNull(m.Body),
 		Deliveries: make([]tapi.Delivery, 0, len(md.Deliveries)),
 	}
