@@ -115,7 +115,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"target"}),
 		postponed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tandem_deliveries_postponed_total",
-			Help: "Claimed deliveries given back without an attempt, by reason (breaker_open, paused, rate_limit, shutdown).",
+			Help: "Claimed deliveries given back without an attempt, by reason (breaker_open, paused, rate_limit, shutdown, lease).",
 		}, []string{"target", "reason"}),
 		inFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "tandem_target_in_flight",

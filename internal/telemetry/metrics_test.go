@@ -147,7 +147,7 @@ func TestGaugesAndGroupCommit(t *testing.T) {
 # TYPE tandem_queue_depth gauge
 tandem_queue_depth{state="dead",target="payments"} 1
 tandem_queue_depth{state="due",target="payments"} 7
-# HELP tandem_breaker_state Circuit breaker state per target: 0 closed, 1 half-open, 2 open.
+# HELP tandem_breaker_state Circuit breaker state per target: 0 closed, 1 half-open, 2 open, 3 disabled.
 # TYPE tandem_breaker_state gauge
 tandem_breaker_state{target="payments"} 2
 # HELP tandem_group_commit_ops Operations committed together in one store transaction.
