@@ -34,14 +34,19 @@ type otlpSpan struct {
 type otlpReceiver struct {
 	collectortrace.UnimplementedTraceServiceServer
 
+	// countOnly keeps no spans, only their number (benchmarks: a real
+	// collector's work is not on tandem's machine).
+	countOnly bool
+
 	mu    sync.Mutex
 	spans []otlpSpan
+	count int
 	phase int
 }
 
 // startOTLPGRPC serves the receiver over gRPC on 127.0.0.1 and returns its
 // host:port.
-func startOTLPGRPC(t *testing.T, r *otlpReceiver) string {
+func startOTLPGRPC(t testing.TB, r *otlpReceiver) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -56,7 +61,7 @@ func startOTLPGRPC(t *testing.T, r *otlpReceiver) string {
 
 // startOTLPHTTP serves the receiver's OTLP/HTTP handler and returns its
 // base URL.
-func startOTLPHTTP(t *testing.T, r *otlpReceiver) string {
+func startOTLPHTTP(t testing.TB, r *otlpReceiver) string {
 	t.Helper()
 	srv := httptest.NewServer(r)
 	t.Cleanup(srv.Close)
@@ -98,6 +103,14 @@ func (r *otlpReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 func (r *otlpReceiver) add(req *collectortrace.ExportTraceServiceRequest) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.countOnly {
+		for _, rs := range req.GetResourceSpans() {
+			for _, ss := range rs.GetScopeSpans() {
+				r.count += len(ss.GetSpans())
+			}
+		}
+		return
+	}
 	for _, rs := range req.GetResourceSpans() {
 		service := ""
 		for _, kv := range rs.GetResource().GetAttributes() {
@@ -132,6 +145,13 @@ func (r *otlpReceiver) setPhase(phase int) {
 	r.mu.Lock()
 	r.phase = phase
 	r.mu.Unlock()
+}
+
+// received is how many spans came in.
+func (r *otlpReceiver) received() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.count + len(r.spans)
 }
 
 // got returns a copy of the spans received so far.

@@ -99,7 +99,7 @@ func (e *Engine) callWithin(ctx context.Context, route string, sp *stepPlan, req
 	tr := sp.target
 	start := time.Now()
 	for {
-		actx, span := e.startAttempt(ctx, d, d.Attempts+1)
+		actx, span := e.startAttempt(ctx, d)
 		res := e.caller.Do(actx, req)
 		d.Attempts++
 		e.metrics.Step(route, d.Step, d.Target).AttemptTraced(res.Outcome, res.Duration, spanTraceID(actx))
@@ -113,7 +113,7 @@ func (e *Engine) callWithin(ctx context.Context, route string, sp *stepPlan, req
 			Result: res, N: d.Attempts, Since: start, Now: now, Deadline: deadline,
 			Policy: tr.policy, MaxRetryAfter: tr.maxRetryAfter, Jitter: e.opts.Jitter(),
 		})
-		endAttempt(span, res, verdictStatus(dec.Verdict))
+		e.endAttempt(span, d, d.Attempts, res, verdictStatus(dec.Verdict))
 		switch dec.Verdict {
 		case verdictSucceeded:
 			d.Status = record.DeliverySucceeded

@@ -54,7 +54,7 @@ func (e *Engine) Ingest(ctx context.Context, route string, in *Inbound) (*Answer
 	if code != 0 {
 		e.metrics.Route(route).AnsweredTraced(code, time.Since(start), spanTraceID(ctx))
 	}
-	endIngest(span, ans, code, err)
+	endIngest(span, rp, ans, code, err)
 	return ans, err
 }
 

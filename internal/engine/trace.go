@@ -47,26 +47,28 @@ func (e *Engine) startIngest(ctx context.Context, rp *routePlan, in *Inbound) (c
 			ctx = e.tracing.Propagator().Extract(ctx, propagation.HeaderCarrier(in.Header))
 		}
 	}
-	return e.tracing.Tracer().Start(ctx, "ingest "+rp.cfg.Name, trace.WithSpanKind(kind),
-		trace.WithAttributes(attrRoute.String(rp.cfg.Name), attrDurable.Bool(rp.cfg.IsDurable())))
+	return e.tracing.Tracer().Start(ctx, "ingest "+rp.cfg.Name, trace.WithSpanKind(kind))
 }
 
 // endIngest ends an ingest span with the answer given (code 0: an error
 // with no status of its own).
-func endIngest(span trace.Span, ans *Answer, code int, err error) {
+func endIngest(span trace.Span, rp *routePlan, ans *Answer, code int, err error) {
 	if !span.IsRecording() {
 		span.End()
 		return
 	}
+	attrs := make([]attribute.KeyValue, 0, 5)
+	attrs = append(attrs, attrRoute.String(rp.cfg.Name), attrDurable.Bool(rp.cfg.IsDurable()))
 	if ans != nil && ans.Body != nil {
-		span.SetAttributes(attrMessageID.String(ans.Body.ID))
+		attrs = append(attrs, attrMessageID.String(ans.Body.ID))
 	}
 	if ans != nil && ans.Repeat {
-		span.SetAttributes(attrRepeat.Bool(true))
+		attrs = append(attrs, attrRepeat.Bool(true))
 	}
 	if code != 0 {
-		span.SetAttributes(attrHTTPStatus.Int(code))
+		attrs = append(attrs, attrHTTPStatus.Int(code))
 	}
+	span.SetAttributes(attrs...)
 	if err != nil {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, err.Error())
@@ -95,44 +97,42 @@ func messageContext(ctx context.Context, m *record.Message) context.Context {
 	return telemetry.ContextWithParent(ctx, m.TraceParent, m.TraceState)
 }
 
-// startAttempt starts the client span of attempt n of d, under the span
-// in ctx. A compensation's span says which step it undoes.
-func (e *Engine) startAttempt(ctx context.Context, d *record.Delivery, n int) (context.Context, trace.Span) {
+// startAttempt starts the client span of an attempt of d, under the span
+// in ctx. Its attributes are set when it ends (endAttempt), in one call:
+// the SDK copies them once instead of twice.
+func (e *Engine) startAttempt(ctx context.Context, d *record.Delivery) (context.Context, trace.Span) {
 	name := "attempt " + d.Step
-	undoes, isComp := record.Compensates(d.Step)
-	if isComp {
+	if undoes, ok := record.Compensates(d.Step); ok {
 		name = "compensate " + undoes
 	}
-	ctx, span := e.tracing.Tracer().Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient))
-	if span.IsRecording() {
-		span.SetAttributes(
-			attrRoute.String(d.Route), attrStep.String(d.Step), attrTarget.String(d.Target),
-			attrAttempt.Int(n), attrDeliveryID.String(d.ID),
-		)
-		if d.MessageID != "" {
-			span.SetAttributes(attrMessageID.String(d.MessageID))
-		}
-		if isComp {
-			span.SetAttributes(attrCompensates.String(undoes))
-		}
-		if tr := e.targets[d.Target]; tr != nil {
-			span.SetAttributes(attrHTTPMethod.String(tr.endpoint.Method))
-		}
-	}
-	return ctx, span
+	return e.tracing.Tracer().Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient))
 }
 
-// endAttempt ends an attempt's span with its outcome and the status the
-// delivery goes to (scheduled: a retry).
-func endAttempt(span trace.Span, res *target.Result, status record.DeliveryStatus) {
+// endAttempt ends the span of attempt n of d: step, target, attempt
+// number, outcome, HTTP status, and the status the delivery goes to
+// (scheduled: a retry). A compensation's span says which step it undoes.
+func (e *Engine) endAttempt(span trace.Span, d *record.Delivery, n int, res *target.Result, status record.DeliveryStatus) {
 	if !span.IsRecording() {
 		span.End()
 		return
 	}
-	span.SetAttributes(attrOutcome.String(string(res.Outcome)), attrStatus.String(string(status)))
-	if res.Status != 0 {
-		span.SetAttributes(attrHTTPStatus.Int(res.Status))
+	attrs := make([]attribute.KeyValue, 0, 11)
+	attrs = append(attrs, attrRoute.String(d.Route), attrStep.String(d.Step), attrTarget.String(d.Target),
+		attrAttempt.Int(n), attrDeliveryID.String(d.ID),
+		attrOutcome.String(string(res.Outcome)), attrStatus.String(string(status)))
+	if d.MessageID != "" {
+		attrs = append(attrs, attrMessageID.String(d.MessageID))
 	}
+	if undoes, ok := record.Compensates(d.Step); ok {
+		attrs = append(attrs, attrCompensates.String(undoes))
+	}
+	if tr := e.targets[d.Target]; tr != nil {
+		attrs = append(attrs, attrHTTPMethod.String(tr.endpoint.Method))
+	}
+	if res.Status != 0 {
+		attrs = append(attrs, attrHTTPStatus.Int(res.Status))
+	}
+	span.SetAttributes(attrs...)
 	if res.Outcome != record.OutcomeSuccess {
 		msg := errorText(res)
 		if msg == "" {

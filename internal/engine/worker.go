@@ -456,7 +456,7 @@ func (tr *targetRunner) run(d *record.Delivery, hold time.Duration) {
 		return
 	}
 	started := e.opts.Now()
-	actx, span := e.startAttempt(messageContext(ctx, d.Message), d, d.Attempts+1)
+	actx, span := e.startAttempt(messageContext(ctx, d.Message), d)
 	res := e.caller.Do(actx, req)
 	dec := decide(tr.facts(d, res, e.opts.Now(), ctx.Err() != nil))
 	if dec.Verdict == verdictPostpone {
@@ -466,7 +466,7 @@ func (tr *targetRunner) run(d *record.Delivery, hold time.Duration) {
 		tr.postpone(d, dec.At, telemetry.PostponeShutdown, "")
 		return
 	}
-	endAttempt(span, res, verdictStatus(dec.Verdict))
+	e.endAttempt(span, d, d.Attempts+1, res, verdictStatus(dec.Verdict))
 	tr.observe(permit, res)
 	tr.finish(d, res, started, dec)
 }
@@ -517,9 +517,9 @@ func (tr *targetRunner) facts(d *record.Delivery, res *target.Result, now time.T
 func (tr *targetRunner) fail(d *record.Delivery, err error) {
 	now := tr.e.opts.Now()
 	res := &target.Result{Outcome: record.OutcomePermanent, Err: err}
-	_, span := tr.e.startAttempt(messageContext(context.Background(), d.Message), d, d.Attempts+1)
+	_, span := tr.e.startAttempt(messageContext(context.Background(), d.Message), d)
 	dec := decide(tr.facts(d, res, now, false))
-	endAttempt(span, res, verdictStatus(dec.Verdict))
+	tr.e.endAttempt(span, d, d.Attempts+1, res, verdictStatus(dec.Verdict))
 	tr.finish(d, res, now, dec)
 }
 

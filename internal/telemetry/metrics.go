@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -326,6 +327,7 @@ type StepMetrics struct {
 
 	success, transient, permanent prometheus.Counter
 	duration, latency             prometheus.Observer
+	durationX, latencyX           exemplars
 	succeeded, dead, skipped      prometheus.Counter
 	deadLetters                   prometheus.Counter
 }
@@ -352,7 +354,7 @@ func (s *StepMetrics) AttemptTraced(outcome record.Outcome, d time.Duration, tra
 		k := s.key
 		s.m.attempts.WithLabelValues(k.route, k.step, k.target, string(outcome)).Inc()
 	}
-	observe(s.duration, d, traceID)
+	observe(s.duration, &s.durationX, d, traceID)
 }
 
 // Delivered observes the time from accepting the message to delivering
@@ -362,13 +364,28 @@ func (s *StepMetrics) Delivered(d time.Duration, traceID string) {
 	if s == nil {
 		return
 	}
-	observe(s.latency, d, traceID)
+	observe(s.latency, &s.latencyX, d, traceID)
+}
+
+// exemplarEvery is the least time between two exemplars of one
+// histogram: a histogram keeps one exemplar per bucket, the latest, so
+// more would cost the hot path and show nothing new to a scrape.
+const exemplarEvery = 100 * time.Millisecond
+
+// exemplars rations the exemplars of one histogram series.
+type exemplars struct{ last atomic.Int64 } // unix nanoseconds of the last one
+
+// take reports whether an exemplar may be attached now.
+func (x *exemplars) take() bool {
+	now := time.Now().UnixNano()
+	last := x.last.Load()
+	return now-last >= int64(exemplarEvery) && x.last.CompareAndSwap(last, now)
 }
 
 // observe records d in seconds, with a trace_id exemplar when traceID is
-// set.
-func observe(o prometheus.Observer, d time.Duration, traceID string) {
-	if traceID != "" {
+// set and the series had none for exemplarEvery.
+func observe(o prometheus.Observer, x *exemplars, d time.Duration, traceID string) {
+	if traceID != "" && x.take() {
 		if eo, ok := o.(prometheus.ExemplarObserver); ok {
 			eo.ObserveWithExemplar(d.Seconds(), prometheus.Labels{"trace_id": traceID})
 			return
@@ -404,6 +421,7 @@ type RouteMetrics struct {
 	route    string
 	accepted prometheus.Counter
 	ingest   prometheus.Observer
+	ingestX  exemplars
 
 	mu    sync.RWMutex
 	codes map[int]prometheus.Counter
@@ -428,7 +446,7 @@ func (r *RouteMetrics) AnsweredTraced(code int, d time.Duration, traceID string)
 		return
 	}
 	r.code(code).Inc()
-	observe(r.ingest, d, traceID)
+	observe(r.ingest, &r.ingestX, d, traceID)
 }
 
 // Rejected counts an answer refusing a request before it reached the
