@@ -184,4 +184,3 @@ func traceLogID(m *record.Message) string {
 	}
 	return telemetry.TraceIDOf(m.TraceParent)
 }
-
