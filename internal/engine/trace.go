@@ -116,19 +116,8 @@ func (e *Engine) endAttempt(span trace.Span, d *record.Delivery, n int, res *tar
 		span.End()
 		return
 	}
-	attrs := make([]attribute.KeyValue, 0, 11)
-	attrs = append(attrs, attrRoute.String(d.Route), attrStep.String(d.Step), attrTarget.String(d.Target),
-		attrAttempt.Int(n), attrDeliveryID.String(d.ID),
-		attrOutcome.String(string(res.Outcome)), attrStatus.String(string(status)))
-	if d.MessageID != "" {
-		attrs = append(attrs, attrMessageID.String(d.MessageID))
-	}
-	if undoes, ok := record.Compensates(d.Step); ok {
-		attrs = append(attrs, attrCompensates.String(undoes))
-	}
-	if tr := e.targets[d.Target]; tr != nil {
-		attrs = append(attrs, attrHTTPMethod.String(tr.endpoint.Method))
-	}
+	attrs := e.attemptAttrs(d, n, 3)
+	attrs = append(attrs, attrOutcome.String(string(res.Outcome)), attrStatus.String(string(status)))
 	if res.Status != 0 {
 		attrs = append(attrs, attrHTTPStatus.Int(res.Status))
 	}
@@ -146,11 +135,30 @@ func (e *Engine) endAttempt(span trace.Span, d *record.Delivery, n int, res *tar
 	span.End()
 }
 
+// attemptAttrs are the attributes of attempt n of d, with room for more.
+func (e *Engine) attemptAttrs(d *record.Delivery, n, more int) []attribute.KeyValue {
+	attrs := make([]attribute.KeyValue, 0, 8+more)
+	attrs = append(attrs, attrRoute.String(d.Route), attrStep.String(d.Step), attrTarget.String(d.Target),
+		attrAttempt.Int(n), attrDeliveryID.String(d.ID))
+	if d.MessageID != "" {
+		attrs = append(attrs, attrMessageID.String(d.MessageID))
+	}
+	if undoes, ok := record.Compensates(d.Step); ok {
+		attrs = append(attrs, attrCompensates.String(undoes))
+	}
+	if tr := e.targets[d.Target]; tr != nil {
+		attrs = append(attrs, attrHTTPMethod.String(tr.endpoint.Method))
+	}
+	return attrs
+}
+
 // endPostponed ends the span of an attempt cut short and given back
-// uncounted (shutdown).
-func endPostponed(span trace.Span, reason string) {
+// uncounted (shutdown): the delivery goes back as it was, so the span
+// says postponed, not an outcome.
+func (e *Engine) endPostponed(span trace.Span, d *record.Delivery, reason string) {
 	if span.IsRecording() {
-		span.SetAttributes(attrStatus.String("postponed"), attribute.String("tandem.postpone_reason", reason))
+		attrs := e.attemptAttrs(d, d.Attempts+1, 2)
+		span.SetAttributes(append(attrs, attrStatus.String("postponed"), attribute.String("tandem.postpone_reason", reason))...)
 	}
 	span.End()
 }

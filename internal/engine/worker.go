@@ -461,7 +461,7 @@ func (tr *targetRunner) run(d *record.Delivery, hold time.Duration) {
 	dec := decide(tr.facts(d, res, e.opts.Now(), ctx.Err() != nil))
 	if dec.Verdict == verdictPostpone {
 		// Shutdown cut the attempt short: give the delivery back uncounted.
-		endPostponed(span, telemetry.PostponeShutdown)
+		e.endPostponed(span, d, telemetry.PostponeShutdown)
 		permit.Cancel()
 		tr.postpone(d, dec.At, telemetry.PostponeShutdown, "")
 		return
