@@ -13,7 +13,6 @@ import (
 	"github.com/tandem-run/tandem/internal/engine"
 	"github.com/tandem-run/tandem/internal/record"
 	"github.com/tandem-run/tandem/internal/store"
-	"github.com/tandem-run/tandem/internal/telemetry"
 )
 
 // Conversions from the records of the store and the engine's live view to
@@ -23,7 +22,7 @@ func summaryOf(m record.Message) tapi.MessageSummary {
 	return tapi.MessageSummary{
 		ID: m.ID, Route: m.Route, Status: string(m.Status),
 		CreatedAt: m.CreatedAt, UpdatedAt: m.UpdatedAt, IdempotencyKey: m.IdempotencyKey,
-		TraceID: telemetry.TraceIDOf(m.TraceParent),
+		TraceID: m.TraceID(),
 	}
 }
 
@@ -32,7 +31,7 @@ func detailOf(md *record.MessageDetail) *tapi.MessageDetail {
 	out := &tapi.MessageDetail{
 		ID: m.ID, Route: m.Route, Status: string(m.Status),
 		CreatedAt: m.CreatedAt, UpdatedAt: m.UpdatedAt, IdempotencyKey: m.IdempotencyKey,
-		TraceID:    telemetry.TraceIDOf(m.TraceParent),
+		TraceID:    m.TraceID(),
 		Body:       jsonOrNull(m.Body),
 		Deliveries: make([]tapi.Delivery, 0, len(md.Deliveries)),
 	}

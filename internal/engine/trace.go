@@ -190,5 +190,5 @@ func traceLogID(m *record.Message) string {
 	if m == nil {
 		return ""
 	}
-	return telemetry.TraceIDOf(m.TraceParent)
+	return m.TraceID()
 }

@@ -105,6 +105,16 @@ type Message struct {
 	UpdatedAt  time.Time
 }
 
+// TraceID returns the W3C trace id of the message's trace, from its
+// TraceParent ("" when it was not traced).
+func (m *Message) TraceID() string {
+	// 00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>
+	if len(m.TraceParent) != 55 || m.TraceParent[2] != '-' {
+		return ""
+	}
+	return m.TraceParent[3:35]
+}
+
 // Delivery is one step of one message.
 type Delivery struct {
 	ID            string
