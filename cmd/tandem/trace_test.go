@@ -60,6 +60,21 @@ func (h *traceHeaders) of(target string) []string {
 // naming its attempt's span.
 func TestSagaTraceAcrossRestart(t *testing.T) {
 	t.Parallel()
+	sagaTrace(t, fmt.Sprintf("{ driver: sqlite, dsn: %q }", filepath.Join(t.TempDir(), "trace.db")))
+}
+
+// TestSagaTraceOtherReplica: the same on PostgreSQL, where the second
+// server is another replica on the same schema: the attempts it makes
+// join the trace the first one started.
+func TestSagaTraceOtherReplica(t *testing.T) {
+	t.Parallel()
+	dsn, _ := pgSchema(t)
+	sagaTrace(t, fmt.Sprintf("{ driver: postgres, dsn: %q }", dsn))
+}
+
+// sagaTrace runs the saga of the two tests above on the store written as
+// storeYAML (YAML flow).
+func sagaTrace(t *testing.T, storeYAML string) {
 	recv := &otlpReceiver{}
 	endpoint := startOTLPGRPC(t, recv)
 	var headers traceHeaders
@@ -94,7 +109,7 @@ func TestSagaTraceAcrossRestart(t *testing.T) {
 	t.Cleanup(refunds.Close)
 
 	yaml := fmt.Sprintf(`server: { listen: "127.0.0.1:0", shutdown_grace: 5s }
-store: { driver: sqlite, dsn: %q }
+store: %s
 log: { level: error }
 telemetry:
   tracing: { exporter: otlp, endpoint: %q, protocol: grpc, sample_ratio: 1, service_name: tandem-trace-test }
@@ -111,7 +126,7 @@ routes:
         target: payments
         compensate: { target: refunds, body: { charge: "{{ steps.charge.body.id }}" } }
       - { name: ship, target: shipping, after: [charge] }
-`, filepath.Join(t.TempDir(), "trace.db"), endpoint, payments.URL, shipping.URL, refunds.URL)
+`, storeYAML, endpoint, payments.URL, shipping.URL, refunds.URL)
 	cfg, err := config.Parse([]byte(yaml), "trace.yaml")
 	if err != nil {
 		t.Fatal(err)
