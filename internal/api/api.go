@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
@@ -214,6 +215,7 @@ func (s *server) adminOnly(h http.Handler) http.Handler {
 // notFound answers requests no pattern matched: 405 with Allow when the
 // path is served for other methods, else 404.
 func (s *server) notFound(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
 	var allow []string
 	var route string
 	for _, m := range s.methods {
@@ -233,7 +235,7 @@ func (s *server) notFound(w http.ResponseWriter, r *http.Request) {
 		slices.Sort(allow)
 		if route != "" {
 			// A route's path called with the wrong method is that route's answer.
-			defer s.metrics.Route(route).Rejected(http.StatusMethodNotAllowed, 0)
+			defer func() { s.metrics.Route(route).Rejected(http.StatusMethodNotAllowed, time.Since(start)) }()
 		}
 		writeProblem(w, r, newProblem(tapi.ErrMethodNotAllowed,
 			fmt.Sprintf("%s is not allowed on this path; allowed: %s", r.Method, strings.Join(allow, ", "))).
