@@ -25,6 +25,7 @@ const (
 	DefaultMaxInFlight       = 256
 	DefaultSourceContentType = "application/json"
 	DefaultNakDelay          = Duration(time.Second)
+	DefaultAckWait           = Duration(30 * time.Second)
 )
 
 // Source is a message broker a route consumes from instead of serving a
@@ -69,6 +70,11 @@ type Source struct {
 	// NakDelay is how long a message waits before redelivery when the store
 	// is unavailable. Default 1s.
 	NakDelay Duration `yaml:"nak_delay"`
+	// AckWait is how long the NATS server waits for an acknowledgement
+	// before it delivers a message again (the consumer's AckWait): after a
+	// crash, unacknowledged messages come back this long after they were
+	// delivered (nats). Default 30s; at least 1s.
+	AckWait Duration `yaml:"ack_wait"`
 }
 
 func sourceDefaults(s *Source) {
@@ -79,6 +85,7 @@ func sourceDefaults(s *Source) {
 	case SourceNATS:
 		s.Consumer = or(s.Consumer, "tandem")
 		s.Deliver = or(s.Deliver, DeliverAll)
+		s.AckWait = or(s.AckWait, DefaultAckWait)
 	case SourceAMQP:
 		s.Prefetch = or(s.Prefetch, s.MaxInFlight)
 	}
@@ -130,7 +137,7 @@ func (v *validator) source(p string, s *Source) {
 		for _, k := range []struct {
 			set  bool
 			name string
-		}{{s.Stream != "", "stream"}, {len(s.Subjects) > 0, "subjects"}, {s.Consumer != "", "consumer"}, {s.Deliver != "", "deliver"}} {
+		}{{s.Stream != "", "stream"}, {len(s.Subjects) > 0, "subjects"}, {s.Consumer != "", "consumer"}, {s.Deliver != "", "deliver"}, {s.AckWait != 0, "ack_wait"}} {
 			if k.set {
 				v.errf(joinKey(p, k.name), "%s is for nats sources; an amqp source uses queue, prefetch and declare", k.name)
 			}
@@ -147,6 +154,9 @@ func (v *validator) source(p string, s *Source) {
 	}
 	if s.MaxInFlight < 1 || s.MaxInFlight > 65535 {
 		v.errf(joinKey(p, "max_in_flight"), "max_in_flight must be between 1 and 65535")
+	}
+	if s.Kind == SourceNATS && s.AckWait.D() < time.Second {
+		v.errf(joinKey(p, "ack_wait"), "ack_wait must be at least 1s")
 	}
 	if s.NakDelay.D() < 0 {
 		v.errf(joinKey(p, "nak_delay"), "nak_delay must not be negative")

@@ -85,7 +85,7 @@ func (c *natsConsumer) session(ctx context.Context) error {
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		DeliverPolicy: policy,
 		MaxAckPending: cfg.MaxInFlight,
-		AckWait:       30 * time.Second,
+		AckWait:       cfg.AckWait.D(),
 	})
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", cfg.Consumer, err)
