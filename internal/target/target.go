@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/tandem-run/tandem/internal/record"
@@ -151,6 +152,10 @@ type CallerOptions struct {
 	DefaultTotalTimeout time.Duration
 	// Now reads the clock for Retry-After dates. Default time.Now.
 	Now func() time.Time
+	// DialControl, when set, is called for every connection with the
+	// resolved address ("ip:port") before it is made; an error refuses
+	// it (e.g. callbacks to private addresses). Default none.
+	DialControl func(ctx context.Context, network, address string, c syscall.RawConn) error
 }
 
 func (o *CallerOptions) setDefaults() {
