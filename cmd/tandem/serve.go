@@ -53,6 +53,7 @@ type server struct {
 	http    *http.Server
 	engine  *engine.Engine
 	sources *source.Manager
+	pubs    *source.Publishers
 	store   store.Store
 	addr    net.Addr
 	served  chan error
@@ -70,7 +71,8 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ln net.
 		cancel()
 		return nil, err
 	}
-	eng, err := engine.New(engine.Options{Config: cfg, Store: st, Logger: logger, Metrics: metrics})
+	pubs := source.NewPublishers(cfg) // on_complete publish
+	eng, err := engine.New(engine.Options{Config: cfg, Store: st, Logger: logger, Metrics: metrics, Publisher: pubs})
 	if err != nil {
 		cancel()
 		closeStore(st)
@@ -112,7 +114,7 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ln net.
 		}
 	}
 	s := &server{
-		cfg: cfg, log: logger, engine: eng, sources: srcs, store: st, addr: ln.Addr(), cancel: cancel,
+		cfg: cfg, log: logger, engine: eng, sources: srcs, pubs: pubs, store: st, addr: ln.Addr(), cancel: cancel,
 		served: make(chan error, 1),
 		http: &http.Server{
 			Handler:           h,
@@ -149,6 +151,7 @@ func (s *server) stop() error {
 		s.log.Warn("http shutdown", "error", err)
 	}
 	s.cancel()
+	s.pubs.Close()
 	closeStore(s.store)
 	if err := <-s.served; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
