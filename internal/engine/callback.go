@@ -37,10 +37,12 @@ func (e *CallbackError) Unwrap() error { return ErrCallbackRefused }
 type callbackPolicy struct {
 	exact  map[string]bool // lower-case names, and IPs in netip form
 	suffix []string        // ".example.com" for "*.example.com"
+	// lookup resolves a host name; net.DefaultResolver's.
+	lookup func(ctx context.Context, network, host string) ([]netip.Addr, error)
 }
 
 func newCallbackPolicy(hosts []string) *callbackPolicy {
-	p := &callbackPolicy{exact: map[string]bool{}}
+	p := &callbackPolicy{exact: map[string]bool{}, lookup: net.DefaultResolver.LookupNetIP}
 	for _, h := range hosts {
 		h = strings.ToLower(strings.TrimSpace(h))
 		if rest, ok := strings.CutPrefix(h, "*."); ok {
@@ -121,7 +123,7 @@ func (p *callbackPolicy) resolve(ctx context.Context, raw string, u *url.URL, ex
 	if exact {
 		return nil
 	}
-	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", u.Hostname())
+	addrs, err := p.lookup(ctx, "ip", u.Hostname())
 	if err != nil {
 		return nil // the call fails to connect and is retried
 	}
