@@ -25,6 +25,7 @@ import (
 	"github.com/tandem-run/tandem/internal/source"
 	"github.com/tandem-run/tandem/internal/store"
 	"github.com/tandem-run/tandem/internal/store/sqlite"
+	"github.com/tandem-run/tandem/internal/telemetry"
 )
 
 // needNATS returns the JetStream server of the tests; a missing one fails
@@ -143,19 +144,21 @@ func newOutcomeRig(t *testing.T, yaml string) *outcomeRig {
 		t.Fatal(err)
 	}
 	pubs := source.NewPublishers(cfg)
-	eng, err := engine.New(engine.Options{Config: cfg, Store: st, Publisher: pubs, PollInterval: 20 * time.Millisecond})
+	reg := telemetry.NewRegistry()
+	met := telemetry.NewMetrics(reg)
+	eng, err := engine.New(engine.Options{Config: cfg, Store: st, Publisher: pubs, Metrics: met, PollInterval: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := eng.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	mgr, err := source.New(source.Options{Config: cfg, Engine: eng, Store: st})
+	mgr, err := source.New(source.Options{Config: cfg, Engine: eng, Store: st, Metrics: met})
 	if err != nil {
 		t.Fatal(err)
 	}
 	mgr.Start(context.Background())
-	h, err := api.New(api.Options{Engine: eng, Config: cfg, Sources: mgr})
+	h, err := api.New(api.Options{Engine: eng, Config: cfg, Sources: mgr, Registry: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
