@@ -23,6 +23,7 @@ import (
 	"github.com/tandem-run/tandem/internal/record"
 	"github.com/tandem-run/tandem/internal/store"
 	"github.com/tandem-run/tandem/internal/store/sqlite"
+	"github.com/tandem-run/tandem/internal/telemetry"
 )
 
 // natsURL is the JetStream server of the tests; a missing one fails in
@@ -136,6 +137,12 @@ func newRig(t *testing.T, extra string) *rig {
 // newRigWith runs the route over the source written as src (YAML flow).
 func newRigWith(t *testing.T, src string) *rig {
 	t.Helper()
+	return newRigMetrics(t, src, nil)
+}
+
+// newRigMetrics is newRigWith with the engine and sources counting into met.
+func newRigMetrics(t *testing.T, src string, met *telemetry.Metrics) *rig {
+	t.Helper()
 	r := &rig{billing: newCounter(t), ship: newCounter(t)}
 	yaml := fmt.Sprintf(`server: {max_body: 1KiB}
 sources:
@@ -159,14 +166,14 @@ routes:
 		t.Fatal(err)
 	}
 	r.st = &gatedStore{Store: st, entered: make(chan struct{}, 1)}
-	eng, err := engine.New(engine.Options{Config: cfg, Store: r.st, PollInterval: 20 * time.Millisecond})
+	eng, err := engine.New(engine.Options{Config: cfg, Store: r.st, Metrics: met, PollInterval: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := eng.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if r.mgr, err = New(Options{Config: cfg, Engine: eng, Store: r.st}); err != nil {
+	if r.mgr, err = New(Options{Config: cfg, Engine: eng, Store: r.st, Metrics: met}); err != nil {
 		t.Fatal(err)
 	}
 	r.mgr.Start(context.Background())
