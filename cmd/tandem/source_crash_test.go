@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -90,7 +91,7 @@ func TestSourceCrashNothingLost(t *testing.T) {
 	cfgPath := filepath.Join(dir, "tandem.yaml")
 	cfg := fmt.Sprintf(`store: {dsn: %q}
 sources:
-  bus: {kind: nats, url: %q, stream: %s, max_in_flight: 128}
+  bus: {kind: nats, url: %q, stream: %s, max_in_flight: 128, ack_wait: 2s}
 targets:
   billing: {url: %q, retry: {initial: 10ms, max: 100ms}}
   shipping: {url: %q, retry: {initial: 10ms, max: 100ms}}
@@ -127,6 +128,15 @@ routes:
 		p.crashKill(t)
 		acked = ackFloor() // what the broker saw acknowledged when tandem died
 		t.Logf("killed at ack floor %d", acked)
+		// None was acknowledged before its commit: every message the
+		// broker counts as acknowledged is in the store the dead process
+		// left (its key is <stream>:<sequence>).
+		committed := committedKeys(t, filepath.Join(dir, "t.db"))
+		for seq := uint64(1); seq <= acked; seq++ {
+			if !committed[fmt.Sprintf("%s:%d", stream, seq)] {
+				t.Fatalf("message %d was acknowledged to the broker but is not in the store", seq)
+			}
+		}
 	}
 	p := crashLaunch(t, bin, cfgPath, crashFreeAddr(t))
 	deadline := time.Now().Add(90 * time.Second)
@@ -149,4 +159,32 @@ routes:
 		}
 		tg.mu.Unlock()
 	}
+}
+
+// committedKeys reads the idempotency keys of the messages in the SQLite
+// file db, read-only.
+func committedKeys(t *testing.T, db string) map[string]bool {
+	t.Helper()
+	ro, err := sql.Open("sqlite", "file:"+db+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	rows, err := ro.Query(`SELECT idempotency_key FROM messages`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[string]bool{}
+	for rows.Next() {
+		var k string
+		if err := rows.Scan(&k); err != nil {
+			t.Fatal(err)
+		}
+		out[k] = true
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
