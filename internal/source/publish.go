@@ -92,7 +92,7 @@ type natsPub struct {
 	js  jetstream.JetStream
 }
 
-func (np *natsPub) conn() (jetstream.JetStream, error) {
+func (np *natsPub) conn(ctx context.Context) (jetstream.JetStream, error) {
 	np.mu.Lock()
 	defer np.mu.Unlock()
 	if np.js != nil && !np.nc.IsClosed() {
@@ -107,12 +107,19 @@ func (np *natsPub) conn() (jetstream.JetStream, error) {
 		nc.Close()
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
+	if len(np.cfg.Subjects) > 0 {
+		// As for consuming: a source with subjects has its stream made.
+		if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: np.cfg.Stream, Subjects: np.cfg.Subjects, Storage: jetstream.FileStorage}); err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("stream %s: %w", np.cfg.Stream, err)
+		}
+	}
 	np.nc, np.js = nc, js
 	return js, nil
 }
 
 func (np *natsPub) publish(ctx context.Context, p *engine.PublishParams) error {
-	js, err := np.conn()
+	js, err := np.conn(ctx)
 	if err != nil {
 		return err
 	}
