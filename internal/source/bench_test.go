@@ -31,7 +31,7 @@ import (
 
 // The broker measurements (bench/RESULTS.md, "Broker sources"):
 //
-//	go test ./internal/source -run x -bench Broker -benchtime 3x
+//	go test ./internal/source -run '^$' -bench Broker -benchtime 3x
 //
 // BenchmarkBrokerAccept compares, in one run, how fast a route durably
 // accepts messages from NATS JetStream, from RabbitMQ and over HTTP (64
