@@ -18,6 +18,11 @@
 //     known to be final negatively acknowledges the message with the
 //     source's nak_delay: the broker delivers it again later.
 //
+// Publishers (publish.go) publish on_complete summaries: a publish returns
+// only once the broker confirmed it (JetStream publish ack, AMQP publisher
+// confirm of a routed, mandatory message), so the engine's delivery is
+// never fire-and-forget; each attempt carries the same message id.
+//
 // A dead letter is a message of the route with one delivery, step
 // "source", target "source:<name>", inserted scheduled and then completed
 // dead with the reason through the ordinary store API (DeliveryClaim then
