@@ -37,12 +37,13 @@ func (r *outcomeRig) post(t *testing.T, path, body string, h map[string]string) 
 // and says compensated, with the compensation that ran.
 func TestOnCompleteSagaAndCallback(t *testing.T) {
 	crm, cb, tgt := newSummaries(t), newSummaries(t), steps(t)
+	crm.fail.Store(2) // the summary is retried like any delivery
 	cbURL := cb.srv.URL + "/hook"
 	r := newOutcomeRig(t, fmt.Sprintf(`server: {callback_hosts: ["127.0.0.1", "*.example.com"]}
 targets:
   pay: {url: %q}
   ship: {url: %q, retry: {max_attempts: 1}}
-  crm: {url: %q}
+  crm: {url: %q, auth: {bearer: s3cret}, retry: {initial: 10ms, max: 50ms}}
 routes:
   - name: orders
     path: /orders
@@ -78,10 +79,16 @@ routes:
 	}
 	// The summaries are deliveries of the message, and did not change
 	// its status.
-	for _, kind := range []string{engine.OnCompleteTarget, engine.OnCompleteCallback} {
-		if d := r.onComplete(t, ans.ID, kind); d.Status != record.DeliverySucceeded || d.Attempts != 1 {
-			t.Errorf("on_complete %s delivery: %+v", kind, d)
+	for kind, attempts := range map[string]int{engine.OnCompleteTarget: 3, engine.OnCompleteCallback: 1} {
+		if d := r.onComplete(t, ans.ID, kind); d.Status != record.DeliverySucceeded || d.Attempts != attempts {
+			t.Errorf("on_complete %s delivery: %+v, want succeeded after %d attempts", kind, d, attempts)
 		}
+	}
+	if got := crm.hdr[ans.ID].Get("Authorization"); got != "Bearer s3cret" {
+		t.Errorf("the on_complete target got Authorization %q: the target's auth applies", got)
+	}
+	if got := cb.hdr[ans.ID].Get("Authorization"); got != "" {
+		t.Errorf("a callback got Authorization %q", got)
 	}
 	md, err := r.st.MessageGet(t.Context(), ans.ID)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -72,7 +73,8 @@ func uniq(t testing.TB) string {
 
 // summaries is a target that keeps every summary it is sent, by message.
 type summaries struct {
-	mu  sync.Mutex
+	fail atomic.Int32 // answer this many requests 503 first
+	mu   sync.Mutex
 	got map[string][]engine.Summary
 	hdr map[string]http.Header
 	srv *httptest.Server
@@ -81,6 +83,10 @@ type summaries struct {
 func newSummaries(t testing.TB) *summaries {
 	s := &summaries{got: map[string][]engine.Summary{}, hdr: map[string]http.Header{}}
 	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.fail.Add(-1) >= 0 {
+			http.Error(w, "try later", http.StatusServiceUnavailable)
+			return
+		}
 		var sum engine.Summary
 		b, _ := io.ReadAll(r.Body)
 		if err := json.Unmarshal(b, &sum); err != nil || sum.MessageID == "" {
