@@ -70,6 +70,8 @@ func (v *validator) onComplete(p string, r *Route) {
 			if pb.Exchange != "" || pb.RoutingKey != "" {
 				v.errf(pp, "exchange and routing_key are for amqp sources; a nats source takes subject")
 			}
+		case SourceMQTT:
+			v.errf(joinKey(pp, "source"), "source %q is an mqtt source: on_complete publishes to nats or amqp sources", pb.Source)
 		case SourceAMQP:
 			if pb.Subject != "" {
 				v.errf(joinKey(pp, "subject"), "subject is for nats sources; an amqp source takes exchange and routing_key")

@@ -11,6 +11,7 @@ import (
 const (
 	SourceNATS = "nats"
 	SourceAMQP = "amqp"
+	SourceMQTT = "mqtt"
 )
 
 // Deliver policies of a NATS source's consumer.
@@ -34,7 +35,7 @@ const (
 type Source struct {
 	// Name is the key under sources (set by the loader).
 	Name string `yaml:"-"`
-	// Kind is nats (JetStream) or amqp (RabbitMQ). Required.
+	// Kind is nats (JetStream), amqp (RabbitMQ) or mqtt (QoS 1). Required.
 	Kind string `yaml:"kind"`
 	// URL of the broker: nats://host:4222, amqp://user:pass@host:5672/vhost.
 	// Required.
@@ -57,6 +58,14 @@ type Source struct {
 	Prefetch int `yaml:"prefetch"`
 	// Declare declares the queue (durable) at start (amqp). Default false.
 	Declare bool `yaml:"declare"`
+
+	// Topic is the MQTT topic filter subscribed with QoS 1 (mqtt); it may
+	// hold + and # wildcards. Required for mqtt.
+	Topic string `yaml:"topic"`
+	// ClientID is the MQTT client id of tandem's persistent session
+	// (mqtt): the broker keeps unacknowledged messages for it across
+	// reconnects and restarts. Default "tandem-<source name>".
+	ClientID string `yaml:"client_id"`
 
 	// MaxInFlight caps the broker messages received and not yet
 	// acknowledged (the consumer's MaxAckPending for nats). Default 256.
@@ -88,6 +97,8 @@ func sourceDefaults(s *Source) {
 		s.AckWait = or(s.AckWait, DefaultAckWait)
 	case SourceAMQP:
 		s.Prefetch = or(s.Prefetch, s.MaxInFlight)
+	case SourceMQTT:
+		s.ClientID = or(s.ClientID, "tandem-"+s.Name)
 	}
 }
 
@@ -108,7 +119,7 @@ func (v *validator) source(p string, s *Source) {
 		v.errf(p, "invalid source name %q: use letters, digits, '-', '_' and '.'", s.Name)
 	}
 	up := joinKey(p, "url")
-	wantScheme := map[string][]string{SourceNATS: {"nats", "tls"}, SourceAMQP: {"amqp", "amqps"}}[s.Kind]
+	wantScheme := map[string][]string{SourceNATS: {"nats", "tls"}, SourceAMQP: {"amqp", "amqps"}, SourceMQTT: {"tcp", "ssl"}}[s.Kind]
 	switch s.Kind {
 	case SourceNATS:
 		if s.Stream == "" {
@@ -122,7 +133,7 @@ func (v *validator) source(p string, s *Source) {
 		for _, k := range []struct {
 			set  bool
 			name string
-		}{{s.Queue != "", "queue"}, {s.Prefetch != 0, "prefetch"}, {s.Declare, "declare"}} {
+		}{{s.Queue != "", "queue"}, {s.Prefetch != 0, "prefetch"}, {s.Declare, "declare"}, {s.Topic != "", "topic"}, {s.ClientID != "", "client_id"}} {
 			if k.set {
 				v.errf(joinKey(p, k.name), "%s is for amqp sources; a nats source uses stream, subjects and consumer", k.name)
 			}
@@ -137,13 +148,31 @@ func (v *validator) source(p string, s *Source) {
 		for _, k := range []struct {
 			set  bool
 			name string
-		}{{s.Stream != "", "stream"}, {len(s.Subjects) > 0, "subjects"}, {s.Consumer != "", "consumer"}, {s.Deliver != "", "deliver"}, {s.AckWait != 0, "ack_wait"}} {
+		}{{s.Stream != "", "stream"}, {len(s.Subjects) > 0, "subjects"}, {s.Consumer != "", "consumer"}, {s.Deliver != "", "deliver"}, {s.AckWait != 0, "ack_wait"}, {s.Topic != "", "topic"}, {s.ClientID != "", "client_id"}} {
 			if k.set {
 				v.errf(joinKey(p, k.name), "%s is for nats sources; an amqp source uses queue, prefetch and declare", k.name)
 			}
 		}
+	case SourceMQTT:
+		if s.Topic == "" {
+			v.errf(joinKey(p, "topic"), "topic is required for an mqtt source")
+		}
+		if len(s.ClientID) > 23 && !v.c.reported(joinKey(p, "client_id")) {
+			// MQTT 3.1.1 servers must accept 1 to 23 characters; longer is
+			// up to the server.
+			v.errf(joinKey(p, "client_id"), "client_id %s is longer than 23 characters, which MQTT servers need not accept", v.c.quote(joinKey(p, "client_id"), s.ClientID))
+		}
+		for _, k := range []struct {
+			set  bool
+			name string
+		}{{s.Stream != "", "stream"}, {len(s.Subjects) > 0, "subjects"}, {s.Consumer != "", "consumer"}, {s.Deliver != "", "deliver"},
+			{s.Queue != "", "queue"}, {s.Prefetch != 0, "prefetch"}, {s.Declare, "declare"}, {s.AckWait != 0, "ack_wait"}, {s.IdempotencyHeader != "", "idempotency_header"}} {
+			if k.set {
+				v.errf(joinKey(p, k.name), "%s is not for mqtt sources; an mqtt source uses topic and client_id", k.name)
+			}
+		}
 	default:
-		v.errf(joinKey(p, "kind"), "%s", withHint(fmt.Sprintf("unknown source kind %q: use nats or amqp", s.Kind), s.Kind, []string{SourceNATS, SourceAMQP}))
+		v.errf(joinKey(p, "kind"), "%s", withHint(fmt.Sprintf("unknown source kind %q: use nats, amqp or mqtt", s.Kind), s.Kind, []string{SourceNATS, SourceAMQP, SourceMQTT}))
 	}
 	if s.URL == "" {
 		v.errf(up, "url is required (e.g. \"nats://127.0.0.1:4222\" or \"amqp://guest:guest@127.0.0.1:5672/\")")

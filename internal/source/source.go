@@ -128,6 +128,8 @@ func New(opts Options) (*Manager, error) {
 			r.c = &natsConsumer{r: r}
 		case config.SourceAMQP:
 			r.c = &amqpConsumer{r: r}
+		case config.SourceMQTT:
+			r.c = &mqttConsumer{r: r}
 		default:
 			return nil, fmt.Errorf("source %s: unknown kind %q", sc.Name, sc.Kind)
 		}

@@ -83,12 +83,14 @@ type gatedStore struct {
 	hold    atomic.Pointer[chan struct{}]
 	down    atomic.Bool
 	entered chan struct{}
+	inserts atomic.Int64 // calls that reached the store
 }
 
 func (g *gatedStore) MessageInsert(ctx context.Context, p *store.MessageInsertParams) (*store.MessageInsertResult, error) {
 	if g.down.Load() {
 		return nil, fmt.Errorf("insert: %w", store.ErrUnavailable)
 	}
+	g.inserts.Add(1)
 	if h := g.hold.Load(); h != nil {
 		select {
 		case g.entered <- struct{}{}:
