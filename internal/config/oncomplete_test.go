@@ -101,3 +101,38 @@ routes:
 		}
 	}
 }
+
+func TestMQTTSource(t *testing.T) {
+	cfg := mustParse(t, `sources:
+  sensors: {kind: mqtt, url: "tcp://127.0.0.1:1883", topic: "plant/+/reading"}
+targets:
+  crm: {url: "http://127.0.0.1:9/crm"}
+routes:
+  - {name: a, source: sensors, steps: [{name: s, target: crm}]}
+`, nil)
+	if s := cfg.Sources["sensors"]; s.ClientID != "tandem-sensors" || s.Topic != "plant/+/reading" || s.MaxInFlight != DefaultMaxInFlight {
+		t.Errorf("mqtt defaults: %+v", s)
+	}
+	lines := parseErrors(t, `sources:
+  m: {kind: mqtt, url: "nats://127.0.0.1:1883", stream: S, client_id: abcdefghijklmnopqrstuvwxyz}
+  n: {kind: nats, url: "nats://127.0.0.1:4222", stream: S, topic: x}
+targets:
+  crm: {url: "http://127.0.0.1:9/crm"}
+routes:
+  - {name: a, source: m, steps: [{name: s, target: crm}], on_complete: {publish: {source: m, subject: x}}}
+`)
+	want := []string{
+		"sources.m.topic: topic is required for an mqtt source",
+		"sources.m.stream: stream is not for mqtt sources",
+		`sources.m.url: url "nats://127.0.0.1:1883" of a mqtt source must use tcp://`,
+		"sources.m.client_id: client_id \"abcdefghijklmnopqrstuvwxyz\" is longer than 23 characters",
+		"sources.n.topic: topic is for mqtt sources",
+		`routes[0].on_complete.publish.source: source "m" is an mqtt source`,
+	}
+	all := strings.Join(lines, "\n")
+	for _, w := range want {
+		if !strings.Contains(all, w) {
+			t.Errorf("missing error %q in:\n%s", w, all)
+		}
+	}
+}

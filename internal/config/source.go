@@ -133,7 +133,7 @@ func (v *validator) source(p string, s *Source) {
 		for _, k := range []struct {
 			set  bool
 			name string
-		}{{s.Queue != "", "queue"}, {s.Prefetch != 0, "prefetch"}, {s.Declare, "declare"}, {s.Topic != "", "topic"}, {s.ClientID != "", "client_id"}} {
+		}{{s.Queue != "", "queue"}, {s.Prefetch != 0, "prefetch"}, {s.Declare, "declare"}} {
 			if k.set {
 				v.errf(joinKey(p, k.name), "%s is for amqp sources; a nats source uses stream, subjects and consumer", k.name)
 			}
@@ -148,7 +148,7 @@ func (v *validator) source(p string, s *Source) {
 		for _, k := range []struct {
 			set  bool
 			name string
-		}{{s.Stream != "", "stream"}, {len(s.Subjects) > 0, "subjects"}, {s.Consumer != "", "consumer"}, {s.Deliver != "", "deliver"}, {s.AckWait != 0, "ack_wait"}, {s.Topic != "", "topic"}, {s.ClientID != "", "client_id"}} {
+		}{{s.Stream != "", "stream"}, {len(s.Subjects) > 0, "subjects"}, {s.Consumer != "", "consumer"}, {s.Deliver != "", "deliver"}, {s.AckWait != 0, "ack_wait"}} {
 			if k.set {
 				v.errf(joinKey(p, k.name), "%s is for nats sources; an amqp source uses queue, prefetch and declare", k.name)
 			}
@@ -173,6 +173,16 @@ func (v *validator) source(p string, s *Source) {
 		}
 	default:
 		v.errf(joinKey(p, "kind"), "%s", withHint(fmt.Sprintf("unknown source kind %q: use nats, amqp or mqtt", s.Kind), s.Kind, []string{SourceNATS, SourceAMQP, SourceMQTT}))
+	}
+	if s.Kind == SourceNATS || s.Kind == SourceAMQP {
+		for _, k := range []struct {
+			set  bool
+			name string
+		}{{s.Topic != "", "topic"}, {s.ClientID != "", "client_id"}} {
+			if k.set {
+				v.errf(joinKey(p, k.name), "%s is for mqtt sources", k.name)
+			}
+		}
 	}
 	if s.URL == "" {
 		v.errf(up, "url is required (e.g. \"nats://127.0.0.1:4222\" or \"amqp://guest:guest@127.0.0.1:5672/\")")
