@@ -161,3 +161,24 @@ func TestSourceMetricsScripted(t *testing.T) {
 		t.Errorf("ack latency is a %v", fams["tandem_source_ack_latency_seconds"].GetType())
 	}
 }
+
+// TestNATSConsumerDeletedRecreated: a consumer deleted under the source
+// (an operator, a server that lost its state) is made again, and
+// consumption goes on.
+func TestNATSConsumerDeletedRecreated(t *testing.T) {
+	r := newRig(t, "")
+	r.publish(t, `{"n":"1"}`, nil)
+	waitFor(t, 10*time.Second, "first delivered", func() bool { return r.billing.snapshot()["1"] == 1 })
+	if err := r.js.DeleteConsumer(context.Background(), r.stream, "tandem"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the consumer made again", func() bool {
+		_, err := r.js.Consumer(context.Background(), r.stream, "tandem")
+		return err == nil && r.mgr.Status()[0].State == StateConsuming
+	})
+	r.publish(t, `{"n":"2"}`, nil)
+	waitFor(t, 30*time.Second, "second delivered", func() bool { return r.billing.snapshot()["2"] == 1 })
+	if got := r.billing.snapshot()["1"]; got != 1 {
+		t.Errorf("the first message was delivered %d times", got)
+	}
+}

@@ -94,6 +94,14 @@ func (c *natsConsumer) session(ctx context.Context) error {
 		jetstream.PullMaxMessages(cfg.MaxInFlight),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			r.log.Debug("nats consume", "error", err)
+			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+				// The consumer is gone (deleted, or a server that lost its
+				// state): start over, which makes it again.
+				select {
+				case lost <- fmt.Errorf("consume: %w", err):
+				default:
+				}
+			}
 		}))
 	if err != nil {
 		return fmt.Errorf("consume: %w", err)
