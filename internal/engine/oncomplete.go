@@ -54,9 +54,10 @@ type PublishParams struct {
 }
 
 // Summary is the body an on_complete delivery sends: the message's final
-// state, read when the delivery is sent.
+// state, read when the delivery is sent. Its id, status and steps are those
+// of a route's answer (MessageAnswer), plus the route and creation time.
 type Summary struct {
-	MessageID string               `json:"message_id"`
+	MessageID string               `json:"id"`
 	Route     string               `json:"route"`
 	Status    record.MessageStatus `json:"status"`
 	CreatedAt time.Time            `json:"created_at"`
