@@ -75,9 +75,9 @@ func uniq(t testing.TB) string {
 type summaries struct {
 	fail atomic.Int32 // answer this many requests 503 first
 	mu   sync.Mutex
-	got map[string][]engine.Summary
-	hdr map[string]http.Header
-	srv *httptest.Server
+	got  map[string][]engine.Summary
+	hdr  map[string]http.Header
+	srv  *httptest.Server
 }
 
 func newSummaries(t testing.TB) *summaries {
