@@ -157,7 +157,25 @@ func TestSourceMetricsScripted(t *testing.T) {
 	if samples != good+2 {
 		t.Errorf("ack latency samples %d, want %d (one per acknowledged message)", samples, good+2)
 	}
-	if !strings.Contains(fmt.Sprint(fams["tandem_source_ack_latency_seconds"].GetType()), "HISTOGRAM") {
+	gauge := map[string]float64{}
+	for _, m := range fams["tandem_source"].GetMetric() {
+		var src, of string
+		for _, l := range m.GetLabel() {
+			switch l.GetName() {
+			case "source":
+				src = l.GetValue()
+			case "of":
+				of = l.GetValue()
+			}
+		}
+		if src == "bus" {
+			gauge[of] = m.GetGauge().GetValue()
+		}
+	}
+	if gauge["up"] != 1 || gauge["in_flight"] != 0 || gauge["lag"] != 0 {
+		t.Errorf("tandem_source gauges: %v, want up 1, in_flight 0, lag 0", gauge)
+	}
+		if !strings.Contains(fmt.Sprint(fams["tandem_source_ack_latency_seconds"].GetType()), "HISTOGRAM") {
 		t.Errorf("ack latency is a %v", fams["tandem_source_ack_latency_seconds"].GetType())
 	}
 }

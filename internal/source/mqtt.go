@@ -47,7 +47,7 @@ func (c *mqttConsumer) run(ctx context.Context) {
 func (c *mqttConsumer) session(ctx context.Context) (bool, error) {
 	r := c.r
 	cfg := r.cfg
-	r.lag.Store(-1) // MQTT has no way to ask the broker what it holds
+	r.setLag(-1) // MQTT has no way to ask the broker what it holds
 	lost := make(chan error, 1)
 	opts := mqtt.NewClientOptions().
 		AddBroker(cfg.URL).

@@ -131,7 +131,7 @@ func (c *natsConsumer) refreshLag(ctx context.Context, cons jetstream.Consumer) 
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if info, err := cons.Info(ctx); err == nil {
-		c.r.lag.Store(int64(info.NumPending))
+		c.r.setLag(int64(info.NumPending))
 	}
 }
 

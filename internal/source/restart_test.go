@@ -164,8 +164,8 @@ func (r *outcomeRig) sources(t testing.TB) []source.Status {
 }
 
 // sourceMetrics parses GET /metrics and returns, for source name, each
-// tandem_source_messages_total event's count and the ack latency
-// histogram's sample count.
+// tandem_source_messages_total event's count (and the tandem_source
+// gauges as "gauge_<of>") and the ack latency histogram's sample count.
 func (r *outcomeRig) sourceMetrics(t testing.TB, name string) (map[string]float64, uint64) {
 	t.Helper()
 	code, body := r.get(t, "/metrics")
@@ -190,6 +190,13 @@ func (r *outcomeRig) sourceMetrics(t testing.TB, name string) (map[string]float6
 		for _, m := range f.GetMetric() {
 			if label(m, "source") == name {
 				events[label(m, "event")] = m.GetCounter().GetValue()
+			}
+		}
+	}
+	if f := fams["tandem_source"]; f != nil {
+		for _, m := range f.GetMetric() {
+			if label(m, "source") == name {
+				events["gauge_"+label(m, "of")] = m.GetGauge().GetValue()
 			}
 		}
 	}
@@ -230,6 +237,9 @@ func checkDown(t *testing.T, r *outcomeRig) {
 	if s := r.sources(t)[0]; s.State != source.StateConnecting {
 		t.Errorf("source while the broker is away: %+v", s)
 	}
+	if ev, _ := r.sourceMetrics(t, "bus"); ev["gauge_up"] != 0 {
+		t.Errorf("tandem_source{of=up} while the broker is away: %v", ev["gauge_up"])
+	}
 }
 
 // checkRecovered waits until the source consumes again with nothing
@@ -243,6 +253,9 @@ func checkRecovered(t *testing.T, r *outcomeRig, n int) {
 	})
 	ev, acks := r.sourceMetrics(t, "bus")
 	t.Logf("metrics: %v, ack latency samples %d", ev, acks)
+	if ev["gauge_up"] != 1 || ev["gauge_in_flight"] != 0 {
+		t.Errorf("gauges after recovery: up %v, in_flight %v", ev["gauge_up"], ev["gauge_in_flight"])
+	}
 	if ev["accepted"] < float64(n) || ev["received"] != ev["accepted"]+ev["dead_lettered"] || float64(acks) != ev["accepted"] {
 		t.Errorf("metrics after the run: %v, ack latency samples %d; want accepted >= %d, received = accepted + dead_lettered, one ack latency per accepted", ev, acks, n)
 	}

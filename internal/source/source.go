@@ -201,11 +201,18 @@ type runner struct {
 
 func (r *runner) setState(s string, err error) {
 	r.state.Store(s)
+	r.met.Up(s == StateConsuming)
 	if err != nil {
 		r.lastErr.Store(err.Error())
 	} else if s == StateConsuming {
 		r.lastErr.Store("")
 	}
+}
+
+// setLag records what the broker holds not yet delivered (-1: unknown).
+func (r *runner) setLag(n int64) {
+	r.lag.Store(n)
+	r.met.Lag(n)
 }
 
 // message is a broker message in the form every kind hands over.
@@ -390,9 +397,10 @@ func (r *runner) dispatch(ctx context.Context, m *message, settle func(verdict))
 		return
 	}
 	r.wg.Add(1)
+	r.met.InFlight(1)
 	go func() {
 		defer r.wg.Done()
-		defer func() { <-r.slots }()
+		defer func() { <-r.slots; r.met.InFlight(-1) }()
 		// The ingest outlives a stop: a message half-way to the store is
 		// finished and settled, not abandoned.
 		start := time.Now()
