@@ -62,7 +62,12 @@ routes:
 	for name, s := range map[string]*summaries{"on_complete target": crm, "callback": cb} {
 		poll(t, 20*time.Second, "the summary at the "+name, func() bool { return len(s.snapshot()[ans.ID]) > 0 })
 	}
-	time.Sleep(300 * time.Millisecond) // a second copy would have come by now
+	// Each summary is one delivery: once both succeeded, nothing more comes.
+	for _, kind := range []string{engine.OnCompleteTarget, engine.OnCompleteCallback} {
+		poll(t, 10*time.Second, "on_complete "+kind+" recorded", func() bool {
+			return r.onComplete(t, ans.ID, kind).Status == record.DeliverySucceeded
+		})
+	}
 	for name, s := range map[string]*summaries{"on_complete target": crm, "callback": cb} {
 		got := s.snapshot()[ans.ID]
 		if len(got) != 1 {

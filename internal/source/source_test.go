@@ -84,10 +84,12 @@ type gatedStore struct {
 	down    atomic.Bool
 	entered chan struct{}
 	inserts atomic.Int64 // calls that reached the store
+	refused atomic.Int64 // calls refused while down
 }
 
 func (g *gatedStore) MessageInsert(ctx context.Context, p *store.MessageInsertParams) (*store.MessageInsertResult, error) {
 	if g.down.Load() {
+		g.refused.Add(1)
 		return nil, fmt.Errorf("insert: %w", store.ErrUnavailable)
 	}
 	g.inserts.Add(1)
