@@ -175,7 +175,7 @@ func TestSourceMetricsScripted(t *testing.T) {
 	if gauge["up"] != 1 || gauge["in_flight"] != 0 || gauge["lag"] != 0 {
 		t.Errorf("tandem_source gauges: %v, want up 1, in_flight 0, lag 0", gauge)
 	}
-		if !strings.Contains(fmt.Sprint(fams["tandem_source_ack_latency_seconds"].GetType()), "HISTOGRAM") {
+	if !strings.Contains(fmt.Sprint(fams["tandem_source_ack_latency_seconds"].GetType()), "HISTOGRAM") {
 		t.Errorf("ack latency is a %v", fams["tandem_source_ack_latency_seconds"].GetType())
 	}
 }
