@@ -37,7 +37,7 @@ func (c *mqttConsumer) run(ctx context.Context) {
 			break
 		}
 	}
-	r.wg.Wait()
+	r.drain()
 }
 
 // session connects, subscribes and consumes until ctx ends or the
@@ -66,7 +66,14 @@ func (c *mqttConsumer) session(ctx context.Context) (bool, error) {
 		})
 	// Messages of the persistent session can arrive before Subscribe
 	// returns: every message goes to the one handler.
-	handler := func(_ mqtt.Client, m mqtt.Message) { c.receive(ctx, m) }
+	r.open()
+	handler := func(_ mqtt.Client, m mqtt.Message) {
+		if !r.join() {
+			return // not acknowledged: the broker delivers it next session
+		}
+		defer r.wg.Done()
+		c.receive(ctx, m)
+	}
 	opts.SetDefaultPublishHandler(handler)
 	cl := mqtt.NewClient(opts)
 	if t := cl.Connect(); !t.WaitTimeout(10*time.Second) || t.Error() != nil {
@@ -75,6 +82,7 @@ func (c *mqttConsumer) session(ctx context.Context) (bool, error) {
 			err = errors.New("timed out")
 		}
 		cl.Disconnect(0)
+		r.drain()
 		return false, fmt.Errorf("connect: %w", err)
 	}
 	defer cl.Disconnect(250)
@@ -83,17 +91,17 @@ func (c *mqttConsumer) session(ctx context.Context) (bool, error) {
 		if err == nil {
 			err = errors.New("timed out")
 		}
-		r.wg.Wait()
+		r.drain()
 		return false, fmt.Errorf("subscribe %s: %w", cfg.Topic, err)
 	}
 	r.setState(StateConsuming, nil)
 	r.log.Info("mqtt source consuming", "topic", cfg.Topic, "client_id", cfg.ClientID)
 	select {
 	case <-ctx.Done():
-		r.wg.Wait() // settle what is in flight while the connection lives
+		r.drain() // settle what is in flight while the connection lives
 		return true, nil
 	case err := <-lost:
-		r.wg.Wait()
+		r.drain()
 		return true, fmt.Errorf("connection lost: %w", err)
 	}
 }

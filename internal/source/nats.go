@@ -33,7 +33,7 @@ func (c *natsConsumer) run(ctx context.Context) {
 			break
 		}
 	}
-	r.wg.Wait()
+	r.drain()
 }
 
 // session connects, makes sure the stream and consumer exist, and consumes
@@ -90,7 +90,15 @@ func (c *natsConsumer) session(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", cfg.Consumer, err)
 	}
-	cc, err := cons.Consume(func(msg jetstream.Msg) { c.receive(ctx, msg) },
+	r.open()
+	defer r.drain()
+	cc, err := cons.Consume(func(msg jetstream.Msg) {
+		if !r.join() {
+			return // not acknowledged: delivered again after ack_wait
+		}
+		defer r.wg.Done()
+		c.receive(ctx, msg)
+	},
 		jetstream.PullMaxMessages(cfg.MaxInFlight),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			r.log.Debug("nats consume", "error", err)
@@ -115,11 +123,11 @@ func (c *natsConsumer) session(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			cc.Stop()
-			r.wg.Wait() // settle what is in flight while the connection lives
+			r.drain() // settle what is in flight while the connection lives
 			return nil
 		case err := <-lost:
 			cc.Stop()
-			r.wg.Wait()
+			r.drain()
 			return err
 		case <-t.C:
 			c.refreshLag(ctx, cons)

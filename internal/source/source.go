@@ -197,6 +197,40 @@ type runner struct {
 	state   atomic.Value // string
 	lastErr atomic.Value // string
 	lag     atomic.Int64
+	// Broker clients call back in goroutines of their own, which may still
+	// arrive as a session ends: under gate, a callback joins wg only while
+	// the session is open, so waiting for wg never races an Add.
+	gate   sync.Mutex
+	closed bool
+}
+
+// open marks a session open for the broker client's callbacks.
+func (r *runner) open() {
+	r.gate.Lock()
+	r.closed = false
+	r.gate.Unlock()
+}
+
+// join adds a callback to wg, or reports false once the session is
+// draining (its message is left unacknowledged: the broker delivers it
+// again). The caller calls wg.Done when it returns.
+func (r *runner) join() bool {
+	r.gate.Lock()
+	defer r.gate.Unlock()
+	if r.closed {
+		return false
+	}
+	r.wg.Add(1)
+	return true
+}
+
+// drain closes the session to new callbacks and waits until every message
+// in flight is settled.
+func (r *runner) drain() {
+	r.gate.Lock()
+	r.closed = true
+	r.gate.Unlock()
+	r.wg.Wait()
 }
 
 func (r *runner) setState(s string, err error) {
