@@ -72,6 +72,10 @@ func (s *server) ingestHandler(route string) http.Handler {
 			return
 		}
 		ans, err := s.eng.Ingest(r.Context(), route, in)
+		if ce := (*engine.CallbackError)(nil); errors.As(err, &ce) {
+			writeProblem(w, r, invalid(ce.Error(), "header."+engine.CallbackHeader))
+			return
+		}
 		if err != nil {
 			p := s.errorProblem(r.Context(), "ingest on route "+route, true, err)
 			if engine.IngestCode(err) == 0 {

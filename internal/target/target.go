@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.opentelemetry.io/otel/propagation"
@@ -156,6 +157,10 @@ type CallerOptions struct {
 	// Propagator writes the span context of a call's ctx into its
 	// headers. Default W3C Trace Context (traceparent, tracestate).
 	Propagator propagation.TextMapPropagator
+	// DialControl, when set, is called for every connection with the
+	// resolved address ("ip:port") before it is made; an error refuses
+	// it (e.g. callbacks to private addresses). Default none.
+	DialControl func(ctx context.Context, network, address string, c syscall.RawConn) error
 }
 
 func (o *CallerOptions) setDefaults() {
