@@ -76,7 +76,7 @@ func New(opts Options) (http.Handler, error) {
 	if opts.Version == "" {
 		opts.Version = "dev"
 	}
-	auth, err := newAuthenticator(cfg.Auth)
+	auth, err := newAuthenticator(cfg, jwtOptions{Logger: opts.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
@@ -189,7 +189,8 @@ func (m *adminMux) ServeHTTP(w http.ResponseWriter, r *http.Request) { m.s.mux.S
 // adminOnly lets a request through when the admin auth check passes.
 func (s *server) adminOnly(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if p := s.auth.admin(r); p != nil {
+		r, p := s.auth.admin(r)
+		if p != nil {
 			writeProblem(w, r, p)
 			return
 		}

@@ -45,7 +45,8 @@ func (s *server) registerRoute(api huma.API, rt *config.Route) error {
 // to the engine, write its answer.
 func (s *server) ingestHandler(route string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if p := s.auth.ingest(r, route); p != nil {
+		r, p := s.auth.ingest(r, route)
+		if p != nil {
 			writeProblem(w, r, p)
 			return
 		}
