@@ -2,6 +2,7 @@ package config
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -434,7 +435,7 @@ func (v *validator) caFile(p, file string) {
 		v.errf(p, "cannot read the CA file: %s", pathErr(err))
 		return
 	}
-	if !strings.Contains(string(data), "-----BEGIN CERTIFICATE-----") {
+	if !x509.NewCertPool().AppendCertsFromPEM(data) {
 		v.errf(p, "%s holds no PEM certificate", v.c.quote(p, file))
 	}
 }
