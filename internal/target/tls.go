@@ -3,6 +3,7 @@ package target
 import (
 	"crypto/tls"
 	"fmt"
+	"sync"
 
 	"github.com/tandem-run/tandem/internal/certfile"
 )
@@ -30,6 +31,13 @@ type TLSClient struct {
 	pair *certfile.KeyPair
 	cas  *certfile.Pool
 	err  error
+
+	// A resumed TLS session keeps the identity of the handshake that made
+	// it, so sessions are cached per client certificate: a rotated one
+	// starts a new cache and is presented on the next connection.
+	mu       sync.Mutex
+	sessions tls.ClientSessionCache
+	cert     *tls.Certificate
 }
 
 // NewTLSClient loads the files now; a failure is kept and reported by
@@ -69,6 +77,12 @@ func (c *TLSClient) config(base *tls.Config) (*tls.Config, error) {
 		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 			return cert, nil
 		}
+		c.mu.Lock()
+		if c.cert != cert || c.sessions == nil {
+			c.cert, c.sessions = cert, tls.NewLRUClientSessionCache(64)
+		}
+		cfg.ClientSessionCache = c.sessions
+		c.mu.Unlock()
 	}
 	return cfg, nil
 }
