@@ -84,7 +84,7 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ln net.
 		closeStore(st)
 		return nil, err
 	}
-	h, err := api.New(api.Options{Engine: eng, Config: cfg, Registry: reg, Logger: logger, Version: shortVersion(), Sources: srcs})
+	h, err := api.New(api.Options{Engine: eng, Config: cfg, Registry: reg, Logger: logger, Version: shortVersion(), Sources: srcs, Context: bg})
 	if err != nil {
 		cancel()
 		closeStore(st)

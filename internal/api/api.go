@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -38,6 +39,9 @@ type Options struct {
 	Version string
 	// Sources, when set, is served at GET /v1/sources (sources.go).
 	Sources Sources
+	// Context ends the handler's background work (the JWKS refresh of
+	// auth.jwt.jwks_url). Default context.Background().
+	Context context.Context
 }
 
 // server is the state shared by all handlers.
@@ -76,7 +80,7 @@ func New(opts Options) (http.Handler, error) {
 	if opts.Version == "" {
 		opts.Version = "dev"
 	}
-	auth, err := newAuthenticator(cfg, jwtOptions{Logger: opts.Logger})
+	auth, err := newAuthenticator(cfg, jwtOptions{Ctx: opts.Context, Logger: opts.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}

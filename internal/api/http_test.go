@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -55,7 +56,9 @@ func quietLogger() *slog.Logger {
 
 func newHandler(t *testing.T, cfg *config.Config) http.Handler {
 	t.Helper()
-	h, err := New(Options{Config: cfg, Logger: quietLogger()})
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel) // ends a JWKS refresh goroutine
+	h, err := New(Options{Config: cfg, Logger: quietLogger(), Context: ctx})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
