@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tandem-run/tandem/internal/certfile/certtest"
 	"github.com/tandem-run/tandem/internal/record"
@@ -57,7 +58,8 @@ func TestTargetTLS(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ep := &Endpoint{URL: ts.URL, TLS: NewTLSClient(tt.tls), Method: http.MethodGet}
+			// Generous: loading the system roots and -race on a loaded machine.
+			ep := &Endpoint{URL: ts.URL, TLS: NewTLSClient(tt.tls), Method: http.MethodGet, ConnectTimeout: 30 * time.Second, TotalTimeout: 60 * time.Second}
 			res := c.Do(context.Background(), &Request{Endpoint: ep})
 			if tt.wantErr == "" {
 				if res.Err != nil || string(res.Body) != tt.want {
@@ -86,7 +88,7 @@ func TestTargetTLSClientRotation(t *testing.T) {
 	ts := mtlsTarget(t, ca.Server(t, dir, "server", "127.0.0.1"), clients)
 	first := clients.Client(t, dir, "client", "first")
 	c := NewCaller(CallerOptions{DisableKeepAlives: true})
-	ep := &Endpoint{URL: ts.URL, Method: http.MethodGet, TLS: NewTLSClient(TLSOptions{CAFile: ca.File, CertFile: first.CertFile, KeyFile: first.KeyFile})}
+	ep := &Endpoint{URL: ts.URL, Method: http.MethodGet, ConnectTimeout: 30 * time.Second, TotalTimeout: 60 * time.Second, TLS: NewTLSClient(TLSOptions{CAFile: ca.File, CertFile: first.CertFile, KeyFile: first.KeyFile})}
 	if res := c.Do(context.Background(), &Request{Endpoint: ep}); string(res.Body) != "first" {
 		t.Fatalf("got %q, %v", res.Body, res.Err)
 	}
