@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/MicahParks/keyfunc/v3"
@@ -49,7 +50,67 @@ type jwtVerifier struct {
 	parser      *jwt.Parser
 	hs256       []byte
 	jwks        keyfunc.Keyfunc // nil without jwks_file and jwks_url
+	file        *jwksFile       // nil without jwks_file
 	scopesClaim string
+}
+
+// jwksFile is a JWK Set read from a file, read again when the file changes
+// (checked at most once a second, on a token's arrival). A rewrite that
+// does not parse keeps the last good set.
+type jwksFile struct {
+	path string
+	now  func() time.Time
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	kf      keyfunc.Keyfunc
+	mod     time.Time
+	size    int64
+	checked time.Time
+}
+
+func loadJWKSFile(path string, now func() time.Time, log *slog.Logger) (*jwksFile, error) {
+	f := &jwksFile{path: path, now: now, log: log}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("auth.jwt.jwks_file: %w", err)
+	}
+	if err := f.load(fi); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func (f *jwksFile) load(fi os.FileInfo) error {
+	raw, err := os.ReadFile(f.path)
+	if err != nil {
+		return fmt.Errorf("auth.jwt.jwks_file: %w", err)
+	}
+	kf, err := keyfunc.NewJWKSetJSON(raw)
+	if err != nil {
+		return fmt.Errorf("auth.jwt.jwks_file %s: not a JWK Set", f.path)
+	}
+	f.kf, f.mod, f.size = kf, fi.ModTime(), fi.Size()
+	return nil
+}
+
+// current returns the key set, reloading the file when it changed.
+func (f *jwksFile) current() keyfunc.Keyfunc {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	now := f.now()
+	if now.Sub(f.checked) < time.Second {
+		return f.kf
+	}
+	f.checked = now
+	fi, err := os.Stat(f.path)
+	if err != nil || (fi.ModTime().Equal(f.mod) && fi.Size() == f.size) {
+		return f.kf
+	}
+	if err := f.load(fi); err != nil {
+		f.log.Warn("reload JWKS file failed; keeping the last good key set", "error", err)
+	}
+	return f.kf
 }
 
 // newJWTVerifier builds the verifier. A JWKS URL that cannot be fetched at
@@ -79,13 +140,11 @@ func newJWTVerifier(cfg *config.JWT, o jwtOptions) (*jwtVerifier, error) {
 	}
 	switch {
 	case cfg.JWKSFile != "":
-		raw, err := os.ReadFile(cfg.JWKSFile)
+		f, err := loadJWKSFile(cfg.JWKSFile, o.Now, o.Logger)
 		if err != nil {
-			return nil, fmt.Errorf("auth.jwt.jwks_file: %w", err)
+			return nil, err
 		}
-		if v.jwks, err = keyfunc.NewJWKSetJSON(raw); err != nil {
-			return nil, fmt.Errorf("auth.jwt.jwks_file %s: not a JWK Set", cfg.JWKSFile)
-		}
+		v.file, v.jwks = f, f.kf
 	case cfg.JWKSURL != "":
 		refresh := cfg.JWKSRefresh.D()
 		if refresh <= 0 {
@@ -161,7 +220,11 @@ func (v *jwtVerifier) verify(ctx context.Context, token string) (*jwtCaller, err
 		if t.Method.Alg() == "HS256" {
 			return v.hs256, nil // only listed when hs256_secret is set
 		}
-		return v.jwks.KeyfuncCtx(ctx)(t)
+		kf := v.jwks
+		if v.file != nil {
+			kf = v.file.current()
+		}
+		return kf.KeyfuncCtx(ctx)(t)
 	})
 	if err != nil {
 		return nil, jwtReason(err)

@@ -381,6 +381,53 @@ func TestJWKSFile(t *testing.T) {
 	}
 }
 
+// TestJWKSFileReload: a rewritten JWKS file is read again (checked at most
+// once a second on the verifier's clock); a broken rewrite keeps the set.
+func TestJWKSFileReload(t *testing.T) {
+	t.Parallel()
+	keys := newKeys(t)
+	file := filepath.Join(t.TempDir(), "jwks.json")
+	write := func(data []byte, mod time.Time) {
+		t.Helper()
+		if err := os.WriteFile(file, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(file, mod, mod); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := time.Now().Add(-time.Hour)
+	write(jwks(keys["ES256"]), base)
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixNano())
+	now := func() time.Time { return time.Unix(0, clock.Load()) }
+	cfg := jwtConfig("")
+	cfg.Auth.JWT.JWKSURL, cfg.Auth.JWT.JWKSFile = "", file
+	a, err := newAuthenticator(cfg, jwtOptions{Logger: quietLogger(), Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(k *signingKey) bool {
+		r := httptest.NewRequest("GET", "/v1/targets", nil)
+		r.Header.Set("Authorization", "Bearer "+sign(t, k, claims("admin", nil)))
+		_, p := a.admin(r)
+		return p == nil
+	}
+	if !check(keys["ES256"]) || check(keys["EdDSA"]) {
+		t.Fatal("initial set")
+	}
+	write(jwks(keys["EdDSA"]), base.Add(time.Minute))
+	clock.Add(int64(2 * time.Second))
+	if !check(keys["EdDSA"]) || check(keys["ES256"]) {
+		t.Fatal("the rewritten file was not read again")
+	}
+	write([]byte("{not json"), base.Add(2*time.Minute))
+	clock.Add(int64(2 * time.Second))
+	if !check(keys["EdDSA"]) {
+		t.Fatal("a broken rewrite dropped the last good set")
+	}
+}
+
 // TestCallerIdentity: the auth check puts who called in the context, for
 // per-caller state (the Idempotency-Key namespace).
 func TestCallerIdentity(t *testing.T) {

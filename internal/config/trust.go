@@ -50,7 +50,7 @@ type JWT struct {
 	// Audience must be in the token's aud claim. Required.
 	Audience string `yaml:"audience"`
 	// JWKSFile is a JWK Set file with the public keys (RS*, PS*, ES*,
-	// EdDSA), read at start. Default none.
+	// EdDSA), read at start and again when it changes. Default none.
 	JWKSFile string `yaml:"jwks_file"`
 	// JWKSURL serves the JWK Set; it is fetched at start, every
 	// jwks_refresh, and when a token names an unknown kid (at most once per
