@@ -162,7 +162,8 @@ func newJWTVerifier(cfg *config.JWT, o jwtOptions) (*jwtVerifier, error) {
 			// the keys only after a whole set decoded).
 			RefreshInterval: refresh,
 			// A token with an unknown kid triggers a fetch at most once
-			// per minRefresh; others fail at once rather than queue.
+			// per minRefresh; the others fail at once, unless the next
+			// fetch is due within jwksFetchTimeout (then they wait for it).
 			RefreshUnknownKID: rate.NewLimiter(rate.Every(minRefresh), 1),
 			RateLimitWaitMax:  jwksFetchTimeout,
 			RefreshErrorHandlerFunc: func(u string) func(context.Context, error) {
