@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tandem-run/tandem/internal/api"
+	"github.com/tandem-run/tandem/internal/certfile"
 	"github.com/tandem-run/tandem/internal/config"
 	"github.com/tandem-run/tandem/internal/engine"
 	"github.com/tandem-run/tandem/internal/source"
@@ -91,7 +93,13 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ln net.
 		closeStore(st)
 		return nil, err
 	}
-	h, err := api.New(api.Options{Engine: eng, Config: cfg, Registry: reg, Metrics: metrics, Logger: logger, Version: shortVersion(), Sources: srcs})
+	h, err := api.New(api.Options{Engine: eng, Config: cfg, Registry: reg, Metrics: metrics, Logger: logger, Version: shortVersion(), Sources: srcs, Context: bg})
+	if err != nil {
+		cancel()
+		closeStore(st)
+		return nil, err
+	}
+	tlsCfg, err := listenerTLS(cfg.Server.TLS)
 	if err != nil {
 		cancel()
 		closeStore(st)
@@ -128,11 +136,36 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ln net.
 			ReadHeaderTimeout: 10 * time.Second,
 			MaxHeaderBytes:    64 << 10,
 			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+			TLSConfig:         tlsCfg,
 		},
 	}
-	go func() { s.served <- s.http.Serve(ln) }()
-	logger.Info("tandem serving", "addr", ln.Addr().String(), "store", cfg.Store.Driver, "routes", len(cfg.Routes), "targets", len(cfg.Targets), "version", shortVersion(), "tracing", tracing.Exporting())
+	go func() {
+		if tlsCfg != nil {
+			// The certificate comes from TLSConfig.GetCertificate, reloaded
+			// when its files change.
+			s.served <- s.http.ServeTLS(ln, "", "")
+			return
+		}
+		s.served <- s.http.Serve(ln)
+	}()
+	logger.Info("tandem serving", "addr", ln.Addr().String(), "tls", tlsCfg != nil, "store", cfg.Store.Driver, "routes", len(cfg.Routes), "targets", len(cfg.Targets), "version", shortVersion(), "tracing", tracing.Exporting())
 	return s, nil
+}
+
+// listenerTLS builds the listener's TLS config from server.tls; nil
+// without it.
+func listenerTLS(t *config.ServerTLS) (*tls.Config, error) {
+	if t == nil {
+		return nil, nil
+	}
+	cfg, err := certfile.ServerConfig(certfile.ServerOptions{
+		CertFile: t.CertFile, KeyFile: t.KeyFile, ClientCAFile: t.ClientCAFile,
+		VerifyIfGiven: t.ClientAuth == config.ClientAuthIfGiven,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("server.tls: %w", err)
+	}
+	return cfg, nil
 }
 
 // stop shuts down within the config's grace: new requests are refused,

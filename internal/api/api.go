@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -43,6 +44,9 @@ type Options struct {
 	Version string
 	// Sources, when set, is served at GET /v1/sources (sources.go).
 	Sources Sources
+	// Context ends the handler's background work (the JWKS refresh of
+	// auth.jwt.jwks_url). Default context.Background().
+	Context context.Context
 }
 
 // server is the state shared by all handlers.
@@ -88,7 +92,7 @@ func New(opts Options) (http.Handler, error) {
 	if opts.Metrics == nil && opts.Engine != nil {
 		opts.Metrics = opts.Engine.Metrics()
 	}
-	auth, err := newAuthenticator(cfg.Auth)
+	auth, err := newAuthenticator(cfg, jwtOptions{Ctx: opts.Context, Logger: opts.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
@@ -204,7 +208,8 @@ func (m *adminMux) ServeHTTP(w http.ResponseWriter, r *http.Request) { m.s.mux.S
 // adminOnly lets a request through when the admin auth check passes.
 func (s *server) adminOnly(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if p := s.auth.admin(r); p != nil {
+		r, p := s.auth.admin(r)
+		if p != nil {
 			writeProblem(w, r, p)
 			return
 		}

@@ -58,7 +58,8 @@ func (s *server) ingestHandler(route string) http.Handler {
 			writeProblem(w, r, p)
 			rm.Rejected(p.Status, time.Since(start))
 		}
-		if p := s.auth.ingest(r, route); p != nil {
+		r, p := s.auth.ingest(r, route)
+		if p != nil {
 			reject(p)
 			return
 		}

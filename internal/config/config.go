@@ -47,6 +47,9 @@ type Server struct {
 	// link-local addresses only when listed exactly. Default none: a
 	// Callback-Url is refused (docs/events.md).
 	CallbackHosts []string `yaml:"callback_hosts"`
+	// TLS serves HTTPS, optionally with client certificates (mutual TLS).
+	// Default nil: plain HTTP.
+	TLS *ServerTLS `yaml:"tls"`
 }
 
 // CORS configures cross-origin requests from browsers (server.cors).
@@ -103,11 +106,18 @@ type Retention struct {
 // Enabled reports whether any kind of message is ever purged.
 func (r Retention) Enabled() bool { return r.Succeeded > 0 || r.Failed > 0 || r.Dead > 0 }
 
-// Auth configures inbound API keys. With no keys the admin API answers
-// loopback clients only and route ingest is open.
+// Auth configures inbound API keys and JWTs. With neither, the admin API
+// answers loopback clients only and route ingest is open.
 type Auth struct {
+	// Keys are API keys, sent as "Authorization: Bearer <key>".
 	Keys []Key `yaml:"keys"`
+	// JWT accepts bearer JWTs whose scopes claim grants scopes as a key's
+	// do. Default nil: no JWTs.
+	JWT *JWT `yaml:"jwt"`
 }
+
+// Enabled reports whether inbound auth is on (keys or JWTs configured).
+func (a Auth) Enabled() bool { return len(a.Keys) > 0 || a.JWT != nil }
 
 // Key is one inbound API key, sent as "Authorization: Bearer <key>".
 type Key struct {
@@ -115,7 +125,8 @@ type Key struct {
 	Name string `yaml:"name"`
 	// Hash is "sha256:<hex>" of the key. Required.
 	Hash string `yaml:"hash"`
-	// Scopes: "admin", "ingest:<route>" or "ingest:*". At least one.
+	// Scopes: "admin", "ingest:<route>", "ingest:*", or a scope some
+	// route names under auth.scopes. At least one.
 	Scopes []string `yaml:"scopes"`
 }
 
@@ -215,6 +226,11 @@ type Target struct {
 	SuccessStatus []int `yaml:"success_status"`
 	// MaxResponseBody caps the response body kept per attempt. Default 64KiB.
 	MaxResponseBody Size `yaml:"max_response_body"`
+	// Sign signs every request (Standard Webhooks or HMAC). Default none.
+	Sign *Sign `yaml:"sign"`
+	// TLS sets the CA, client certificate and server name for an https
+	// url. Default: system roots, no client certificate.
+	TLS *TargetTLS `yaml:"tls"`
 }
 
 // Timeout bounds one attempt.
@@ -239,6 +255,9 @@ type TargetAuth struct {
 	Basic *BasicAuth `yaml:"basic"`
 	// Header sends one header, e.g. {name: X-Api-Key, value: ...}.
 	Header *HeaderAuth `yaml:"header"`
+	// OAuth2 fetches an access token with the client-credentials grant
+	// and sends it as a bearer token.
+	OAuth2 *OAuth2Auth `yaml:"oauth2"`
 }
 
 // BasicAuth is a user name and password.
@@ -336,6 +355,9 @@ type Route struct {
 	Response *Response `yaml:"response"`
 	// OnComplete sends the final summary onward (oncomplete.go).
 	OnComplete *OnComplete `yaml:"on_complete"`
+	// Auth lists scopes that grant sending to this route, beside
+	// ingest:<route>. Default none.
+	Auth *RouteAuth `yaml:"auth"`
 }
 
 // IsDurable reports whether the route's messages go through the store.

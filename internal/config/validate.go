@@ -31,6 +31,7 @@ func validate(cfg *Config, c *collector) {
 	}
 	v.sources()
 	v.routes()
+	v.trust()
 }
 
 type validator struct {
@@ -115,6 +116,7 @@ func (v *validator) tracing() {
 func (v *validator) auth() {
 	seen := map[string]bool{}
 	routes := map[string]bool{}
+	custom := v.routeScopes()
 	for _, r := range v.cfg.Routes {
 		if r != nil {
 			routes[r.Name] = true
@@ -142,8 +144,9 @@ func (v *validator) auth() {
 				msg := fmt.Sprintf("scope %q names an unknown route %q", s, route)
 				v.errf(sp, "%s", withHint(msg, route, sortedKeys(routes)))
 			case isIngest && route != "":
+			case custom[s]:
 			default:
-				v.errf(sp, "unknown scope %s: use \"admin\", \"ingest:*\" or \"ingest:<route>\"", v.c.quote(sp, s))
+				v.errf(sp, "unknown scope %s: use \"admin\", \"ingest:*\", \"ingest:<route>\" or a scope a route names under auth.scopes", v.c.quote(sp, s))
 			}
 		}
 	}
@@ -284,8 +287,11 @@ func (v *validator) targetAuth(p string, a TargetAuth) {
 			v.errf(joinKey(hp, "value"), "value contains control characters (a trailing newline?)")
 		}
 	}
+	if a.OAuth2 != nil {
+		kinds++
+	}
 	if kinds > 1 {
-		v.errf(p, "use one kind of auth (bearer, basic or header), not %d", kinds)
+		v.errf(p, "use one kind of auth (bearer, basic, header or oauth2), not %d", kinds)
 	}
 }
 

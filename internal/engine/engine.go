@@ -163,7 +163,11 @@ func New(opts Options) (*Engine, error) {
 	}
 	e.hardCtx, e.hardStop = context.WithCancel(context.Background())
 	for name, tc := range opts.Config.Targets {
-		e.targets[name] = newTargetRunner(e, tc)
+		tr := newTargetRunner(e, tc)
+		if err := trustEndpoint(tr.endpoint, tc); err != nil {
+			return nil, fmt.Errorf("engine: target %s: %w", name, err)
+		}
+		e.targets[name] = tr
 	}
 	if err := e.setupOnComplete(); err != nil {
 		return nil, err
