@@ -38,6 +38,11 @@ type Options struct {
 	Version string
 	// Sources, when set, is served at GET /v1/sources (sources.go).
 	Sources Sources
+	// Events, when set, serves GET /v1/events and
+	// GET /v1/messages/{id}/events (events.go).
+	Events *EventStream
+	// UI, when set, is served at /ui/ (the dashboard, internal/ui).
+	UI http.Handler
 }
 
 // server is the state shared by all handlers.
@@ -125,6 +130,17 @@ func (s *server) routes(opts Options) error {
 			continue // fed by a broker (internal/source), not served
 		}
 		if err := s.registerRoute(api, rt); err != nil {
+			return err
+		}
+	}
+	if opts.Events != nil {
+		documentEvents(api)
+		if err := s.registerEvents(opts.Events); err != nil {
+			return err
+		}
+	}
+	if opts.UI != nil {
+		if err := s.mountUI(opts.UI); err != nil {
 			return err
 		}
 	}

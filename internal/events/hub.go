@@ -150,6 +150,9 @@ type Hub struct {
 	overflow bool
 	kick     chan struct{}
 
+	done      chan struct{} // closed by Close
+	closeOnce sync.Once
+
 	snaps   *snapshots
 	dropped atomic.Int64
 	missed  atomic.Bool // a change came while nobody listened
@@ -186,6 +189,7 @@ func New(opts Options) *Hub {
 		subs:    map[*Subscription]struct{}{},
 		pending: map[string]struct{}{},
 		kick:    make(chan struct{}, 1),
+		done:    make(chan struct{}),
 		snaps:   newSnapshots(opts.Remember),
 		claims:  claims{m: map[string]string{}},
 	}
@@ -249,12 +253,28 @@ func (h *Hub) mark(ids []string) {
 	}
 }
 
+// Close ends the streams (Done closes) and stops Run: call it when the
+// server shuts down, since a stream never ends by itself.
+func (h *Hub) Close() { h.closeOnce.Do(func() { close(h.done) }) }
+
+// Done is closed by Close.
+func (h *Hub) Done() <-chan struct{} { return h.done }
+
 // Run reads changed messages back and publishes their events until ctx
 // ends. On a store with a change feed it follows the other replicas too.
 func (h *Hub) Run(ctx context.Context) {
 	if h.opts.Store == nil {
 		return
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-h.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	var feed <-chan store.Change
 	if h.feed != nil {
 		feed = h.feed.ChangeListen(ctx)
