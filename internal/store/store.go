@@ -130,8 +130,15 @@ type MessageInsertResult struct {
 type MessageListParams struct {
 	Status record.MessageStatus
 	Route  string
-	Limit  int    // default 50, at most 1000
-	Cursor string // from the previous page's NextCursor
+	// IdempotencyKey: only messages accepted with this inbound key (on
+	// any route).
+	IdempotencyKey string
+	// CreatedFrom and CreatedBefore: only messages created at or after
+	// CreatedFrom and before CreatedBefore.
+	CreatedFrom   time.Time
+	CreatedBefore time.Time
+	Limit         int    // default 50, at most 1000
+	Cursor        string // from the previous page's NextCursor
 }
 
 // MessageListResult is one page of messages.
