@@ -12,6 +12,7 @@ import (
 	"github.com/tandem-run/tandem/internal/api"
 	"github.com/tandem-run/tandem/internal/config"
 	"github.com/tandem-run/tandem/internal/engine"
+	"github.com/tandem-run/tandem/internal/events"
 	"github.com/tandem-run/tandem/internal/source"
 	"github.com/tandem-run/tandem/internal/store"
 	"github.com/tandem-run/tandem/internal/store/postgres"
@@ -70,19 +71,31 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ln net.
 		cancel()
 		return nil, err
 	}
-	eng, err := engine.New(engine.Options{Config: cfg, Store: st, Logger: logger, Metrics: metrics})
+	// The engine, the sources and the API write through the hub's
+	// wrapper, so the live events (GET /v1/events, /ui/) see every change;
+	// replica work (startReplica) uses st itself.
+	hub := events.New(events.Options{Store: st, Logger: logger})
+	wst := hub.Wrap(st)
+	eng, err := engine.New(engine.Options{Config: cfg, Store: wst, Logger: logger, Metrics: metrics})
 	if err != nil {
 		cancel()
 		closeStore(st)
 		return nil, err
 	}
-	srcs, err := source.New(source.Options{Config: cfg, Engine: eng, Store: st, Metrics: metrics, Logger: logger})
+	srcs, err := source.New(source.Options{Config: cfg, Engine: eng, Store: wst, Metrics: metrics, Logger: logger})
 	if err != nil {
 		cancel()
 		closeStore(st)
 		return nil, err
 	}
-	h, err := api.New(api.Options{Engine: eng, Config: cfg, Registry: reg, Logger: logger, Version: shortVersion(), Sources: srcs})
+	stream := api.NewEventStream(api.EventStreamOptions{Hub: hub, Store: st})
+	dash, err := newDashboard(cfg, eng, hub, stream, reg, logger)
+	if err != nil {
+		cancel()
+		closeStore(st)
+		return nil, err
+	}
+	h, err := api.New(api.Options{Engine: eng, Config: cfg, Registry: reg, Logger: logger, Version: shortVersion(), Sources: srcs, Events: stream, UI: dash})
 	if err != nil {
 		cancel()
 		closeStore(st)
@@ -103,6 +116,7 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ln net.
 		return nil, err
 	}
 	srcs.Start(bg)
+	go hub.Run(bg)
 	if st != nil {
 		go watchQueue(bg, st, metrics, 5*time.Second)
 		startReplica(bg, st, eng, logger)
@@ -121,6 +135,9 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ln net.
 			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		},
 	}
+	// Event streams never end by themselves: end them when shutdown begins,
+	// or http.Server.Shutdown would wait the whole grace for them.
+	s.http.RegisterOnShutdown(hub.Close)
 	go func() { s.served <- s.http.Serve(ln) }()
 	logger.Info("tandem serving", "addr", ln.Addr().String(), "store", cfg.Store.Driver, "routes", len(cfg.Routes), "targets", len(cfg.Targets), "version", shortVersion())
 	return s, nil
