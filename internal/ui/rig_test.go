@@ -34,7 +34,9 @@ import (
 type target struct {
 	srv    *httptest.Server
 	status atomic.Int64
-	mu     sync.Mutex
+	// failFirst: this many requests get a 503 before status applies.
+	failFirst atomic.Int64
+	mu        sync.Mutex
 	gate   chan struct{} // nil: answer at once
 }
 
@@ -55,6 +57,11 @@ func newTarget(t testing.TB, status int) *target {
 			}
 		}
 		w.Header().Set("Content-Type", "application/json")
+		if tg.failFirst.Add(-1) >= 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, `{"error":"busy"}`)
+			return
+		}
 		w.WriteHeader(int(tg.status.Load()))
 		_, _ = fmt.Fprintf(w, `{"id":"c-%d","token":"s3cr3t-token","ok":%v}`, time.Now().UnixNano()%1000, tg.status.Load() < 300)
 	}))
@@ -80,7 +87,7 @@ func (tg *target) release() {
 
 const rigYAML = `
 targets:
-  payments:  { url: %q }
+  payments:  { url: %q, retry: { initial: 100ms, max: 200ms } }
   inventory: { url: %q }
   shipping:  { url: %q, retry: { max_attempts: 1 }, rate_limit: { per_second: 50, burst: 10 }, concurrency: 4 }
   refunds:   { url: %q }
