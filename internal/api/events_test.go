@@ -378,3 +378,27 @@ func TestEventsSlowClientIsDropped(t *testing.T) {
 		t.Logf("cut off by the write timeout before its buffer filled")
 	}
 }
+
+func TestEventsInOpenAPI(t *testing.T) {
+	t.Parallel()
+	r, _ := newEventsRig(t, "", events.Options{}, EventStreamOptions{})
+	var doc struct {
+		Paths map[string]map[string]struct {
+			OperationID string `json:"operationId"`
+			Responses   map[string]struct {
+				Content map[string]json.RawMessage `json:"content"`
+			} `json:"responses"`
+		} `json:"paths"`
+	}
+	r.getJSON(t, "/openapi.json", &doc)
+	for path, id := range map[string]string{"/v1/events": "stream-events", "/v1/messages/{id}/events": "stream-message-events"} {
+		op, ok := doc.Paths[path]["get"]
+		if !ok || op.OperationID != id {
+			t.Errorf("openapi: no GET %s (%s)", path, id)
+			continue
+		}
+		if _, ok := op.Responses["200"].Content["text/event-stream"]; !ok {
+			t.Errorf("openapi: GET %s has no text/event-stream answer", path)
+		}
+	}
+}
