@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -436,4 +437,30 @@ func (u *UI) targets(r *http.Request, _ *session) (*view, error) {
 		rows = append(rows, row)
 	}
 	return &view{Page: "targets", Title: "Targets", Nav: "targets", Data: rows, Events: "/ui/events", Live: "swap"}, nil
+}
+
+// replayDelivery replays one dead delivery from its message page, then
+// shows the message again (where it is seen going back to work).
+func (u *UI) replayDelivery(w http.ResponseWriter, r *http.Request, _ *session) (*view, error) {
+	id := r.PathValue("id")
+	letters, err := u.lookupDead(r.Context(), []string{id})
+	if err != nil {
+		return nil, err
+	}
+	if len(letters) == 0 {
+		return nil, badInput("That delivery is not a dead letter (any more).")
+	}
+	res, err := u.opts.Admin.ReplayDeadLetters(r.Context(), []string{id})
+	if err != nil {
+		return nil, err
+	}
+	if res.Replayed == 0 {
+		reason := "it is not a dead letter"
+		if len(res.Skipped) > 0 {
+			reason = res.Skipped[0].Reason
+		}
+		return nil, badInput("The delivery was not replayed: " + reason + ".")
+	}
+	http.Redirect(w, r, "/ui/messages/"+url.PathEscape(letters[0].MessageID)+"#d-"+url.PathEscape(id), http.StatusSeeOther)
+	return nil, nil
 }

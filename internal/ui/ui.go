@@ -95,6 +95,7 @@ func New(opts Options) (*UI, error) {
 		"POST /ui/dead-letters/confirm":   u.action(u.confirmDeadLetters),
 		"POST /ui/dead-letters/replay":    u.action(u.replayDeadLetters),
 		"POST /ui/dead-letters/purge":     u.action(u.purgeDeadLetters),
+		"POST /ui/deliveries/{id}/replay": u.action(u.replayDelivery),
 		"GET /ui/targets":                 u.page(u.targets),
 		"GET /ui/login":                   u.loginPage,
 		"POST /ui/login":                  u.login,

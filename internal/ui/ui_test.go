@@ -126,6 +126,26 @@ func TestPagesRenderWithoutKeys(t *testing.T) {
 	if len(deadIDs(t, s)) != 0 {
 		t.Fatal("the purge left the dead letter")
 	}
+	// A dead delivery is replayed from its message page.
+	second := s.send(t, "/orders", `{}`)
+	waitFor(t, "a second dead letter", func() bool { return s.messageStatus(t, second) == "partially_succeeded" })
+	ids = deadIDs(t, s)
+	if len(ids) != 1 {
+		t.Fatalf("dead letters %v, want one", ids)
+	}
+	_, page = get(t, c, s.srv.URL+"/ui/messages/"+second)
+	if !strings.Contains(page, `action="/ui/deliveries/`+ids[0]+`/replay"`) {
+		t.Fatal("the message page offers no replay of its dead delivery")
+	}
+	s.shipping.status.Store(200)
+	resp, _ = post(t, c, s.srv.URL+"/ui/deliveries/"+ids[0]+"/replay", url.Values{"csrf": {tok}})
+	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/ui/messages/"+second) {
+		t.Fatalf("replay from the message page: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	waitFor(t, "the replayed message to succeed", func() bool { return s.messageStatus(t, second) == "succeeded" })
+	if resp, _ := post(t, c, s.srv.URL+"/ui/deliveries/"+ids[0]+"/replay", url.Values{"csrf": {tok}}); resp.StatusCode != 400 {
+		t.Errorf("replaying a delivery that is not dead: %d, want 400", resp.StatusCode)
+	}
 	// Cross-site requests are refused even with the token.
 	req, _ := http.NewRequest("POST", s.srv.URL+"/ui/dead-letters/confirm", strings.NewReader(url.Values{"csrf": {tok}, "action": {"replay"}, "id": ids}.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
