@@ -42,9 +42,14 @@ var pageNames = []string{"overview", "messages", "message", "dead-letters", "con
 func (u *UI) parse() error {
 	u.pages = map[string]*template.Template{}
 	funcs := template.FuncMap{
-		"ago":      func(t time.Time) string { return ago(u.opts.Now(), t) },
-		"stamp":    stamp,
-		"stampPtr": func(t *time.Time) string { if t == nil { return "" }; return stamp(*t) },
+		"ago":   func(t time.Time) string { return ago(u.opts.Now(), t) },
+		"stamp": stamp,
+		"stampPtr": func(t *time.Time) string {
+			if t == nil {
+				return ""
+			}
+			return stamp(*t)
+		},
 		"iso":      func(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) },
 		"short":    shortID,
 		"pct":      func(f float64) string { return fmt.Sprintf("%.0f%%", f*100) },

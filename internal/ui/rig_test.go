@@ -37,7 +37,7 @@ type target struct {
 	// failFirst: this many requests get a 503 before status applies.
 	failFirst atomic.Int64
 	mu        sync.Mutex
-	gate   chan struct{} // nil: answer at once
+	gate      chan struct{} // nil: answer at once
 }
 
 func newTarget(t testing.TB, status int) *target {

@@ -102,8 +102,11 @@ func New(opts Options) (*UI, error) {
 		"POST /ui/logout":                 u.action(u.logout),
 		"GET /ui/events":                  u.stream(false),
 		"GET /ui/messages/{id}/events":    u.stream(true),
-		"GET /ui/static/":                 func(w http.ResponseWriter, r *http.Request) { w.Header().Set("Cache-Control", "no-cache"); files.ServeHTTP(w, r) },
-		"/ui/":                            u.notFound,
+		"GET /ui/static/": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Cache-Control", "no-cache")
+			files.ServeHTTP(w, r)
+		},
+		"/ui/": u.notFound,
 	} {
 		u.mux.HandleFunc(pattern, h)
 	}

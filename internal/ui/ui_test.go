@@ -287,4 +287,3 @@ func TestQuantile(t *testing.T) {
 		}
 	}
 }
-
