@@ -145,7 +145,9 @@ type Hub struct {
 	activeUntil atomic.Int64
 
 	pmu      sync.Mutex
-	pending  map[string]struct{}
+	// pending: the changed messages to publish, each with its state when
+	// the writer knew it whole (a new message), else nil: read it back.
+	pending  map[string]*record.MessageDetail
 	order    []string
 	overflow bool
 	kick     chan struct{}
@@ -187,7 +189,7 @@ func New(opts Options) *Hub {
 		opts: opts, log: opts.Logger,
 		epoch:   hex.EncodeToString(b[:]),
 		subs:    map[*Subscription]struct{}{},
-		pending: map[string]struct{}{},
+		pending: map[string]*record.MessageDetail{},
 		kick:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
 		snaps:   newSnapshots(opts.Remember),
@@ -230,35 +232,63 @@ func (h *Hub) Changed(ids ...string) {
 
 // mark queues ids to be read back, while someone listens.
 func (h *Hub) mark(ids []string) {
-	if h.opts.Now().UnixNano() > h.activeUntil.Load() {
-		h.missed.Store(true)
+	if !h.listening() {
 		return
 	}
 	h.pmu.Lock()
 	for _, id := range ids {
-		if _, ok := h.pending[id]; ok {
-			continue
-		}
-		if len(h.pending) >= h.opts.MaxPending {
-			h.overflow = true
-			continue
-		}
-		h.pending[id] = struct{}{}
-		h.order = append(h.order, id)
+		h.queueLocked(id, nil)
 	}
 	h.pmu.Unlock()
+	h.poke()
+}
+
+// inserted queues a new message whose whole state the writer knows, so
+// it need not be read back.
+func (h *Hub) inserted(md *record.MessageDetail) {
+	if h.feed != nil {
+		h.feed.ChangeNotify(h.epoch, []string{md.Message.ID})
+	}
+	if !h.listening() {
+		return
+	}
+	h.pmu.Lock()
+	h.queueLocked(md.Message.ID, md)
+	h.pmu.Unlock()
+	h.poke()
+}
+
+// listening reports whether changes are followed now, and notes a change
+// missed when not.
+func (h *Hub) listening() bool {
+	if h.opts.Now().UnixNano() > h.activeUntil.Load() {
+		h.missed.Store(true)
+		return false
+	}
+	return true
+}
+
+// queueLocked marks id pending; a second change before it is published
+// means it must be read back.
+func (h *Hub) queueLocked(id string, md *record.MessageDetail) {
+	if _, ok := h.pending[id]; ok {
+		h.pending[id] = nil
+		return
+	}
+	if len(h.pending) >= h.opts.MaxPending {
+		h.overflow = true
+		return
+	}
+	h.pending[id] = md
+	h.order = append(h.order, id)
+}
+
+func (h *Hub) poke() {
 	select {
 	case h.kick <- struct{}{}:
 	default:
 	}
 }
-
-// Close ends the streams (Done closes) and stops Run: call it when the
-// server shuts down, since a stream never ends by itself.
-func (h *Hub) Close() { h.closeOnce.Do(func() { close(h.done) }) }
-
-// Done is closed by Close.
-func (h *Hub) Done() <-chan struct{} { return h.done }
 
 // Run reads changed messages back and publishes their events until ctx
 // ends. On a store with a change feed it follows the other replicas too.
@@ -308,6 +338,10 @@ func (h *Hub) drain(ctx context.Context) {
 	for ctx.Err() == nil {
 		h.pmu.Lock()
 		batch := h.order
+		known := make([]*record.MessageDetail, len(batch))
+		for i, id := range batch {
+			known[i] = h.pending[id]
+		}
 		h.order = nil
 		clear(h.pending)
 		overflow := h.overflow
@@ -319,7 +353,11 @@ func (h *Hub) drain(ctx context.Context) {
 		if len(batch) == 0 {
 			return
 		}
-		for _, id := range batch {
+		for i, id := range batch {
+			if known[i] != nil {
+				h.publishDiff(known[i])
+				continue
+			}
 			h.readBack(ctx, id)
 		}
 	}
@@ -340,8 +378,11 @@ func (h *Hub) readBack(ctx context.Context, id string) {
 		}
 		return
 	}
-	evs := h.snaps.diff(md)
-	if len(evs) > 0 {
+	h.publishDiff(md)
+}
+
+func (h *Hub) publishDiff(md *record.MessageDetail) {
+	if evs := h.snaps.diff(md); len(evs) > 0 {
 		h.publish(evs)
 	}
 }

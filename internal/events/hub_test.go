@@ -19,8 +19,13 @@ var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 
 func openSQLite(t *testing.T) store.Store {
 	t.Helper()
+	return openSQLiteAt(t, t.TempDir())
+}
+
+func openSQLiteAt(t testing.TB, dir string) store.Store {
+	t.Helper()
 	s, err := sqlite.Open(context.Background(), sqlite.Config{
-		DSN: "file:" + filepath.Join(t.TempDir(), "tandem.db"), Logger: slog.New(slog.DiscardHandler),
+		DSN: "file:" + filepath.Join(dir, "tandem.db"), Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		t.Fatal(err)

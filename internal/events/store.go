@@ -28,7 +28,16 @@ type watched struct {
 func (w *watched) MessageInsert(ctx context.Context, p *store.MessageInsertParams) (*store.MessageInsertResult, error) {
 	res, err := w.Store.MessageInsert(ctx, p)
 	if err == nil && res != nil && !res.Existing {
-		w.h.Changed(res.Message.ID)
+		// The whole new state is known here: no need to read it back.
+		md := &record.MessageDetail{Message: res.Message, Deliveries: make([]record.Delivery, len(p.Deliveries))}
+		for i, d := range p.Deliveries {
+			d.MessageID, d.Route = res.Message.ID, res.Message.Route
+			if d.CreatedAt.IsZero() {
+				d.CreatedAt, d.UpdatedAt = res.Message.CreatedAt, res.Message.CreatedAt
+			}
+			md.Deliveries[i] = d
+		}
+		w.h.inserted(md)
 	}
 	return res, err
 }
