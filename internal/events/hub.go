@@ -290,6 +290,13 @@ func (h *Hub) poke() {
 	}
 }
 
+// Close ends the streams (Done closes) and stops Run: call it when the
+// server shuts down, since a stream never ends by itself.
+func (h *Hub) Close() { h.closeOnce.Do(func() { close(h.done) }) }
+
+// Done is closed by Close.
+func (h *Hub) Done() <-chan struct{} { return h.done }
+
 // Run reads changed messages back and publishes their events until ctx
 // ends. On a store with a change feed it follows the other replicas too.
 func (h *Hub) Run(ctx context.Context) {
