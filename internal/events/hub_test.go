@@ -343,3 +343,27 @@ func waitFor(t *testing.T, ok func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func TestOverflowResets(t *testing.T) {
+	st := openSQLite(t)
+	h := New(Options{Store: st, MaxPending: 2}) // not running: the test drains by hand
+	sub := h.Subscribe(Filter{}, "")
+	defer sub.Close()
+	for _, id := range []string{"m1", "m2", "m3"} {
+		insert(t, st, id, "r")
+	}
+	before := h.LastID()
+	h.Changed("m1", "m2", "m3") // m3 does not fit
+	h.drain(context.Background())
+	e := next(t, sub)
+	if e.Kind != KindReset || e.Reason != ReasonLost {
+		t.Fatalf("first event %q, want a reset (lost)", brief(e))
+	}
+	want(t, sub, "message m1 accepted", "delivery a scheduled", "delivery b waiting", "message m2 accepted")
+	// A resume from before the loss is not exact any more.
+	s := h.Subscribe(Filter{}, before)
+	defer s.Close()
+	if len(s.Backlog) != 1 || s.Backlog[0].Reason != ReasonExpired {
+		t.Fatalf("resume across the loss: %+v", s.Backlog)
+	}
+}
