@@ -25,7 +25,7 @@
     state.className = "live-state " + (on ? "on" : "off");
   }
 
-  var timer = null, busy = false, again = false;
+  var timer = null, last = 0, busy = false, again = false;
   // refresh fetches the page again and swaps its live region, keeping the
   // focused element (by id) and the scroll position.
   function refresh() {
@@ -52,8 +52,10 @@
       var picked = document.querySelector("#dl-form tbody input:checked");
       if (picked && n) { n.hidden = false; return; }
     }
-    clearTimeout(timer);
-    timer = setTimeout(refresh, 250);
+    // At most one refresh a second, however many events come.
+    if (timer) { return; }
+    var wait = Math.max(150, 1000 - (Date.now() - last));
+    timer = setTimeout(function () { timer = null; last = Date.now(); refresh(); }, wait);
   }
 
   var es = new EventSource(url);
