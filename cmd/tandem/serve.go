@@ -88,7 +88,7 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ln net.
 		closeStore(st)
 		return nil, err
 	}
-	stream := api.NewEventStream(api.EventStreamOptions{Hub: hub, Store: st})
+	stream := api.NewEventStream(api.EventStreamOptions{Hub: hub, Store: st, Logger: logger})
 	dash, err := newDashboard(cfg, eng, hub, stream, reg, logger)
 	if err != nil {
 		cancel()

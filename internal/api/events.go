@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"reflect"
 	"slices"
@@ -38,6 +39,8 @@ type EventStreamOptions struct {
 	// WriteTimeout bounds each write: a client that stops reading is cut
 	// off after it. Default 10s.
 	WriteTimeout time.Duration
+	// Logger notes clients cut off as slow. Default slog.Default().
+	Logger *slog.Logger
 }
 
 // EventStream serves the Server-Sent Events of GET /v1/events and
@@ -54,6 +57,9 @@ func NewEventStream(opts EventStreamOptions) *EventStream {
 	}
 	if opts.WriteTimeout <= 0 {
 		opts.WriteTimeout = defaultWriteTimeout
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
 	}
 	return &EventStream{opts: opts}
 }
@@ -152,10 +158,14 @@ func (es *EventStream) serve(w http.ResponseWriter, r *http.Request, f events.Fi
 	buf := make([]byte, 0, 1024)
 	write := func(b []byte) bool {
 		_ = rc.SetWriteDeadline(time.Now().Add(es.opts.WriteTimeout))
-		if _, err := w.Write(b); err != nil {
-			return false
+		_, err := w.Write(b)
+		if err == nil {
+			err = rc.Flush()
 		}
-		return rc.Flush() == nil
+		if err != nil && r.Context().Err() == nil {
+			es.opts.Logger.Info("event stream client cut off", "remote", r.RemoteAddr, "reason", "a write did not complete in time", "error", err)
+		}
+		return err == nil
 	}
 	// retry: how long a client waits before it reconnects.
 	if !write([]byte("retry: 2000\n: connected " + es.opts.Hub.LastID() + "\n\n")) {
@@ -181,7 +191,9 @@ func (es *EventStream) serve(w http.ResponseWriter, r *http.Request, f events.Fi
 			}
 		case e, ok := <-sub.C:
 			if !ok {
-				return // dropped as slow: the client reconnects with Last-Event-ID
+				// Dropped as slow: the client reconnects with Last-Event-ID.
+				es.opts.Logger.Info("event stream client cut off", "remote", r.RemoteAddr, "reason", "it fell behind the events")
+				return
 			}
 			buf = appendEvent(buf[:0], &e)
 			if !write(buf) {

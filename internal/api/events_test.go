@@ -48,7 +48,7 @@ func newEventsRig(t testing.TB, extra string, hubOpts events.Options, esOpts Eve
 	if err := eng.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	esOpts.Hub, esOpts.Store = hub, st
+	esOpts.Hub, esOpts.Store, esOpts.Logger = hub, st, quietLogger()
 	h, err := New(Options{Engine: eng, Logger: quietLogger(), Version: "test", Events: NewEventStream(esOpts)})
 	if err != nil {
 		t.Fatal(err)
