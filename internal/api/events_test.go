@@ -402,3 +402,37 @@ func TestEventsInOpenAPI(t *testing.T) {
 		}
 	}
 }
+
+func TestListMessagesByKeyAndTime(t *testing.T) {
+	t.Parallel()
+	r, _ := newEventsRig(t, "", events.Options{}, EventStreamOptions{})
+	before := time.Now().UTC().Add(-time.Second)
+	resp, b := r.do(t, "POST", "/orders", []byte(`{}`), map[string]string{"Content-Type": "application/json", "Idempotency-Key": "k-1"})
+	if resp.StatusCode != 202 {
+		t.Fatalf("POST: %d %s", resp.StatusCode, b)
+	}
+	var ack engine.MessageAnswer
+	_ = json.Unmarshal(b, &ack)
+	other := r.send(t, "/orders", `{}`)
+	for _, c := range []struct {
+		query string
+		want  []string
+	}{
+		{"idempotency_key=k-1", []string{ack.ID}},
+		{"idempotency_key=nope", nil},
+		{"created_from=" + before.Format(time.RFC3339Nano), []string{other, ack.ID}},
+		{"created_before=" + before.Format(time.RFC3339Nano), nil},
+	} {
+		var l tapi.MessageList
+		r.getJSON(t, "/v1/messages?"+c.query, &l)
+		var got []string
+		for _, m := range l.Messages {
+			got = append(got, m.ID)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(c.want) {
+			t.Errorf("?%s: %v, want %v", c.query, got, c.want)
+		}
+	}
+	resp, b = r.do(t, "GET", "/v1/messages?created_from=yesterday", nil, nil)
+	httpProblem(t, resp, b, 422)
+}
