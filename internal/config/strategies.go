@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"time"
 
@@ -169,3 +170,30 @@ func (v *validator) routeStrategies(p string, r *Route) {
 		}
 	}
 }
+
+// SameTarget reports whether two loaded targets are configured alike
+// (their contracts compared by operation and document hash): a reload
+// keeps the runner, and its breaker and limiter state, of a target that
+// is the same.
+func SameTarget(a, b *Target) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	x, y := *a, *b
+	x.Contract, y.Contract = nil, nil
+	if !reflect.DeepEqual(x, y) {
+		return false
+	}
+	ca, cb := a.Contract, b.Contract
+	if ca == nil || cb == nil {
+		return ca == nil && cb == nil
+	}
+	if ca.OpenAPI != cb.OpenAPI || ca.Operation != cb.Operation {
+		return false
+	}
+	oa, ob := ca.Op(), cb.Op()
+	return oa != nil && ob != nil && oa.Hash == ob.Hash
+}
+
+// SameRoute reports whether two loaded routes are configured alike.
+func SameRoute(a, b *Route) bool { return reflect.DeepEqual(a, b) }

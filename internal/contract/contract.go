@@ -2,6 +2,9 @@ package contract
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,6 +37,9 @@ type Operation struct {
 	// ID is the operationId; Method and Path say where the document puts
 	// it; File is the document's path.
 	ID, Method, Path, File string
+	// Hash is the sha256 of the document's bytes, hex: a reload compares
+	// it to tell whether the contract changed.
+	Hash string
 
 	doc      *openapi3.T
 	op       *openapi3.Operation
@@ -57,7 +63,12 @@ func Load(file, id string) (*Operation, error) {
 	if err := doc.Validate(context.Background()); err != nil {
 		return nil, fmt.Errorf("OpenAPI document %s is not valid: %w", filepath.Base(file), err)
 	}
-	o := &Operation{ID: id, File: file, doc: doc}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("read OpenAPI document %s: %w", filepath.Base(file), err)
+	}
+	sum := sha256.Sum256(data)
+	o := &Operation{ID: id, File: file, Hash: hex.EncodeToString(sum[:]), doc: doc}
 	var ids []string
 	for path, item := range doc.Paths.Map() {
 		for method, op := range item.Operations() {

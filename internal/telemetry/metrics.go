@@ -42,6 +42,7 @@ type Metrics struct {
 	postponed    *prometheus.CounterVec   // target, reason
 	inFlight     *prometheus.GaugeVec     // target
 	src          *sourceVecs              // source.go
+	strat        *strategyVecs            // strategies.go
 
 	err error // registration failures, see Err
 
@@ -116,10 +117,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		routes:  make(map[string]*RouteMetrics),
 		targets: make(map[string]*TargetMetrics),
 		src:     newSourceVecs(),
+		strat:   newStrategyVecs(),
 	}
 	if reg != nil {
 		var errs []error
 		m.src.register(reg, &errs)
+		m.strat.register(reg, &errs)
 		m.attempts = register(reg, m.attempts, &errs)
 		m.attemptDur = register(reg, m.attemptDur, &errs)
 		m.deliveries = register(reg, m.deliveries, &errs)
