@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
-	"github.com/tandem-run/tandem/internal/api"
 	"github.com/tandem-run/tandem/internal/config"
 	"github.com/tandem-run/tandem/internal/engine"
 	"github.com/tandem-run/tandem/internal/source"
@@ -37,10 +39,18 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP) // reload.go: SIGHUP reloads the config
+	defer signal.Stop(hup)
 	srv, err := start(ctx, cfg, logger, nil)
 	if err != nil {
 		return err
 	}
+	go func() {
+		for range hup {
+			_, _ = srv.reloader.reload(ctx, "SIGHUP", false)
+		}
+	}()
 	<-ctx.Done()
 	logger.Info("shutting down", "grace", cfg.Server.ShutdownGrace.D().String())
 	return srv.stop()
@@ -57,6 +67,8 @@ type server struct {
 	addr    net.Addr
 	served  chan error
 	cancel  context.CancelFunc
+	// reloader reloads the config file (reload.go).
+	reloader *reloader
 }
 
 // start opens the store, starts the engine and serves HTTP. With ln nil it
@@ -82,7 +94,11 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ln net.
 		closeStore(st)
 		return nil, err
 	}
-	h, err := api.New(api.Options{Engine: eng, Config: cfg, Registry: reg, Logger: logger, Version: shortVersion(), Sources: srcs})
+	// The handler in force is swapped by a reload (reload.go).
+	rl := newReloader(cfg, configBytes(cfg), time.Now())
+	rl.log, rl.eng, rl.live, rl.reg, rl.metrics, rl.srcs = logger, eng, &liveHandler{}, reg, metrics, srcs
+	metrics.ConfigVersion(1)
+	h, err := rl.handler(cfg)
 	if err != nil {
 		cancel()
 		closeStore(st)
@@ -103,6 +119,12 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ln net.
 		return nil, err
 	}
 	srcs.Start(bg)
+	rl.live.set(h)
+	if cfg.Server.WatchConfig && cfg.File != "" {
+		if err := rl.watch(bg, 250*time.Millisecond); err != nil {
+			logger.Warn("server.watch_config: the config file is not watched", "error", err)
+		}
+	}
 	if st != nil {
 		go watchQueue(bg, st, metrics, 5*time.Second)
 		startReplica(bg, st, eng, logger)
@@ -112,10 +134,10 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ln net.
 		}
 	}
 	s := &server{
-		cfg: cfg, log: logger, engine: eng, sources: srcs, store: st, addr: ln.Addr(), cancel: cancel,
+		cfg: cfg, log: logger, engine: eng, sources: srcs, store: st, addr: ln.Addr(), cancel: cancel, reloader: rl,
 		served: make(chan error, 1),
 		http: &http.Server{
-			Handler:           h,
+			Handler:           rl.live,
 			ReadHeaderTimeout: 10 * time.Second,
 			MaxHeaderBytes:    64 << 10,
 			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),

@@ -38,6 +38,9 @@ type Options struct {
 	Version string
 	// Sources, when set, is served at GET /v1/sources (sources.go).
 	Sources Sources
+	// Reloader, when set, serves GET /v1/config and POST
+	// /v1/config/reload (config.go).
+	Reloader ConfigReloader
 }
 
 // server is the state shared by all handlers.
@@ -54,6 +57,8 @@ type server struct {
 	methods []string
 	// sources are the broker sources, if any (sources.go).
 	sources Sources
+	// reloader reloads the config file (config.go).
+	reloader ConfigReloader
 }
 
 // New builds tandem's HTTP handler: the configured routes, the admin API
@@ -81,14 +86,15 @@ func New(opts Options) (http.Handler, error) {
 		return nil, fmt.Errorf("api: %w", err)
 	}
 	s := &server{
-		eng:     opts.Engine,
-		cfg:     cfg,
-		log:     opts.Logger,
-		auth:    auth,
-		maxBody: int64(cfg.Server.MaxBody),
-		mux:     http.NewServeMux(),
-		targets: cfg.Redacted().Targets,
-		sources: opts.Sources,
+		eng:      opts.Engine,
+		cfg:      cfg,
+		log:      opts.Logger,
+		auth:     auth,
+		maxBody:  int64(cfg.Server.MaxBody),
+		mux:      http.NewServeMux(),
+		targets:  cfg.Redacted().Targets,
+		sources:  opts.Sources,
+		reloader: opts.Reloader,
 	}
 	if s.maxBody <= 0 {
 		s.maxBody = defaultMaxBody
@@ -141,6 +147,8 @@ func (s *server) routes(opts Options) error {
 		{"GET /healthz", http.HandlerFunc(s.healthz)},
 		{"GET /readyz", http.HandlerFunc(s.readyz)},
 		{"GET /v1/sources", s.adminOnly(http.HandlerFunc(s.listSources))},
+		{"GET /v1/config", s.adminOnly(http.HandlerFunc(s.getConfig))},
+		{"POST /v1/config/reload", s.adminOnly(http.HandlerFunc(s.reloadConfig))},
 		{"/", http.HandlerFunc(s.notFound)},
 	}
 	for _, st := range steps {

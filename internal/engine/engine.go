@@ -68,10 +68,10 @@ type Engine struct {
 	// gen is the config in force, compiled: routes, targets and their
 	// runners. A reload swaps it whole (reload.go).
 	gen      atomic.Pointer[generation]
-	reloadMu sync.Mutex                             // one reload at a time
-	loopCtx  context.Context                        // the claim loops' context, set by Start
-	stops    map[*targetRunner]context.CancelFunc   // each runner's loop; under reloadMu
-	retiring sync.WaitGroup                         // runners replaced by a reload, draining
+	reloadMu sync.Mutex                           // one reload at a time
+	loopCtx  context.Context                      // the claim loops' context, set by Start
+	stops    map[*targetRunner]context.CancelFunc // each runner's loop; under reloadMu
+	retiring sync.WaitGroup                       // runners replaced by a reload, draining
 
 	waitMu  sync.Mutex
 	waiters map[string]chan struct{} // message id → closed on any change

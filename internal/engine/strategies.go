@@ -82,4 +82,3 @@ func withViolation(text string, res *target.Result) string {
 	}
 	return text + "; " + res.Violation
 }
-
