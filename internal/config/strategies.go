@@ -69,10 +69,10 @@ func (v *validator) targetHosts(p string, t *Target) {
 		v.errf(joinKey(p, "balance"), "unknown balance %s: use round_robin or least_in_flight", v.c.quote(joinKey(p, "balance"), t.Balance))
 	}
 	if t.Eject.Failures < 1 {
-		v.errf(joinKey(p, "eject.failures"), "failures must be at least 1, got %d", t.Eject.Failures)
+		v.errf(joinKey(joinKey(p, "eject"), "failures"), "failures must be at least 1, got %d", t.Eject.Failures)
 	}
 	if t.Eject.CoolOff < 0 {
-		v.errf(joinKey(p, "eject.cool_off"), "cool_off must not be negative, got %s", t.Eject.CoolOff)
+		v.errf(joinKey(joinKey(p, "eject"), "cool_off"), "cool_off must not be negative, got %s", t.Eject.CoolOff)
 	}
 	v.targetContract(joinKey(p, "contract"), t.Contract)
 }

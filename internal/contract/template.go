@@ -72,7 +72,7 @@ func (c *checker) value(s *openapi3.Schema, v any, path []any, depth int) {
 	}
 	if len(s.Enum) > 0 && kind != "template-string" && kind != "object" && kind != "array" {
 		if !inEnum(s.Enum, v) {
-			c.add(path, "%s is not one of the contract's values %s", describe(kind, v), enumList(s.Enum))
+			c.add(path, "the value %s is not one of the contract's values %s", show(v), enumList(s.Enum))
 		}
 	}
 	switch kind {
