@@ -56,6 +56,16 @@ type reloader struct {
 	cfg    *config.Config
 	info   api.ConfigInfo
 	failed string // hash of the last file that failed, so a watch logs it once
+	// override applies the command line's overrides (--listen) to each
+	// file loaded, as serve did to the first.
+	override func(*config.Config)
+}
+
+// setOverride sets what the command line overrides in every file loaded.
+func (r *reloader) setOverride(f func(*config.Config)) {
+	r.mu.Lock()
+	r.override = f
+	r.mu.Unlock()
 }
 
 // newReloader describes cfg, loaded from data, as version 1.
@@ -130,6 +140,9 @@ func (r *reloader) swap(ctx context.Context, data []byte, hash string) (*api.Rel
 	cfg, err := config.Parse(data, r.path)
 	if err != nil {
 		return nil, err
+	}
+	if r.override != nil {
+		r.override(cfg)
 	}
 	if keys := restartKeys(r.cfg, cfg); len(keys) > 0 {
 		return nil, &api.RestartNeededError{Keys: keys}

@@ -46,6 +46,11 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	srv.reloader.setOverride(func(c *config.Config) {
+		if *listen != "" {
+			c.Server.Listen = *listen
+		}
+	})
 	go func() {
 		for range hup {
 			_, _ = srv.reloader.reload(ctx, "SIGHUP", false)

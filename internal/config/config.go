@@ -132,8 +132,8 @@ type Log struct {
 type Target struct {
 	// Name is the key under targets (set by the loader).
 	Name string `yaml:"-"`
-	// URL of the endpoint, http or https. Required, unless URLs is set
-	// (exactly one of the two).
+	// URL of the endpoint, http or https. Exactly one of url and urls
+	// must be set.
 	URL string `yaml:"url"`
 	// URLs lists several hosts serving the same API, instead of URL;
 	// attempts spread over the healthy ones (Balance, Eject). Default none.

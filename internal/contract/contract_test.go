@@ -112,7 +112,6 @@ func pathString(p []any) string {
 	return strings.Join(parts, ".")
 }
 
-
 func TestCheckRequest(t *testing.T) {
 	t.Parallel()
 	op := load(t, "createCharge")

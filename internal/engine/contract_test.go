@@ -104,4 +104,3 @@ func TestContractDurableAndInMemory(t *testing.T) {
 		})
 	}
 }
-
