@@ -210,6 +210,8 @@ func Example(name string) (map[string]*Service, error) {
 		}, nil
 	case "registration":
 		return map[string]*Service{"USERS_URL": Users(), "EMAIL_URL": Email(), "CRM_URL": CRM()}, nil
+	case "hosts-cache":
+		return map[string]*Service{"PRODUCTS_A_URL": Products("products-a"), "PRODUCTS_B_URL": Products("products-b"), "LEVELS_URL": Levels()}, nil
 	case "publishing":
 		return map[string]*Service{"ARTICLES_URL": Articles(), "SEARCH_URL": Search(), "SUBSCRIBERS_URL": Subscribers()}, nil
 	}
@@ -228,6 +230,7 @@ var Offsets = map[string]int{
 	"PAYMENTS_URL": 0, "INVENTORY_URL": 1,
 	"USERS_URL": 2, "EMAIL_URL": 3, "CRM_URL": 4,
 	"ARTICLES_URL": 5, "SEARCH_URL": 6, "SUBSCRIBERS_URL": 7,
+	"PRODUCTS_A_URL": 8, "PRODUCTS_B_URL": 9, "LEVELS_URL": 10,
 }
 
 // Names lists the examples that have sample services.
