@@ -11,8 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tandem-run/tandem/internal/engine"
 	"github.com/tandem-run/tandem/internal/record"
+	"github.com/tandem-run/tandem/internal/telemetry"
 )
 
 const cacheYAML = `
@@ -202,4 +205,49 @@ func TestCacheConcurrent(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// TestStrategyMetrics: cache hits and misses, and each host of a target
+// with several urls, are in the metrics.
+func TestStrategyMetrics(t *testing.T) {
+	t.Parallel()
+	p1, p2, l := newTarget(t, fixed(200, `{}`)), newTarget(t, fixed(200, `{}`)), newTarget(t, fixed(200, `{}`))
+	yaml := strings.Replace(fmt.Sprintf(cacheYAML, p1.srv.URL, l.srv.URL, ""),
+		fmt.Sprintf(`url: "%s/products"`, p1.srv.URL), fmt.Sprintf(`urls: ["%s/products", "%s/products"]`, p1.srv.URL, p2.srv.URL), 1)
+	reg := prometheus.NewRegistry()
+	s := start(t, yaml, engine.Options{Metrics: telemetry.NewMetrics(reg)})
+	get(t, s.eng, "sku=a", "")
+	get(t, s.eng, "sku=a", "")
+	get(t, s.eng, "sku=b", "")
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			labels := ""
+			for _, lp := range m.GetLabel() {
+				labels += lp.GetName() + "=" + lp.GetValue() + ","
+			}
+			v := m.GetCounter().GetValue() + m.GetGauge().GetValue()
+			got[f.GetName()+"{"+labels+"}"] = v
+		}
+	}
+	for k, want := range map[string]float64{
+		"tandem_cache_requests_total{result=hit,route=product,}":                               1,
+		"tandem_cache_requests_total{result=miss,route=product,}":                              2,
+		"tandem_target_host_attempts_total{host=" + p1.srv.URL + "/products,target=products,}": 1,
+		"tandem_target_host_attempts_total{host=" + p2.srv.URL + "/products,target=products,}": 1,
+		"tandem_target_host_up{host=" + p2.srv.URL + "/products,target=products,}":             1,
+	} {
+		if got[k] != want {
+			t.Errorf("%s = %v, want %v", k, got[k], want)
+		}
+	}
+	for _, h := range s.eng.TargetHealth() {
+		if h.Name == "products" && len(h.Hosts) != 2 {
+			t.Errorf("TargetHealth hosts %+v", h.Hosts)
+		}
+	}
 }
