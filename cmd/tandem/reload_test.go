@@ -188,7 +188,15 @@ func TestReloadWatchConfig(t *testing.T) {
 	}
 	// A bad file is refused and logged; the config in force stays.
 	writeFile(t, path, "targets: [\n")
-	time.Sleep(time.Second) // no event to wait for: the refusal changes nothing
+	waitFor(t, 20*time.Second, "the bad watched file to be refused", func() bool {
+		resp, err := http.Get(base + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return strings.Contains(string(b), `tandem_config_reloads_total{result="error"} 1`)
+	})
 	var v configView
 	getJSON(t, base+"/v1/config", &v)
 	if v.Version != 2 {

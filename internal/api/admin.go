@@ -263,6 +263,7 @@ func (s *server) listTargets(ctx context.Context, _ *struct{}) (*body[tapi.Targe
 		v := targetOf(s.targets[n], n, stats[n])
 		if h := live[n]; h != nil {
 			withHealth(&v, h)
+			redactHosts(&v, s.targets[n]) // hosts.go
 		}
 		out.Body.Targets = append(out.Body.Targets, v)
 	}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	tapi "github.com/tandem-run/tandem/api"
+	"github.com/tandem-run/tandem/internal/config"
 	"github.com/tandem-run/tandem/internal/target"
 )
 
@@ -24,6 +25,17 @@ func hostsOf(hs []target.HostSnapshot) []tapi.Host {
 		}
 	}
 	return out
+}
+
+// redactHosts shows each host's URL as the redacted config has it, so a
+// URL built from ${env:} or ${file:} is hidden whole, as url is.
+func redactHosts(v *tapi.Target, t *config.Target) {
+	if t == nil || len(t.URLs) != len(v.Hosts) {
+		return
+	}
+	for i := range v.Hosts {
+		v.Hosts[i].URL = redactURL(t.URLs[i])
+	}
 }
 
 // callerOf identifies a caller by its credentials: a digest of every
