@@ -163,6 +163,12 @@ func TestReloadEndpoint(t *testing.T) {
 	if code := status(t, http.MethodPost, base+"/one"); code != http.StatusNotFound {
 		t.Errorf("removed route one: %d", code)
 	}
+	// Both endpoints are in the OpenAPI document.
+	var doc struct{ Paths map[string]any }
+	getJSON(t, base+"/openapi.json", &doc)
+	if doc.Paths["/v1/config"] == nil || doc.Paths["/v1/config/reload"] == nil {
+		t.Error("/openapi.json lacks the config endpoints")
+	}
 	// The same file again: nothing to do.
 	code, _, body = postJSON(t, base+"/v1/config/reload", `{}`)
 	if err := json.Unmarshal(body, &v); err != nil || code != http.StatusOK || !v.Unchanged || v.Version != 2 {

@@ -94,6 +94,7 @@ func (s *server) registerAdmin(api huma.API) (err error) {
 		Tags: []string{"dead letters"}, Errors: []int{401, 403, 404, 409, 503},
 	}), s.replayDelivery)
 	s.registerPurge(api)
+	s.registerConfig(api) // config.go
 	huma.Register(api, secured(huma.Operation{
 		OperationID: "list-routes", Method: http.MethodGet, Path: "/v1/routes",
 		Summary: "List routes", Tags: []string{"config"}, Errors: []int{401, 403, 503},

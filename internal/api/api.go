@@ -147,8 +147,6 @@ func (s *server) routes(opts Options) error {
 		{"GET /healthz", http.HandlerFunc(s.healthz)},
 		{"GET /readyz", http.HandlerFunc(s.readyz)},
 		{"GET /v1/sources", s.adminOnly(http.HandlerFunc(s.listSources))},
-		{"GET /v1/config", s.adminOnly(http.HandlerFunc(s.getConfig))},
-		{"POST /v1/config/reload", s.adminOnly(http.HandlerFunc(s.reloadConfig))},
 		{"/", http.HandlerFunc(s.notFound)},
 	}
 	for _, st := range steps {

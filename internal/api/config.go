@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/danielgtaylor/huma/v2"
+
 	tapi "github.com/tandem-run/tandem/api"
 	"github.com/tandem-run/tandem/internal/config"
 )
@@ -70,26 +72,40 @@ func joinComma(ss []string) string {
 	return out
 }
 
-// getConfig answers GET /v1/config.
-func (s *server) getConfig(w http.ResponseWriter, r *http.Request) {
+// registerConfig registers GET /v1/config and POST /v1/config/reload.
+func (s *server) registerConfig(api huma.API) {
+	huma.Register(api, secured(huma.Operation{
+		OperationID: "get-config", Method: http.MethodGet, Path: "/v1/config",
+		Summary:     "The config in force",
+		Description: "Its version (1 at start, one more per successful reload), the sha256 of the file's bytes, and when it was loaded.",
+		Tags:        []string{"config"}, Errors: []int{401, 403, 503},
+	}), s.getConfig)
+	huma.Register(api, secured(huma.Operation{
+		OperationID: "reload-config", Method: http.MethodPost, Path: "/v1/config/reload",
+		Summary: "Reload the config file",
+		Description: "Reads the config file again, validates it as `tandem validate` does, and swaps it in atomically. " +
+			"A file that is not valid, or that changes keys only a restart applies (server, store, log, sources), " +
+			"changes nothing and is answered 422 with every error.",
+		Tags: []string{"config"}, Errors: []int{401, 403, 422, 503},
+	}), s.reloadConfig)
+}
+
+func (s *server) getConfig(_ context.Context, _ *struct{}) (*body[ConfigInfo], error) {
 	if s.reloader == nil {
-		writeProblem(w, r, unavailable("this server does not load its config from a file"))
-		return
+		return nil, unavailable("this server does not load its config from a file")
 	}
-	writeJSON(w, http.StatusOK, s.reloader.ConfigInfo())
+	return &body[ConfigInfo]{Body: s.reloader.ConfigInfo()}, nil
 }
 
 // reloadConfig answers POST /v1/config/reload: 200 with the config in
 // force, or 422 listing every problem of the file (nothing changed).
-func (s *server) reloadConfig(w http.ResponseWriter, r *http.Request) {
+func (s *server) reloadConfig(ctx context.Context, _ *struct{}) (*body[*ReloadInfo], error) {
 	if s.reloader == nil {
-		writeProblem(w, r, unavailable("this server does not load its config from a file"))
-		return
+		return nil, unavailable("this server does not load its config from a file")
 	}
-	info, err := s.reloader.ReloadConfig(r.Context())
+	info, err := s.reloader.ReloadConfig(ctx)
 	if err == nil {
-		writeJSON(w, http.StatusOK, info)
-		return
+		return &body[*ReloadInfo]{Body: info}, nil
 	}
 	var errs config.Errors
 	var rn *RestartNeededError
@@ -99,15 +115,14 @@ func (s *server) reloadConfig(w http.ResponseWriter, r *http.Request) {
 		for _, e := range errs {
 			p.withField(e.Error(), e.Path)
 		}
-		writeProblem(w, r, p)
+		return nil, p
 	case errors.As(err, &rn):
 		p := newProblem(tapi.ErrValidation, rn.Error()+"; nothing changed")
 		for _, k := range rn.Keys {
 			p.withField("changing "+k+" needs a restart", k)
 		}
-		writeProblem(w, r, p)
+		return nil, p
 	default:
-		p := newProblem(tapi.ErrValidation, "reload failed; nothing changed: "+err.Error())
-		writeProblem(w, r, p)
+		return nil, newProblem(tapi.ErrValidation, "reload failed; nothing changed: "+err.Error())
 	}
 }
