@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandem-run/tandem/client"
 	"github.com/tandem-run/tandem/internal/config"
 )
 
@@ -169,6 +171,16 @@ func TestReloadEndpoint(t *testing.T) {
 	if doc.Paths["/v1/config"] == nil || doc.Paths["/v1/config/reload"] == nil {
 		t.Error("/openapi.json lacks the config endpoints")
 	}
+	// The Go client sees the same.
+	cl := client.New(base, "")
+	if info, err := cl.Config(context.Background()); err != nil || info.Version != 2 || info.Hash != v.Hash {
+		t.Errorf("client Config: %+v %v", info, err)
+	}
+	writeFile(t, path, "routes: 7\n")
+	if _, err := cl.ReloadConfig(context.Background()); !errors.Is(err, client.ErrValidation) {
+		t.Errorf("client ReloadConfig of a bad file: %v", err)
+	}
+	writeFile(t, path, reloadConfig(target, "", "two"))
 	// The same file again: nothing to do.
 	code, _, body = postJSON(t, base+"/v1/config/reload", `{}`)
 	if err := json.Unmarshal(body, &v); err != nil || code != http.StatusOK || !v.Unchanged || v.Version != 2 {
