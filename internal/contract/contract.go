@@ -114,7 +114,8 @@ func jsonMedia(c openapi3.Content) *openapi3.MediaType {
 
 // CheckRequest validates a rendered request body before it is sent. A
 // body the operation does not allow is a *Violation with the schema's
-// message.
+// message. A body without a Content-Type is JSON when it parses as JSON
+// (tandem then sends it as application/json), else opaque text.
 func (o *Operation) CheckRequest(header http.Header, body []byte) error {
 	if len(body) == 0 {
 		if o.bodyReq {
@@ -125,23 +126,34 @@ func (o *Operation) CheckRequest(header http.Header, body []byte) error {
 	if !o.hasBody {
 		return &Violation{Kind: "request", Msg: fmt.Sprintf("operation %s declares no request body", o.ID)}
 	}
-	if ct := header.Get("Content-Type"); ct != "" && !isJSON(ct) {
-		if o.op.RequestBody.Value.Content.Get(ct) == nil {
-			return &Violation{Kind: "request", Msg: fmt.Sprintf("content type %q is not one the operation accepts", ct)}
-		}
-		return nil // not JSON: nothing more to check
+	content := o.op.RequestBody.Value.Content
+	ct := header.Get("Content-Type")
+	if ct == "" && json.Valid(body) {
+		ct = "application/json"
 	}
-	if o.bodyJSON == nil {
-		if !json.Valid(body) || o.op.RequestBody.Value.Content.Get("application/json") == nil && len(o.op.RequestBody.Value.Content) > 0 {
-			return &Violation{Kind: "request", Msg: "the operation accepts no JSON request body"}
+	if ct == "" {
+		for k := range content {
+			if !isJSON(k) {
+				return nil // text the operation may take: not judged
+			}
 		}
-		return nil
+		return &Violation{Kind: "request", Msg: "the body is not JSON, and the operation takes only JSON"}
+	}
+	mt := content.Get(ct)
+	if mt == nil && isJSON(ct) {
+		mt = jsonMedia(content)
+	}
+	if mt == nil {
+		return &Violation{Kind: "request", Msg: fmt.Sprintf("content type %q is not one the operation accepts", ct)}
+	}
+	if !isJSON(ct) || mt.Schema == nil || mt.Schema.Value == nil {
+		return nil // not JSON, or no schema: nothing more to check
 	}
 	var v any
 	if err := json.Unmarshal(body, &v); err != nil {
 		return &Violation{Kind: "request", Msg: "the body is not JSON: " + err.Error()}
 	}
-	if err := o.bodyJSON.VisitJSON(v, append(o.opts, openapi3.VisitAsRequest(), openapi3.MultiErrors())...); err != nil {
+	if err := mt.Schema.Value.VisitJSON(v, append(o.opts, openapi3.VisitAsRequest(), openapi3.MultiErrors())...); err != nil {
 		return &Violation{Kind: "request", Msg: message(err)}
 	}
 	return nil

@@ -259,3 +259,18 @@ paths:
 		t.Errorf("default: %v", err)
 	}
 }
+
+func TestCheckRequestContentType(t *testing.T) {
+	t.Parallel()
+	op := load(t, "createCharge")
+	// Without a Content-Type, JSON is taken as JSON (tandem sends it so).
+	if err := op.CheckRequest(nil, []byte(`{"amount": 1, "currency": "EUR"}`)); err != nil {
+		t.Errorf("JSON without a content type: %v", err)
+	}
+	if err := op.CheckRequest(nil, []byte(`amount=1`)); err == nil || !strings.Contains(err.Error(), "takes only JSON") {
+		t.Errorf("text to a JSON-only operation: %v", err)
+	}
+	if err := op.CheckRequest(http.Header{"Content-Type": {"text/csv"}}, []byte(`1,EUR`)); err == nil || !strings.Contains(err.Error(), `content type "text/csv" is not one the operation accepts`) {
+		t.Errorf("an undeclared content type: %v", err)
+	}
+}
