@@ -237,13 +237,12 @@ func (r *reloader) watch(ctx context.Context, debounce time.Duration) error {
 					timer.Stop()
 				}
 				return
-			case ev, ok := <-w.Events:
+			case _, ok := <-w.Events:
 				if !ok {
 					return
 				}
 				// Any change in the directory may be the file (a symlink
 				// swap changes another name); the hash tells.
-				_ = ev
 				if timer != nil {
 					timer.Stop()
 				}
