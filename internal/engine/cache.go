@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tandem-run/tandem/internal/config"
@@ -46,10 +47,12 @@ type routeCache struct {
 	maxBytes int64
 	metrics  *telemetry.Metrics
 
-	mu    sync.Mutex
-	lru   *list.List // of *cacheEntry, most recently used first
-	m     map[string]*list.Element
-	bytes int64
+	mu      sync.Mutex
+	lru     *list.List // of *cacheEntry, most recently used first
+	m       map[string]*list.Element
+	bytes   int64
+	pending map[string]chan struct{} // keys whose miss is running; closed when it ends
+	joined  atomic.Int64             // misses that waited for another's (tests)
 }
 
 type cacheEntry struct {
@@ -71,7 +74,7 @@ func newRouteCache(rc *config.Route, m *telemetry.Metrics) *routeCache {
 	rcache := &routeCache{
 		route: rc.Name, method: rc.Method, path: rc.Path,
 		ttl: c.TTL.D(), shared: c.Shared, maxBytes: int64(c.MaxBytes), metrics: m,
-		lru: list.New(), m: map[string]*list.Element{},
+		lru: list.New(), m: map[string]*list.Element{}, pending: map[string]chan struct{}{},
 	}
 	if rcache.maxBytes <= 0 {
 		rcache.maxBytes = int64(config.DefaultCacheMaxBytes)
@@ -233,10 +236,41 @@ func (c *routeCache) ttlFor(f *freshness) time.Duration {
 	return max(ttl, 0)
 }
 
+// join waits for a miss of key already running, if there is one, and
+// then reports true; with none running it registers this one and returns
+// done, which the caller must call when its miss has ended.
+func (c *routeCache) join(ctx context.Context, key string) (joined bool, done func(), err error) {
+	c.mu.Lock()
+	ch := c.pending[key]
+	if ch == nil {
+		ch = make(chan struct{})
+		c.pending[key] = ch
+		c.mu.Unlock()
+		return false, func() {
+			c.mu.Lock()
+			delete(c.pending, key)
+			c.mu.Unlock()
+			close(ch)
+		}, nil
+	}
+	c.mu.Unlock()
+	c.joined.Add(1)
+	select {
+	case <-ch:
+		return true, func() {}, nil
+	case <-ctx.Done():
+		return true, func() {}, ctx.Err()
+	}
+}
+
 // fanOutCached serves a durable: false route through its cache, if it
 // has one: a fresh answer comes back at once (Tandem-Cache: hit, with
 // Age), else the fan-out runs (Tandem-Cache: miss) and an answer whose
-// every step succeeded is kept. Concurrent misses of one key each run.
+// every step succeeded is kept. Concurrent misses of one key are
+// collapsed: the first runs, the others wait for it and take its answer
+// from the cache (a hit); when it was not kept (a failure, no-store),
+// each runs its own. A request with an Idempotency-Key is never
+// collapsed (its key must be remembered with its own answer).
 func (e *Engine) fanOutCached(ctx context.Context, rp *routePlan, in *Inbound) (*Answer, error) {
 	c := rp.cache
 	if c == nil {
@@ -250,6 +284,19 @@ func (e *Engine) fanOutCached(ctx context.Context, rp *routePlan, in *Inbound) (
 	if ans := c.get(key, now); ans != nil {
 		e.metrics.CacheResult(c.route, true)
 		return ans, nil
+	}
+	if in.IdempotencyKey == "" {
+		joined, done, err := c.join(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		defer done()
+		if joined {
+			if ans := c.get(key, e.opts.Now()); ans != nil {
+				e.metrics.CacheResult(c.route, true)
+				return ans, nil
+			}
+		}
 	}
 	e.metrics.CacheResult(c.route, false)
 	ans, err := e.fanOutOnce(ctx, rp, in)

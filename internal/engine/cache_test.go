@@ -251,3 +251,48 @@ func TestStrategyMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestCacheCollapsesConcurrentMisses: concurrent misses of one key run
+// one fan-out; the others wait for it and are served its answer.
+func TestCacheCollapsesConcurrentMisses(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	held := func(int64, *http.Request) (int, http.Header, string) {
+		<-release
+		return 200, nil, `{}`
+	}
+	eng, p, l, _ := cacheEngine(t, "", held, fixed(200, `{}`))
+	const n = 8
+	answers := make(chan *engine.Answer, n)
+	go func() { answers <- get(t, eng, "sku=tent", "") }()
+	waitUntil(t, "the first miss to reach the target", func() bool { return p.calls.Load() == 1 })
+	for range n - 1 {
+		go func() { answers <- get(t, eng, "sku=tent", "") }()
+	}
+	waitUntil(t, "the other misses to wait for it", func() bool { return engine.CacheJoined(eng, "product") == n-1 })
+	close(release)
+	hits := 0
+	for range n {
+		a := <-answers
+		if a.HTTPStatus != 200 {
+			t.Fatalf("answer %d", a.HTTPStatus)
+		}
+		if a.Header.Get(engine.CacheHeader) == engine.CacheHit {
+			hits++
+		}
+	}
+	if p.calls.Load() != 1 || l.calls.Load() != 1 || hits != n-1 {
+		t.Errorf("targets called %d and %d times, %d hits; want one fan-out and %d hits", p.calls.Load(), l.calls.Load(), hits, n-1)
+	}
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
