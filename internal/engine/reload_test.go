@@ -278,3 +278,45 @@ func TestReloadKeepsUnchangedTargetState(t *testing.T) {
 		}
 	}
 }
+
+// TestReloadChangedRouteKeepsRemovedStep: a reload that takes a step out
+// of a route leaves the stored deliveries of that step to run on the
+// step as it was.
+func TestReloadChangedRouteKeepsRemovedStep(t *testing.T) {
+	t.Parallel()
+	a := newKeyTarget(t, 0, fixed(200, `{}`))
+	slow := newKeyTarget(t, 0, func(n int64, _ *http.Request) (int, http.Header, string) {
+		if n <= 2 {
+			return 503, nil, `{}`
+		}
+		return 200, nil, `{}`
+	})
+	twoSteps := fmt.Sprintf(removeYAML, a.srv.URL, slow.srv.URL, "", `  - name: gone
+    path: /gone
+    steps:
+      - { name: s, target: slow, body: { v: "old" } }
+      - { name: t, target: a }
+`)
+	oneStep := fmt.Sprintf(removeYAML, a.srv.URL, slow.srv.URL, "", `  - name: gone
+    path: /gone
+    steps:
+      - { name: t, target: a }
+`)
+	s := start(t, twoSteps, engine.Options{})
+	ans := ingest(t, s.eng, "gone", `{}`, "")
+	deadline := time.Now().Add(10 * time.Second)
+	for slow.calls.Load() < 1 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	res, err := s.eng.Reload(context.Background(), mustConfig(t, oneStep))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.RoutesChanged) != 1 {
+		t.Errorf("changed routes %v", res.RoutesChanged)
+	}
+	md := waitMessage(t, s.store, ans.Body.ID, func(md *record.MessageDetail) bool { return md.Message.Status == record.MessageSucceeded })
+	if len(md.Deliveries) != 2 || slow.counts()[ans.Body.ID+".s"] != 3 {
+		t.Errorf("deliveries %d, step s sent %d times; want both finished, s after 3 attempts", len(md.Deliveries), slow.counts()[ans.Body.ID+".s"])
+	}
+}
