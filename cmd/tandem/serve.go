@@ -37,6 +37,11 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	stopProfiles, err := startProfiles(m.Getenv("TANDEM_PROFILE_DIR"))
+	if err != nil {
+		return err
+	}
+	defer stopProfiles()
 	srv, err := start(ctx, cfg, logger, nil)
 	if err != nil {
 		return err
