@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -99,7 +100,7 @@ func (r *run) p1(ctx context.Context, c *child) error {
 	r.rep.Figures = append(r.rep.Figures, Figure{
 		ID: "P1", Name: "sync fan-out (durable: false, respond: all) vs bare stdlib fan-out",
 		Tandem: rowOf(t), Base: rowOf(b), Ratio: tp, Unit: "×", Goal: "≥ 1.0×, p99 ≤ 1.2×",
-		Met: tp >= 1.0 && p99 <= 1.2,
+		Met:     tp >= 1.0 && p99 <= 1.2,
 		Details: []string{fmt.Sprintf("p99 ratio %.2f×; tandem CPU per request %s", p99, perReq(cpu, t.Requests))},
 	})
 	return nil
@@ -136,7 +137,7 @@ func (r *run) p4(ctx context.Context, c *child) error {
 func (r *run) p2(ctx context.Context, c *child) error {
 	half := r.o.Duration / 2
 	var b, t loadResult
-	var drains []string
+	var drains, stats []string
 	for i := range 2 {
 		r.progress("P2", "ceiling %d/2 (%s)", i+1, half)
 		res, err := r.o.wrk(ctx, r.ceilingURL, half)
@@ -146,10 +147,12 @@ func (r *run) p2(ctx context.Context, c *child) error {
 		b = combine(b, res)
 		r.progress("P2", "tandem accepts %d/2 (%s)", i+1, half)
 		from := r.delivered()
+		before := c.readCommits()
 		res, err = r.o.wrk(ctx, c.url+"/orders", half)
 		if err != nil {
 			return err
 		}
+		stats = append(stats, c.readCommits().since(before))
 		t = combine(t, res)
 		r.progress("P2", "draining %d deliveries", 2*res.Requests)
 		took, ok := r.drain(ctx, from, 2*int64(res.Requests), drainLimit)
@@ -159,7 +162,7 @@ func (r *run) p2(ctx context.Context, c *child) error {
 	r.rep.Figures = append(r.rep.Figures, Figure{
 		ID: "P2", Name: "durable accept (SQLite, fsync on, workers delivering) vs HTTP ceiling",
 		Tandem: rowOf(t), Base: rowOf(b), Ratio: tp, Unit: "×", Goal: "≥ 0.40×", Met: tp >= 0.4,
-		Details: []string{fmt.Sprintf("backlog drained after each tandem half in %v", drains)},
+		Details: []string{fmt.Sprintf("backlog drained after each tandem half in %v; store while accepting: %s", drains, strings.Join(stats, "; "))},
 	})
 	return nil
 }
@@ -215,10 +218,12 @@ func (r *run) p3(ctx context.Context, c *child) error {
 		}
 	}
 	r.progress("P3", "end to end, closed loop (%s)", r.o.Duration)
+	before := c.readCommits()
 	rate, detail, err := r.e2e(ctx, "P3", c.url)
 	if err != nil {
 		return err
 	}
+	detail += "; store: " + c.readCommits().since(before)
 	r.p3Rate = rate
 	if !r.o.wants("p3") {
 		return nil
