@@ -241,6 +241,7 @@ func (s *Store) Close() error {
 	// No op is being queued now (they hold mu shared while they send), and
 	// none will be: the writer drains what is queued and ends.
 	close(s.w.queue)
+	close(s.w.ingest)
 	s.mu.Unlock()
 	<-s.done
 	err := errors.Join(s.w.close(), s.dueCheck.Close(), s.claimedMessages.Close(), s.rdb.Close(), s.wdb.Close())
@@ -263,13 +264,26 @@ func (s *Store) isClosed() bool {
 // writes into the caller's variables is valid only when submit returns nil.
 func (s *Store) submit(ctx context.Context, fn func(*wtx) error) error {
 	o := newOp(ctx, fn)
+	o.due = 1
+	return s.enqueue(ctx, o, s.w.queue)
+}
+
+// submitInsert queues a message insert that makes due deliveries due at
+// once on the ingest queue (see writer), and waits until it has committed.
+func (s *Store) submitInsert(ctx context.Context, due int, fn func(*wtx) error) error {
+	o := newOp(ctx, fn)
+	o.due, o.insert = due, true
+	return s.enqueue(ctx, o, s.w.ingest)
+}
+
+func (s *Store) enqueue(ctx context.Context, o *op, queue chan *op) error {
 	s.mu.RLock()
 	if s.closed {
 		s.mu.RUnlock()
 		return errClosed
 	}
 	select {
-	case s.w.queue <- o:
+	case queue <- o:
 	case <-ctx.Done():
 		s.mu.RUnlock()
 		return ctx.Err()

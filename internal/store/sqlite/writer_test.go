@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -92,7 +93,7 @@ func TestBatchIsolation(t *testing.T) {
 		testMessage("m4", "k", "body"),       // a repeat of m0
 		testMessage("m5", "", "x"),
 	)
-	waitUntil(t, "five queued ops", func() bool { return len(s.w.queue) == 5 })
+	waitUntil(t, "five queued ops", func() bool { return len(s.w.ingest) == 5 })
 	release()
 
 	want := []struct {
@@ -138,17 +139,18 @@ func TestCommitFailure(t *testing.T) {
 	release := stallWriter(t, s)
 	results := insertAsync(s, testMessage("m1", "", "x"))
 	// m1 must run first: statements after the ROLLBACK would autocommit.
-	waitUntil(t, "the insert queued", func() bool { return len(s.w.queue) == 1 })
+	waitUntil(t, "the insert queued", func() bool { return len(s.w.ingest) == 1 })
 	breakErr := make(chan error, 1)
 	go func() {
-		breakErr <- s.submit(ctx, func(t *wtx) error {
+		// On the ingest queue, behind m1: delivery work would run first.
+		breakErr <- s.submitInsert(ctx, 0, func(t *wtx) error {
 			// Ends the batch's transaction under the writer's feet, so
 			// its COMMIT fails.
 			_, err := t.conn.ExecContext(t.ctx, "ROLLBACK")
 			return err
 		})
 	}()
-	waitUntil(t, "two queued ops", func() bool { return len(s.w.queue) == 2 })
+	waitUntil(t, "two queued ops", func() bool { return len(s.w.ingest) == 2 })
 	release()
 	if r := <-results[0]; !errors.Is(r.err, store.ErrUnavailable) {
 		t.Fatalf("insert in a failed batch: got %v, want ErrUnavailable", r.err)
@@ -281,4 +283,65 @@ func TestInvalidCursor(t *testing.T) {
 	if !errors.Is(err, store.ErrInvalidCursor) {
 		t.Fatalf("delivery list: got %v, want ErrInvalidCursor", err)
 	}
+}
+
+// TestIngestShare: while delivery work shares a batch, inserts may make
+// at most as many deliveries due as the work ops finish, plus
+// ingestFloor; the rest wait for the next batch, and all commit. Without
+// delivery work, inserts fill the batch.
+func TestIngestShare(t *testing.T) {
+	var mu sync.Mutex
+	var batches []int
+	s := openTest(t, Config{OnBatch: func(n int) { mu.Lock(); batches = append(batches, n); mu.Unlock() }})
+	ctx := context.Background()
+	noop := func(*wtx) error { return nil }
+	run := func(work, inserts int) []int {
+		t.Helper()
+		mu.Lock()
+		batches = nil
+		mu.Unlock()
+		release := stallWriter(t, s)
+		var wg sync.WaitGroup
+		errs := make(chan error, work+inserts)
+		for range inserts {
+			wg.Add(1)
+			go func() { defer wg.Done(); errs <- s.submitInsert(ctx, 2, noop) }()
+		}
+		for range work {
+			wg.Add(1)
+			go func() { defer wg.Done(); errs <- s.submit(ctx, noop) }()
+		}
+		waitUntil(t, "ops queued", func() bool { return len(s.w.queue) == work && len(s.w.ingest) == inserts })
+		release()
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(batches[1:]) // the first is the stall
+	}
+	// 10 work ops finish 10 deliveries: 26 may become due, 13 inserts.
+	got := run(10, 40)
+	if len(got) < 2 || got[0] != 10+(10+ingestFloor)/2 {
+		t.Errorf("with delivery work: batches %v, want the first to hold 10 work ops and %d inserts", got, (10+ingestFloor)/2)
+	}
+	if sum(got) != 50 {
+		t.Errorf("batches %v: want 50 ops committed", got)
+	}
+	got = run(0, 40)
+	if len(got) != 1 || got[0] != 40 {
+		t.Errorf("inserts alone: batches %v, want one of 40", got)
+	}
+}
+
+func sum(xs []int) int {
+	n := 0
+	for _, x := range xs {
+		n += x
+	}
+	return n
 }

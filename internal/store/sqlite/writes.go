@@ -45,8 +45,14 @@ func (s *Store) MessageInsert(ctx context.Context, p *store.MessageInsertParams)
 			nanos(d.NextAttemptAt), at, at, boolInt(!d.NoCompensateUnknown))
 	}
 
+	due := 0
+	for _, d := range ds {
+		if d.Status == record.DeliveryScheduled && !d.NextAttemptAt.After(now) {
+			due++
+		}
+	}
 	var res store.MessageInsertResult
-	err = s.submit(ctx, func(t *wtx) error {
+	err = s.submitInsert(ctx, due, func(t *wtx) error {
 		if m.IdempotencyKey != "" {
 			old, err := scanMessage(t.st.idemGet.QueryRowContext(t.ctx, m.Route, m.IdempotencyKey))
 			switch {
