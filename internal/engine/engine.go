@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tandem-run/tandem/internal/config"
+	"github.com/tandem-run/tandem/internal/record"
 	"github.com/tandem-run/tandem/internal/resilience"
 	"github.com/tandem-run/tandem/internal/route"
 	"github.com/tandem-run/tandem/internal/store"
@@ -70,7 +71,7 @@ type Engine struct {
 	names   []string // route names in config order
 
 	waitMu  sync.Mutex
-	waiters map[string]chan struct{} // message id → closed on any change
+	waiters map[string]*waiter // message id → its waiting caller's wake-ups
 
 	memo *memo // idempotency keys of durable: false routes
 
@@ -144,7 +145,7 @@ func New(opts Options) (*Engine, error) {
 		metrics:   opts.Metrics,
 		routes:    map[string]*routePlan{},
 		targets:   map[string]*targetRunner{},
-		waiters:   map[string]chan struct{}{},
+		waiters:   map[string]*waiter{},
 		memo:      newMemo(memoMax),
 		closingCh: make(chan struct{}),
 	}
@@ -372,16 +373,33 @@ func (e *Engine) wake(targetName string) {
 	}
 }
 
-// subscribe returns a channel closed at the next change of the message.
-func (e *Engine) subscribe(id string) <-chan struct{} {
+// waiter is how a caller waiting for its message (respond: all or a list
+// of steps) hears of changes: ch is closed at each change and replaced,
+// under Engine.waitMu, so no change falls between two waits; status is
+// the message's status the change left, when the change knew it.
+type waiter struct {
+	ch     chan struct{}
+	status record.MessageStatus // "" when the change did not say
+}
+
+// subscribe returns the message's waiter, made if need be.
+func (e *Engine) subscribe(id string) *waiter {
 	e.waitMu.Lock()
 	defer e.waitMu.Unlock()
-	ch := e.waiters[id]
-	if ch == nil {
-		ch = make(chan struct{})
-		e.waiters[id] = ch
+	w := e.waiters[id]
+	if w == nil {
+		w = &waiter{ch: make(chan struct{})}
+		e.waiters[id] = w
 	}
-	return ch
+	return w
+}
+
+// next returns the channel closed at the waiter's next change, and the
+// status the last change left.
+func (e *Engine) next(w *waiter) (<-chan struct{}, record.MessageStatus) {
+	e.waitMu.Lock()
+	defer e.waitMu.Unlock()
+	return w.ch, w.status
 }
 
 func (e *Engine) unsubscribe(id string) {
@@ -390,15 +408,18 @@ func (e *Engine) unsubscribe(id string) {
 	e.waitMu.Unlock()
 }
 
-// notify wakes everyone waiting on the message.
-func (e *Engine) notify(id string) {
+// notify wakes everyone waiting on the message; they read it again.
+func (e *Engine) notify(id string) { e.notifyStatus(id, "") }
+
+// notifyStatus wakes everyone waiting on the message and tells them its
+// status now, so a caller whose answer needs a final status need not read
+// the message while it has none.
+func (e *Engine) notifyStatus(id string, status record.MessageStatus) {
 	e.waitMu.Lock()
-	ch := e.waiters[id]
-	if ch != nil {
-		delete(e.waiters, id)
-	}
-	e.waitMu.Unlock()
-	if ch != nil {
-		close(ch)
+	defer e.waitMu.Unlock()
+	if w := e.waiters[id]; w != nil {
+		w.status = status
+		close(w.ch)
+		w.ch = make(chan struct{})
 	}
 }

@@ -592,7 +592,7 @@ func (tr *targetRunner) finish(d *record.Delivery, res *target.Result, started t
 	for _, r := range res2.Ready {
 		e.wake(r.Target)
 	}
-	e.notify(d.MessageID)
+	e.notifyStatus(d.MessageID, res2.MessageStatus)
 }
 
 // postpone gives a claimed delivery back, due at at, without counting an
