@@ -382,8 +382,10 @@ type waiter struct {
 	status record.MessageStatus // "" when the change did not say
 }
 
-// subscribe returns the message's waiter, made if need be.
-func (e *Engine) subscribe(id string) *waiter {
+// subscribe returns the message's waiter, made if need be, and the
+// channel closed at its next change: taken now, so a change that comes
+// before the caller first waits is not missed.
+func (e *Engine) subscribe(id string) (*waiter, <-chan struct{}) {
 	e.waitMu.Lock()
 	defer e.waitMu.Unlock()
 	w := e.waiters[id]
@@ -391,7 +393,7 @@ func (e *Engine) subscribe(id string) *waiter {
 		w = &waiter{ch: make(chan struct{})}
 		e.waiters[id] = w
 	}
-	return w
+	return w, w.ch
 }
 
 // next returns the channel closed at the waiter's next change, and the

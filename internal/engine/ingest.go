@@ -76,10 +76,13 @@ func (e *Engine) ingestDurable(ctx context.Context, rp *routePlan, in *Inbound) 
 	}
 	ds := rp.deliveries(now)
 	waiting := rp.cfg.Respond.Mode != "" && rp.cfg.Respond.Mode != config.RespondAccepted
-	var changed *waiter
+	var (
+		w       *waiter
+		changed <-chan struct{}
+	)
 	if waiting {
 		// Subscribe before the insert so no completion can slip between.
-		changed = e.subscribe(msg.ID)
+		w, changed = e.subscribe(msg.ID)
 		defer e.unsubscribe(msg.ID)
 	}
 	res, err := e.store.MessageInsert(ctx, &store.MessageInsertParams{Message: msg, Deliveries: ds, Now: &now})
@@ -117,7 +120,7 @@ func (e *Engine) ingestDurable(ctx context.Context, rp *routePlan, in *Inbound) 
 			Repeat:     res.Existing,
 		}, nil
 	}
-	ans, err := e.await(ctx, rp, id, changed, !res.Existing)
+	ans, err := e.await(ctx, rp, id, w, changed, !res.Existing)
 	if err != nil {
 		return nil, err
 	}
@@ -174,13 +177,12 @@ func (rp *routePlan) deliveries(now time.Time) []record.Delivery {
 // attempts) only once that status is terminal: one read per request, not
 // one per finished delivery. A wake-up that does not say (a replay) and
 // the poll (another replica may be delivering) read it anyway.
-func (e *Engine) await(ctx context.Context, rp *routePlan, id string, w *waiter, fresh bool) (*Answer, error) {
+func (e *Engine) await(ctx context.Context, rp *routePlan, id string, w *waiter, changed <-chan struct{}, fresh bool) (*Answer, error) {
 	timer := time.NewTimer(routeDeadline(rp))
 	defer timer.Stop()
 	poll := time.NewTicker(e.opts.WaitPoll)
 	defer poll.Stop()
 	all := rp.cfg.Respond.Mode == config.RespondAll
-	changed, _ := e.next(w)
 	var md *record.MessageDetail
 	read := func() error {
 		var err error
