@@ -420,7 +420,12 @@ func (e *Engine) notifyStatus(id string, status record.MessageStatus) {
 	e.waitMu.Lock()
 	defer e.waitMu.Unlock()
 	if w := e.waiters[id]; w != nil {
-		w.status = status
+		// Completions committed together notify in any order: a status
+		// that is not terminal never hides a terminal one told before it
+		// (a read, which a terminal status brings, shows the truth).
+		if status == "" || !w.status.Terminal() {
+			w.status = status
+		}
 		close(w.ch)
 		w.ch = make(chan struct{})
 	}
