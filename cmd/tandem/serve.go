@@ -37,6 +37,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	tuneGC(m.Getenv)
 	stopProfiles, err := startProfiles(m.Getenv("TANDEM_PROFILE_DIR"))
 	if err != nil {
 		return err

@@ -301,12 +301,12 @@ func (tr *targetRunner) admit(now time.Time) (int, time.Duration) {
 
 // start runs one claimed delivery in its own goroutine: it takes a slot,
 // and a rate limit token (waiting for it in memory, at most maxHold).
+// When the delivery's result comes back with the next due delivery of the
+// target claimed in the same commit (chain), the goroutine goes on with
+// that one in the same slot.
 func (tr *targetRunner) start(d *record.Delivery, now time.Time) {
 	e := tr.e
-	hold, ok := tr.limiter.Reserve(now, maxHold)
-	if h := testHookReserve.Load(); h != nil && ok && tr.limiter != nil {
-		(*h)(tr.cfg.Name, now.Add(hold))
-	}
+	hold, ok := tr.reserve(now)
 	tr.slots <- struct{}{}
 	tr.metrics.InFlight(1)
 	e.attempts.Add(1)
@@ -317,14 +317,60 @@ func (tr *targetRunner) start(d *record.Delivery, now time.Time) {
 			e.attempts.Done()
 			tr.poke()
 		}()
-		if !ok {
-			// The rate went down (fewer tokens than admit counted on):
-			// give the delivery back for when a token will be there.
-			tr.postpone(d, now.Add(hold), telemetry.PostponeRateLimit, "")
-			return
+		for {
+			if !ok {
+				// The rate went down (fewer tokens than admit counted on):
+				// give the delivery back for when a token will be there.
+				tr.postpone(d, now.Add(hold), telemetry.PostponeRateLimit, "")
+				return
+			}
+			next := tr.run(d, hold)
+			if len(next) == 0 {
+				return
+			}
+			d = &next[0]
+			for i := range next[1:] {
+				// A store claims at most ClaimNext's Limit (1); any more
+				// go back at once rather than wait for a slot.
+				tr.postpone(&next[1+i], e.opts.Now(), telemetry.PostponeShutdown, "")
+			}
+			if e.closing.Load() {
+				tr.postpone(d, e.opts.Now(), telemetry.PostponeShutdown, "")
+				return
+			}
+			now = e.opts.Now().UTC()
+			hold, ok = tr.reserve(now)
 		}
-		tr.run(d, hold)
 	}()
+}
+
+// reserve takes a rate limit token for an attempt that may start at now,
+// waiting at most maxHold.
+func (tr *targetRunner) reserve(now time.Time) (time.Duration, bool) {
+	hold, ok := tr.limiter.Reserve(now, maxHold)
+	if h := testHookReserve.Load(); h != nil && ok && tr.limiter != nil {
+		(*h)(tr.cfg.Name, now.Add(hold))
+	}
+	return hold, ok
+}
+
+// chain says what to claim with a result recorded at now, in the same
+// commit: the next due delivery for the slot the attempt frees, when the
+// gates would let the loop claim it (not closing, the cap not lowered
+// below the attempts in flight, no pause, the breaker admitting, a rate
+// limit token within maxHold); nil otherwise, and the loop claims.
+func (tr *targetRunner) chain(now time.Time) *store.DeliveryClaimParams {
+	switch {
+	case tr.e.closing.Load(),
+		len(tr.slots) > tr.adaptive.Limit(),
+		!tr.paused(now).IsZero(),
+		tr.limiter.Available(now, maxHold) < 1:
+		return nil
+	}
+	if n, _ := tr.breaker.Capacity(); n <= 0 {
+		return nil
+	}
+	return &store.DeliveryClaimParams{Target: tr.cfg.Name, Limit: 1, LeaseFor: tr.lease, Owner: tr.e.opts.Owner}
 }
 
 // paused returns when the target's Retry-After pause ends, or zero when
@@ -362,7 +408,8 @@ const postponeLease = "lease"
 
 // run makes one attempt of a claimed delivery and records its outcome.
 // hold is how long to wait first for a rate limit token.
-func (tr *targetRunner) run(d *record.Delivery, hold time.Duration) {
+// It returns the delivery claimed with its result (see chain), if any.
+func (tr *targetRunner) run(d *record.Delivery, hold time.Duration) (next []record.Delivery) {
 	e := tr.e
 	ctx := e.hardCtx
 	if hold > 0 {
@@ -461,7 +508,7 @@ func (tr *targetRunner) run(d *record.Delivery, hold time.Duration) {
 		return
 	}
 	tr.observe(permit, res)
-	tr.finish(d, res, started, dec)
+	return tr.finish(d, res, started, dec, true)
 }
 
 // spare is how much of d's lease is left beyond one whole attempt (the
@@ -510,7 +557,7 @@ func (tr *targetRunner) facts(d *record.Delivery, res *target.Result, now time.T
 func (tr *targetRunner) fail(d *record.Delivery, err error) {
 	now := tr.e.opts.Now()
 	res := &target.Result{Outcome: record.OutcomePermanent, Err: err}
-	tr.finish(d, res, now, decide(tr.facts(d, res, now, false)))
+	tr.finish(d, res, now, decide(tr.facts(d, res, now, false)), false)
 }
 
 // observe feeds an attempt's outcome to the breaker, the adaptive
@@ -537,8 +584,10 @@ func (tr *targetRunner) observe(permit resilience.Permit, res *target.Result) {
 	}
 }
 
-// finish records the attempt and the delivery's next state as dec says.
-func (tr *targetRunner) finish(d *record.Delivery, res *target.Result, started time.Time, dec decision) {
+// finish records the attempt and the delivery's next state as dec says;
+// with chained, it claims the target's next due delivery in the same
+// commit and returns it.
+func (tr *targetRunner) finish(d *record.Delivery, res *target.Result, started time.Time, dec decision, chained bool) []record.Delivery {
 	e := tr.e
 	now := e.opts.Now().UTC()
 	n := d.Attempts + 1
@@ -559,18 +608,21 @@ func (tr *targetRunner) finish(d *record.Delivery, res *target.Result, started t
 	// after an attempt that may have reached the target.
 	p.Unknown = res.Unknown && res.Outcome != record.OutcomeSuccess
 	p.Now = &now
+	if chained {
+		p.ClaimNext = tr.chain(now)
+	}
 	route := d.Route
 	e.metrics.ObserveAttempt(route, d.Step, d.Target, res.Outcome, res.Duration)
 	res2, err := tr.record(d, p)
 	if err != nil {
 		if errors.Is(err, store.ErrLeaseLost) {
 			e.log.Warn("lease lost before the attempt was recorded", "message_id", d.MessageID, "delivery_id", d.ID, "step", d.Step, "attempt", n)
-			return
+			return nil
 		}
 		// The attempt is not recorded; the lease runs out and the delivery
 		// is claimed again (at-least-once).
 		e.log.Error("record attempt", "message_id", d.MessageID, "delivery_id", d.ID, "step", d.Step, "attempt", n, "error", err)
-		return
+		return nil
 	}
 	log := e.log.With("message_id", d.MessageID, "delivery_id", d.ID, "route", route, "step", d.Step, "target", d.Target, "attempt", n)
 	switch dec.Verdict {
@@ -593,6 +645,7 @@ func (tr *targetRunner) finish(d *record.Delivery, res *target.Result, started t
 		e.wake(r.Target)
 	}
 	e.notifyStatus(d.MessageID, res2.MessageStatus)
+	return res2.Claimed
 }
 
 // postpone gives a claimed delivery back, due at at, without counting an

@@ -115,56 +115,11 @@ func (s *Store) DeliveryClaim(ctx context.Context, p *store.DeliveryClaimParams)
 		return nil, fmt.Errorf("claim deliveries: %w: %w", store.ErrUnavailable, err)
 	}
 
-	until, at := nanos(now.Add(p.LeaseFor)), now.UnixNano()
 	var out []record.Delivery
 	err = s.submit(ctx, func(t *wtx) error {
-		out = out[:0]
-		rows, err := t.st.claimSelect.QueryContext(t.ctx, p.Target, at, p.Limit)
-		if err != nil {
-			return clean(fmt.Errorf("claim deliveries: %w", err))
-		}
-		order := map[int64]int{}
-		for rows.Next() {
-			var id int64
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
-				return clean(fmt.Errorf("claim deliveries: %w", err))
-			}
-			order[id] = len(order)
-		}
-		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-			return clean(fmt.Errorf("claim deliveries: %w", err))
-		}
-		if len(order) == 0 {
-			return nil
-		}
-		out = make([]record.Delivery, len(order))
-		rows, err = t.st.claimUpdate.QueryContext(t.ctx, p.Owner, until, at, p.Target, p.Limit)
-		if err != nil {
-			return fmt.Errorf("claim deliveries: %w", err)
-		}
-		defer rows.Close()
-		n := 0
-		for rows.Next() {
-			var rowid int64
-			d, err := scanDelivery(rowidScanner{rows, &rowid})
-			if err != nil {
-				return fmt.Errorf("claim deliveries: %w", err)
-			}
-			i, ok := order[rowid]
-			if !ok {
-				return fmt.Errorf("claim deliveries: delivery %s was not selected", d.ID)
-			}
-			out[i] = d
-			n++
-		}
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("claim deliveries: %w", err)
-		}
-		if n != len(order) {
-			return fmt.Errorf("claim deliveries: leased %d of %d", n, len(order))
-		}
-		return nil
+		var err error
+		out, err = t.claim(p, now)
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -172,6 +127,59 @@ func (s *Store) DeliveryClaim(ctx context.Context, p *store.DeliveryClaimParams)
 	if err := s.attachMessages(ctx, out); err != nil {
 		// The claim stands; the worker reads the message itself.
 		s.log.Warn("claim deliveries: read their messages", "err", err)
+	}
+	return out, nil
+}
+
+// claim leases up to p.Limit of p.Target's due deliveries at now, inside
+// the batch transaction: DeliveryClaim's op, and ClaimNext's inside a
+// complete. A failed read is clean; a failed write is not.
+func (t *wtx) claim(p *store.DeliveryClaimParams, now time.Time) ([]record.Delivery, error) {
+	until, at := nanos(now.Add(p.LeaseFor)), now.UnixNano()
+	rows, err := t.st.claimSelect.QueryContext(t.ctx, p.Target, at, p.Limit)
+	if err != nil {
+		return nil, clean(fmt.Errorf("claim deliveries: %w", err))
+	}
+	order := map[int64]int{}
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, clean(fmt.Errorf("claim deliveries: %w", err))
+		}
+		order[id] = len(order)
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return nil, clean(fmt.Errorf("claim deliveries: %w", err))
+	}
+	if len(order) == 0 {
+		return nil, nil
+	}
+	out := make([]record.Delivery, len(order))
+	rows, err = t.st.claimUpdate.QueryContext(t.ctx, p.Owner, until, at, p.Target, p.Limit)
+	if err != nil {
+		return nil, fmt.Errorf("claim deliveries: %w", err)
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var rowid int64
+		d, err := scanDelivery(rowidScanner{rows, &rowid})
+		if err != nil {
+			return nil, fmt.Errorf("claim deliveries: %w", err)
+		}
+		i, ok := order[rowid]
+		if !ok {
+			return nil, fmt.Errorf("claim deliveries: delivery %s was not selected", d.ID)
+		}
+		out[i] = d
+		n++
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("claim deliveries: %w", err)
+	}
+	if n != len(order) {
+		return nil, fmt.Errorf("claim deliveries: leased %d of %d", n, len(order))
 	}
 	return out, nil
 }
@@ -234,10 +242,25 @@ func (s *Store) DeliveryComplete(ctx context.Context, p *store.DeliveryCompleteP
 			}
 			res.Ready = append(res.Ready, full)
 		}
+		if p.ClaimNext != nil && p.ClaimNext.Limit > 0 {
+			// The slot this attempt held goes on to the next due delivery:
+			// its lease commits with this result, before any request.
+			if res.Claimed, err = t.claim(p.ClaimNext, now); err != nil {
+				var ce cleanError
+				if errors.As(err, &ce) {
+					err = ce.err // the complete wrote: nothing is clean now
+				}
+				return err
+			}
+		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
+	}
+	if err := s.attachMessages(ctx, res.Claimed); err != nil {
+		// The claim stands; the worker reads the message itself.
+		s.log.Warn("claim deliveries: read their messages", "err", err)
 	}
 	return &res, nil
 }
