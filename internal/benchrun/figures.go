@@ -171,7 +171,13 @@ func (r *run) p2(ctx context.Context, c *child) error {
 // between them) for the run's duration, waits until every accepted
 // message reached both sinks, and returns messages delivered to both per
 // second over the whole time, load plus drain.
-func (r *run) e2e(ctx context.Context, fig string, urls ...string) (float64, string, error) {
+func (r *run) e2e(ctx context.Context, fig string, cs ...*child) (float64, string, error) {
+	urls := make([]string, len(cs))
+	cpu0 := 0.0
+	for i, c := range cs {
+		urls[i] = c.url
+		cpu0 += c.cpuSeconds()
+	}
 	from := r.delivered()
 	start := time.Now()
 	type out struct {
@@ -202,10 +208,14 @@ func (r *run) e2e(ctx context.Context, fig string, urls ...string) (float64, str
 	r.progress(fig, "draining %d deliveries", 2*accepted)
 	took, ok := r.drain(ctx, from, 2*int64(accepted), drainLimit)
 	total := time.Since(start)
+	cpu := -cpu0
+	for _, c := range cs {
+		cpu += c.cpuSeconds()
+	}
 	rate := float64(accepted) / total.Seconds()
-	detail := fmt.Sprintf("%d accepted in %s (%.0f/s, %d errors), drained %s later%s; %.0f messages/s delivered to both",
+	detail := fmt.Sprintf("%d accepted in %s (%.0f/s, %d errors), drained %s later%s; %.0f messages/s delivered to both; tandem CPU per message %s",
 		accepted, loadTime.Round(100*time.Millisecond), float64(accepted)/loadTime.Seconds(), errs,
-		took.Round(100*time.Millisecond), map[bool]string{false: " (NOT drained)"}[ok], rate)
+		took.Round(100*time.Millisecond), map[bool]string{false: " (NOT drained)"}[ok], rate, perReq(cpu, accepted))
 	return rate, detail, nil
 }
 
@@ -219,7 +229,7 @@ func (r *run) p3(ctx context.Context, c *child) error {
 	}
 	r.progress("P3", "end to end, closed loop (%s)", r.o.Duration)
 	before := c.readCommits()
-	rate, detail, err := r.e2e(ctx, "P3", c.url)
+	rate, detail, err := r.e2e(ctx, "P3", c)
 	if err != nil {
 		return err
 	}

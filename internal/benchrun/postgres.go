@@ -42,7 +42,7 @@ func (r *run) postgres(ctx context.Context) error {
 		return err
 	}
 	r.progress("P6", "PostgreSQL, 1 replica, end to end (%s)", r.o.Duration)
-	one, d1, err := r.e2e(ctx, "P6", c.url)
+	one, d1, err := r.e2e(ctx, "P6", c)
 	if err != nil {
 		return err
 	}
@@ -54,11 +54,7 @@ func (r *run) postgres(ctx context.Context) error {
 		cs = append(cs, c)
 	}
 	r.progress("P6", "PostgreSQL, 3 replicas, end to end (%s)", r.o.Duration)
-	urls := make([]string, len(cs))
-	for i, c := range cs {
-		urls[i] = c.url
-	}
-	three, d3, err := r.e2e(ctx, "P6", urls...)
+	three, d3, err := r.e2e(ctx, "P6", cs...)
 	if err != nil {
 		return err
 	}
