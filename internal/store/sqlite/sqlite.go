@@ -68,6 +68,7 @@ type Store struct {
 	// them per connection as needed) instead of parsed on every call.
 	dueCheck, claimedMessages *sql.Stmt
 	w                         *writer
+	recent                    *recent      // the latest inserted messages, for claims
 	mu                        sync.RWMutex // held shared while an op is queued; Close takes it to stop new ops
 	closed                    bool
 	done                      chan struct{} // closed when the writer goroutine has ended
@@ -138,7 +139,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	wdb.SetMaxIdleConns(1)
 	wdb.SetConnMaxLifetime(0)
 	wdb.SetConnMaxIdleTime(0)
-	s := &Store{cfg: cfg, log: cfg.Logger, wdb: wdb, done: make(chan struct{}), lock: lock, synchronous: sync}
+	s := &Store{cfg: cfg, log: cfg.Logger, wdb: wdb, done: make(chan struct{}), lock: lock, synchronous: sync, recent: newRecent(recentSize)}
 	if err := s.migrate(ctx); err != nil {
 		wdb.Close()
 		closeLock(lock)

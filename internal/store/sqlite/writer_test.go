@@ -345,3 +345,35 @@ func sum(xs []int) int {
 	}
 	return n
 }
+
+// TestClaimAttachesRecent: a claim attaches the message from the recent
+// inserts (a copy each, the body its own), and reads one the ring has
+// let go.
+func TestClaimAttachesRecent(t *testing.T) {
+	s := openTest(t, Config{})
+	s.recent = newRecent(2)
+	ctx := context.Background()
+	for _, id := range []string{"m1", "m2", "m3"} {
+		p := testMessage(id, "", "body of "+id)
+		if _, err := s.MessageInsert(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		p.Message.Body[0] = 'X' // the caller reuses its buffer
+	}
+	if missing := s.recent.attach([]record.Delivery{{MessageID: "m1"}}); len(missing) != 1 {
+		t.Fatalf("m1 should have left the ring of 2: missing %v", missing)
+	}
+	now := time.Date(2030, 1, 1, 1, 0, 0, 0, time.UTC)
+	ds, err := s.DeliveryClaim(ctx, &store.DeliveryClaimParams{Target: "ta", Limit: 10, LeaseFor: time.Minute, Owner: "w", Now: &now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ds) != 3 {
+		t.Fatalf("claimed %d, want 3", len(ds))
+	}
+	for _, d := range ds {
+		if d.Message == nil || d.Message.ID != d.MessageID || string(d.Message.Body) != "body of "+d.MessageID {
+			t.Errorf("delivery %s: message %+v", d.ID, d.Message)
+		}
+	}
+}

@@ -91,6 +91,9 @@ func (s *Store) MessageInsert(ctx context.Context, p *store.MessageInsertParams)
 		}
 		return nil, err
 	}
+	if !res.Existing {
+		s.recent.put(res.Message)
+	}
 	return &res, nil
 }
 
@@ -192,7 +195,11 @@ func (s *Store) attachMessages(ctx context.Context, ds []record.Delivery) error 
 	if len(ds) == 0 {
 		return nil
 	}
-	list, err := json.Marshal(store.MessageIDs(ds))
+	missing := s.recent.attach(ds)
+	if len(missing) == 0 {
+		return nil
+	}
+	list, err := json.Marshal(missing)
 	if err != nil {
 		return err
 	}
@@ -204,7 +211,15 @@ func (s *Store) attachMessages(ctx context.Context, ds []record.Delivery) error 
 	if err != nil {
 		return err
 	}
-	store.AttachMessages(ds, ms)
+	byID := make(map[string]*record.Message, len(ms))
+	for i := range ms {
+		byID[ms[i].ID] = &ms[i]
+	}
+	for i := range ds {
+		if ds[i].Message == nil {
+			ds[i].Message = byID[ds[i].MessageID]
+		}
+	}
 	return nil
 }
 
