@@ -139,6 +139,11 @@ func (s *Store) DeliveryClaim(ctx context.Context, p *store.DeliveryClaimParams)
 // complete. A failed read is clean; a failed write is not.
 func (t *wtx) claim(p *store.DeliveryClaimParams, now time.Time) ([]record.Delivery, error) {
 	until, at := nanos(now.Add(p.LeaseFor)), now.UnixNano()
+	if p.Limit == 1 {
+		// One row has no order to keep: the update alone (a chained claim,
+		// one per result, takes this way).
+		return t.claimOne(p, until, at)
+	}
 	rows, err := t.st.claimSelect.QueryContext(t.ctx, p.Target, at, p.Limit)
 	if err != nil {
 		return nil, clean(fmt.Errorf("claim deliveries: %w", err))
@@ -183,6 +188,28 @@ func (t *wtx) claim(p *store.DeliveryClaimParams, now time.Time) ([]record.Deliv
 	}
 	if n != len(order) {
 		return nil, fmt.Errorf("claim deliveries: leased %d of %d", n, len(order))
+	}
+	return out, nil
+}
+
+// claimOne leases the target's oldest due delivery, if any.
+func (t *wtx) claimOne(p *store.DeliveryClaimParams, until, at int64) ([]record.Delivery, error) {
+	rows, err := t.st.claimUpdate.QueryContext(t.ctx, p.Owner, until, at, p.Target, 1)
+	if err != nil {
+		return nil, fmt.Errorf("claim deliveries: %w", err)
+	}
+	defer rows.Close()
+	var out []record.Delivery
+	for rows.Next() {
+		var rowid int64
+		d, err := scanDelivery(rowidScanner{rows, &rowid})
+		if err != nil {
+			return nil, fmt.Errorf("claim deliveries: %w", err)
+		}
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("claim deliveries: %w", err)
 	}
 	return out, nil
 }
