@@ -21,6 +21,7 @@ func (m *Main) bench(ctx context.Context, args []string) error {
 	pg := fs.String("postgres", "", "PostgreSQL DSN for P6 (a fresh schema is created and dropped)")
 	rate := fs.Float64("rate", 0, "messages/s P3b offers (default 0.7× the bare fan-out measured in the run)")
 	search := fs.Bool("search", false, "P3b: find the highest rate with a flat backlog (bisection, bounded)")
+	steps := fs.Int("search-steps", 0, "runs the --search bisection makes (default 5)")
 	conns := fs.Int("conns", 0, "wrk connections (default 64)")
 	backlog := fs.Int("backlog", 0, "deliveries P5 parks in the backlog (default 100000)")
 	wrk := fs.String("wrk", "", "the wrk executable (default wrk on the PATH)")
@@ -30,7 +31,7 @@ func (m *Main) bench(ctx context.Context, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	o := benchrun.Options{Duration: *dur, Postgres: *pg, Rate: *rate, Search: *search, Conns: *conns,
+	o := benchrun.Options{Duration: *dur, Postgres: *pg, Rate: *rate, Search: *search, SearchSteps: *steps, Conns: *conns,
 		Backlog: *backlog, Wrk: *wrk, Binary: *bin, ProfileDir: *profiles, Keep: *keep, Out: m.Stdout, Progress: m.Stderr}
 	if *only != "" {
 		for _, f := range strings.Split(*only, ",") {

@@ -69,15 +69,24 @@ loop:
 	deliveredAtEnd := r.delivered() - from
 	rr := rateRun{Offered: rate, Accepted: res.RPS(), Delivered: float64(deliveredAtEnd) / 2 / res.Elapsed.Seconds(),
 		Late: p.late.Load(), Errors: res.Errors, Backlog: samples}
-	q := len(samples) / 4
-	if q > 0 {
-		rr.Growth = mean(samples[len(samples)-q:]) - mean(samples[q:2*q])
-	}
-	slack := 2*rate*0.25 + 500
-	rr.Flat = q > 0 && rr.Growth <= slack && rr.Accepted >= 0.97*rate
+	rr.Growth, rr.Flat = judge(samples, rate, rr.Accepted)
 	took, _ := r.drain(ctx, from, 2*int64(res.Requests), drainLimit)
 	rr.Drained = took
 	return rr
+}
+
+// judge says how much the backlog grew (the mean of the last quarter of
+// the samples minus that of the second; the first is the warm-up) and
+// whether the run was flat: growth within a quarter second of deliveries
+// (two per message) plus 500, and at least 97% of the offered rate
+// accepted.
+func judge(samples []int64, offered, accepted float64) (growth float64, flat bool) {
+	q := len(samples) / 4
+	if q == 0 {
+		return 0, false
+	}
+	growth = mean(samples[len(samples)-q:]) - mean(samples[q:2*q])
+	return growth, growth <= 2*offered*0.25+500 && accepted >= 0.97*offered
 }
 
 func mean(xs []int64) float64 {
