@@ -332,7 +332,7 @@ func (tr *targetRunner) start(d *record.Delivery, now time.Time) {
 			for i := range next[1:] {
 				// A store claims at most ClaimNext's Limit (1); any more
 				// go back at once rather than wait for a slot.
-				tr.postpone(&next[1+i], e.opts.Now(), telemetry.PostponeShutdown, "")
+				tr.postpone(&next[1+i], e.opts.Now(), postponeChain, "")
 			}
 			if e.closing.Load() {
 				tr.postpone(d, e.opts.Now(), telemetry.PostponeShutdown, "")
@@ -405,6 +405,10 @@ func (tr *targetRunner) pause(now, until time.Time) {
 // postponeLease counts a claim given back because its lease no longer
 // covers a whole attempt.
 const postponeLease = "lease"
+
+// postponeChain counts a delivery claimed with a result beyond the one
+// its slot goes on with (a store claims at most ClaimNext's Limit, 1).
+const postponeChain = "chain"
 
 // run makes one attempt of a claimed delivery and records its outcome.
 // hold is how long to wait first for a rate limit token.
