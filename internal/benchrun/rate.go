@@ -24,8 +24,11 @@ type rateRun struct {
 
 // Verdict says "flat" or what grew.
 func (rr rateRun) Verdict() string {
-	if rr.Flat {
+	switch {
+	case rr.Flat:
 		return "flat"
+	case rr.Growth <= 2*rr.Offered*0.25+500:
+		return fmt.Sprintf("backlog flat, but only %.0f of %.0f/s accepted", rr.Accepted, rr.Offered)
 	}
 	return fmt.Sprintf("growing (%+.0f deliveries)", rr.Growth)
 }
@@ -50,7 +53,7 @@ func (rr rateRun) String() string {
 // offered rate was accepted.
 func (r *run) fixedRate(ctx context.Context, c *child, rate float64, d time.Duration) rateRun {
 	from := r.delivered()
-	p := &paced{url: c.url + "/orders", rate: rate, workers: min(1024, max(64, int(rate/50))), want: http.StatusAccepted}
+	p := &paced{url: c.url + "/orders", rate: rate, workers: min(1024, max(128, int(rate/5))), want: http.StatusAccepted}
 	done := make(chan loadResult, 1)
 	go func() { done <- p.run(ctx, d, 0) }()
 	var samples []int64
