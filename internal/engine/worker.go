@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -628,17 +629,25 @@ func (tr *targetRunner) finish(d *record.Delivery, res *target.Result, started t
 		e.log.Error("record attempt", "message_id", d.MessageID, "delivery_id", d.ID, "step", d.Step, "attempt", n, "error", err)
 		return nil
 	}
-	log := e.log.With("message_id", d.MessageID, "delivery_id", d.ID, "route", route, "step", d.Step, "target", d.Target, "attempt", n)
+	// The attributes are built only for a line that will be written: a
+	// success logs at debug, and building them for every delivery cost an
+	// allocation per attribute.
+	logger := func() *slog.Logger {
+		return e.log.With("message_id", d.MessageID, "delivery_id", d.ID, "route", route, "step", d.Step, "target", d.Target, "attempt", n)
+	}
 	switch dec.Verdict {
 	case verdictSucceeded:
-		log.Debug("delivered", "http_status", res.Status, "duration_ms", res.Duration.Milliseconds())
+		if e.log.Enabled(context.Background(), slog.LevelDebug) {
+			logger().Debug("delivered", "http_status", res.Status, "duration_ms", res.Duration.Milliseconds())
+		}
 		e.metrics.DeliveryFinished(route, d.Step, d.Target, string(record.DeliverySucceeded))
 	case verdictRetry:
-		log.Info("retry scheduled", "http_status", res.Status, "error", errText, "next_attempt_at", dec.At)
+		logger().Info("retry scheduled", "http_status", res.Status, "error", errText, "next_attempt_at", dec.At)
 		if dec.At.Sub(now) < e.opts.PollInterval {
 			tr.poke()
 		}
 	default:
+		log := logger()
 		log.Warn("dead letter", "http_status", res.Status, "reason", dec.Reason)
 		if step, ok := record.Compensates(d.Step); ok {
 			log.Error("compensation failed: a person must undo the step, or replay this dead letter", "undoes", step)
