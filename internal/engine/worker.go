@@ -49,6 +49,11 @@ type targetRunner struct {
 	// Retry-After pause ends; it only moves forward.
 	pausedUntil atomic.Int64
 
+	// looping is true while loop runs: a result claims the next delivery
+	// (chain) only then, so a runner whose loop has ended (shutdown, or a
+	// runner replaced by a new config) stops taking work.
+	looping atomic.Bool
+
 	wakeCh chan struct{} // buffered 1: work may be due
 	slots  chan struct{} // one token per delivery claimed and not yet recorded
 }
@@ -181,6 +186,8 @@ func (tr *targetRunner) poke() {
 // target paused, it does not touch the store at all.
 func (tr *targetRunner) loop(ctx context.Context) {
 	e := tr.e
+	tr.looping.Store(true)
+	defer tr.looping.Store(false)
 	poll := time.NewTimer(e.opts.PollInterval)
 	defer poll.Stop()
 	backoff := time.Duration(0)
@@ -362,7 +369,7 @@ func (tr *targetRunner) reserve(now time.Time) (time.Duration, bool) {
 // limit token within maxHold); nil otherwise, and the loop claims.
 func (tr *targetRunner) chain(now time.Time) *store.DeliveryClaimParams {
 	switch {
-	case tr.e.closing.Load(),
+	case tr.e.closing.Load(), !tr.looping.Load(),
 		len(tr.slots) > tr.adaptive.Limit(),
 		!tr.paused(now).IsZero(),
 		tr.limiter.Available(now, maxHold) < 1:
