@@ -33,14 +33,15 @@ func newOp(ctx context.Context, fn func(*wtx) error) *op {
 //
 // Ops come in two queues. queue carries delivery work (claims, completes,
 // postpones, replays, purges) and is served first; ingest carries message
-// inserts. While delivery work shares a batch, the inserts taken with it
-// may make at most as many deliveries due as the batch's delivery ops
-// finish, plus ingestFloor: ingest cannot starve delivery, so under a load
-// the machine can carry the backlog stays flat, and accepts slow down
-// (their callers wait in the queue) instead of the backlog growing without
-// bound. With no delivery work waiting (idle targets, an open breaker, a
-// dead target) inserts fill the batch: accepting never depends on
-// delivering.
+// inserts. While deliveries flow (delivery ops in this batch, or in the
+// recent ones: finishAvg), the inserts taken with a batch may make at
+// most as many deliveries due as the batch's delivery ops finish (or the
+// recent average, if higher), plus ingestFloor: ingest cannot starve
+// delivery, so under a load the machine can carry the backlog stays flat,
+// and accepts slow down (their callers wait in the queue) instead of the
+// backlog growing without bound. With no delivery work for a while (idle
+// targets, an open breaker, a dead target) inserts fill the batch:
+// accepting never depends on delivering.
 type writer struct {
 	conn     *sql.Conn
 	queue    chan *op // delivery work
@@ -48,12 +49,18 @@ type writer struct {
 	maxBatch int
 	onBatch  func(int)
 	tx       *wtx
+	// finishAvg is a moving average of the delivery ops per batch (each
+	// batch weighs a quarter): the rate deliveries finish at, which the
+	// share rule holds inserts to even in a batch that happens to hold no
+	// delivery op.
+	finishAvg float64
 }
 
 // ingestFloor is how many deliveries a batch's inserts may make due beyond
 // those its delivery ops finish: room for a new burst to start while work
-// is in flight.
-const ingestFloor = 16
+// is in flight, and the most the backlog can grow per batch while
+// deliveries flow.
+const ingestFloor = 4
 
 // wtx is what an op sees: the write connection's prepared statements,
 // inside the open batch transaction.
@@ -141,6 +148,8 @@ func (w *writer) loop() {
 				finishes += o.due
 			}
 		}
+		flowing := finishes > 0 || w.finishAvg >= 0.5
+		share := max(float64(finishes), w.finishAvg) + ingestFloor
 	inserts:
 		for ingest != nil && len(batch) < w.maxBatch {
 			select {
@@ -149,7 +158,7 @@ func (w *writer) loop() {
 					ingest = nil
 					break inserts
 				}
-				if finishes > 0 && due+o.due > finishes+ingestFloor {
+				if flowing && float64(due+o.due) > share {
 					held = o
 					break inserts
 				}
@@ -159,6 +168,7 @@ func (w *writer) loop() {
 				break inserts
 			}
 		}
+		w.finishAvg = 0.75*w.finishAvg + 0.25*float64(finishes)
 		w.run(batch)
 		clear(batch)
 	}

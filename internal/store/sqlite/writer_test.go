@@ -295,12 +295,18 @@ func TestIngestShare(t *testing.T) {
 	s := openTest(t, Config{OnBatch: func(n int) { mu.Lock(); batches = append(batches, n); mu.Unlock() }})
 	ctx := context.Background()
 	noop := func(*wtx) error { return nil }
-	run := func(work, inserts int) []int {
+	run := func(s *Store, work, inserts int) []int {
 		t.Helper()
 		mu.Lock()
 		batches = nil
 		mu.Unlock()
-		release := stallWriter(t, s)
+		// The stall is an insert, so it finishes no delivery.
+		entered, gate := make(chan struct{}), make(chan struct{})
+		go func() {
+			_ = s.submitInsert(ctx, 0, func(*wtx) error { close(entered); <-gate; return nil })
+		}()
+		<-entered
+		release := func() { close(gate) }
 		var wg sync.WaitGroup
 		errs := make(chan error, work+inserts)
 		for range inserts {
@@ -324,15 +330,22 @@ func TestIngestShare(t *testing.T) {
 		defer mu.Unlock()
 		return slices.Clone(batches[1:]) // the first is the stall
 	}
-	// 10 work ops finish 10 deliveries: 26 may become due, 13 inserts.
-	got := run(10, 40)
+	// 10 work ops finish 10 deliveries: 14 may become due, 7 inserts.
+	got := run(s, 10, 40)
 	if len(got) < 2 || got[0] != 10+(10+ingestFloor)/2 {
 		t.Errorf("with delivery work: batches %v, want the first to hold 10 work ops and %d inserts", got, (10+ingestFloor)/2)
 	}
 	if sum(got) != 50 {
 		t.Errorf("batches %v: want 50 ops committed", got)
 	}
-	got = run(0, 40)
+	// The batch after still holds inserts to the recent rate: a batch
+	// that happens to hold no delivery op does not open the gate.
+	if len(got) < 2 || got[1] >= 40-(10+ingestFloor)/2 {
+		t.Errorf("after delivery work: batches %v, want the next one held to the recent rate", got)
+	}
+	// A store whose deliveries do not flow (dead targets) takes them all.
+	fresh := openTest(t, Config{OnBatch: func(n int) { mu.Lock(); batches = append(batches, n); mu.Unlock() }})
+	got = run(fresh, 0, 40)
 	if len(got) != 1 || got[0] != 40 {
 		t.Errorf("inserts alone: batches %v, want one of 40", got)
 	}
