@@ -55,6 +55,11 @@ func (c *Config) Redacted() *Config {
 	for i := range cp.Auth.Keys {
 		hide(&cp.Auth.Keys[i].Hash)
 	}
+	// Export headers are credentials of a tracing vendor, as a rule.
+	for k, v := range cp.Telemetry.Tracing.Headers {
+		hide(&v)
+		cp.Telemetry.Tracing.Headers[k] = v
+	}
 	cp.Store.DSN = redactDSN(cp.Store.DSN)
 	return cp
 }

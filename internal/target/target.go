@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
+
 	"github.com/tandem-run/tandem/internal/record"
 )
 
@@ -151,6 +153,9 @@ type CallerOptions struct {
 	DefaultTotalTimeout time.Duration
 	// Now reads the clock for Retry-After dates. Default time.Now.
 	Now func() time.Time
+	// Propagator writes the span context of a call's ctx into its
+	// headers. Default W3C Trace Context (traceparent, tracestate).
+	Propagator propagation.TextMapPropagator
 }
 
 func (o *CallerOptions) setDefaults() {
@@ -174,6 +179,9 @@ func (o *CallerOptions) setDefaults() {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Propagator == nil {
+		o.Propagator = propagation.TraceContext{}
 	}
 }
 
@@ -323,6 +331,9 @@ func (c *Caller) newRequest(ctx context.Context, r *Request, ep *Endpoint) (*htt
 	if r.IdempotencyKey != "" {
 		req.Header.Set("Idempotency-Key", r.IdempotencyKey)
 	}
+	// The attempt's span is the target's parent; it replaces any
+	// traceparent a template set.
+	c.opts.Propagator.Inject(ctx, propagation.HeaderCarrier(req.Header))
 	noResend(req)
 	// The transport would refuse these too, but as an untyped error that
 	// would be retried; a bad header never gets better.
