@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/tandem-run/tandem/internal/api"
@@ -56,6 +58,7 @@ type server struct {
 	engine  *engine.Engine
 	sources *source.Manager
 	store   store.Store
+	tracing *telemetry.Tracing
 	addr    net.Addr
 	served  chan error
 	cancel  context.CancelFunc
@@ -66,25 +69,29 @@ type server struct {
 func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ln net.Listener) (*server, error) {
 	reg := telemetry.NewRegistry()
 	metrics := telemetry.NewMetrics(reg)
+	tracing, err := telemetry.NewTracing(ctx, telemetry.TracingOptions{Config: cfg.Telemetry.Tracing, Version: shortVersion()})
+	if err != nil {
+		return nil, err
+	}
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	st, err := openStore(ctx, cfg, logger, metrics)
 	if err != nil {
 		cancel()
 		return nil, err
 	}
-	eng, err := engine.New(engine.Options{Config: cfg, Store: st, Logger: logger, Metrics: metrics})
+	eng, err := engine.New(engine.Options{Config: cfg, Store: st, Logger: logger, Metrics: metrics, Tracing: tracing})
 	if err != nil {
 		cancel()
 		closeStore(st)
 		return nil, err
 	}
-	srcs, err := source.New(source.Options{Config: cfg, Engine: eng, Store: st, Metrics: metrics, Logger: logger})
+	srcs, err := source.New(source.Options{Config: cfg, Engine: eng, Store: st, Metrics: metrics, Tracing: tracing, Logger: logger})
 	if err != nil {
 		cancel()
 		closeStore(st)
 		return nil, err
 	}
-	h, err := api.New(api.Options{Engine: eng, Config: cfg, Registry: reg, Logger: logger, Version: shortVersion(), Sources: srcs, Context: bg})
+	h, err := api.New(api.Options{Engine: eng, Config: cfg, Registry: reg, Metrics: metrics, Logger: logger, Version: shortVersion(), Sources: srcs, Context: bg})
 	if err != nil {
 		cancel()
 		closeStore(st)
@@ -112,7 +119,7 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ln net.
 	}
 	srcs.Start(bg)
 	if st != nil {
-		go watchQueue(bg, st, metrics, 5*time.Second)
+		go metrics.NewQueueWatch(st, slices.Sorted(maps.Keys(cfg.Targets)), nil).Run(bg, 5*time.Second)
 		startReplica(bg, st, eng, logger)
 		if cfg.Store.Retention.Enabled() {
 			r := &retention{st: st, keep: cfg.Store.Retention, log: logger}
@@ -120,7 +127,7 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ln net.
 		}
 	}
 	s := &server{
-		cfg: cfg, log: logger, engine: eng, sources: srcs, store: st, addr: ln.Addr(), cancel: cancel,
+		cfg: cfg, log: logger, engine: eng, sources: srcs, store: st, tracing: tracing, addr: ln.Addr(), cancel: cancel,
 		served: make(chan error, 1),
 		http: &http.Server{
 			Handler:           h,
@@ -139,7 +146,7 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ln net.
 		}
 		s.served <- s.http.Serve(ln)
 	}()
-	logger.Info("tandem serving", "addr", ln.Addr().String(), "tls", tlsCfg != nil, "store", cfg.Store.Driver, "routes", len(cfg.Routes), "targets", len(cfg.Targets), "version", shortVersion())
+	logger.Info("tandem serving", "addr", ln.Addr().String(), "tls", tlsCfg != nil, "store", cfg.Store.Driver, "routes", len(cfg.Routes), "targets", len(cfg.Targets), "version", shortVersion(), "tracing", tracing.Exporting())
 	return s, nil
 }
 
@@ -183,6 +190,10 @@ func (s *server) stop() error {
 	}
 	s.cancel()
 	closeStore(s.store)
+	// The last spans go out within what is left of the grace.
+	if err := s.tracing.Shutdown(ctx); err != nil {
+		s.log.Warn("tracing shutdown", "error", err)
+	}
 	if err := <-s.served; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
@@ -223,28 +234,5 @@ func openStore(ctx context.Context, cfg *config.Config, logger *slog.Logger, met
 			return nil, fmt.Errorf("open sqlite store %s: %w", cfg.Store.DSN, err)
 		}
 		return st, nil
-	}
-}
-
-// watchQueue refreshes the queue-depth gauges.
-func watchQueue(ctx context.Context, st store.Store, metrics *telemetry.Metrics, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		stats, err := st.DeliveryStats(ctx, nil)
-		if err == nil {
-			for _, s := range stats {
-				metrics.SetQueueDepth(s.Target, "due", s.Due)
-				metrics.SetQueueDepth(s.Target, "scheduled", s.Scheduled)
-				metrics.SetQueueDepth(s.Target, "waiting", s.Waiting)
-				metrics.SetQueueDepth(s.Target, "running", s.Running)
-				metrics.SetQueueDepth(s.Target, "dead", s.Dead)
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
 	}
 }

@@ -12,13 +12,15 @@ import "time"
 
 // Config is a whole tandem.yaml.
 type Config struct {
-	Server  Server             `yaml:"server"`
-	Store   Store              `yaml:"store"`
-	Auth    Auth               `yaml:"auth"`
-	Log     Log                `yaml:"log"`
-	Targets map[string]*Target `yaml:"targets"`
-	Sources map[string]*Source `yaml:"sources"`
-	Routes  []*Route           `yaml:"routes"`
+	Server Server `yaml:"server"`
+	Store  Store  `yaml:"store"`
+	Auth   Auth   `yaml:"auth"`
+	Log    Log    `yaml:"log"`
+	// Telemetry configures tracing (docs/observability.md).
+	Telemetry Telemetry          `yaml:"telemetry"`
+	Targets   map[string]*Target `yaml:"targets"`
+	Sources   map[string]*Source `yaml:"sources"`
+	Routes    []*Route           `yaml:"routes"`
 
 	// File is the path the config was loaded from ("" when from bytes).
 	File string `yaml:"-"`
@@ -130,6 +132,67 @@ type Log struct {
 	// Level is debug, info, warn or error. Default info.
 	Level string `yaml:"level"`
 }
+
+// Telemetry configures what tandem tells about itself beyond logs and
+// /metrics.
+type Telemetry struct {
+	// Tracing exports OpenTelemetry traces: a span per ingest, per attempt
+	// and per compensation, all in the message's trace.
+	Tracing Tracing `yaml:"tracing"`
+}
+
+// Tracing configures OpenTelemetry tracing (telemetry.tracing). A key set
+// here wins over its OTEL_* environment variable; a key left out falls
+// back to the variable, then to the default.
+type Tracing struct {
+	// Exporter is otlp or none. Default: otlp when OTEL_TRACES_EXPORTER is
+	// otlp or an OTEL_EXPORTER_OTLP_ENDPOINT or
+	// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set, else none. With none (or
+	// OTEL_SDK_DISABLED=true) no span is exported, but an inbound
+	// traceparent still reaches the targets.
+	Exporter string `yaml:"exporter"`
+	// Endpoint of the OTLP receiver: host:port, or a URL (http:// means
+	// no TLS; for http/protobuf a URL may give the path). Default
+	// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_EXPORTER_OTLP_ENDPOINT,
+	// else localhost:4317 (grpc) or localhost:4318 (http/protobuf).
+	Endpoint string `yaml:"endpoint"`
+	// Protocol is grpc or http/protobuf. Default
+	// OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, OTEL_EXPORTER_OTLP_PROTOCOL,
+	// else grpc.
+	Protocol string `yaml:"protocol"`
+	// SampleRatio is the share of new traces sampled, 0 to 1; a trace that
+	// arrives with a traceparent follows its caller's decision. Default
+	// OTEL_TRACES_SAMPLER (and _ARG), else 1.
+	SampleRatio *float64 `yaml:"sample_ratio"`
+	// ServiceName is the service.name of every span. Default
+	// OTEL_SERVICE_NAME, else "tandem".
+	ServiceName string `yaml:"service_name"`
+	// Insecure sends without TLS. Default: OTEL_EXPORTER_OTLP_INSECURE, or
+	// the endpoint URL's scheme; a host:port on loopback is sent without
+	// TLS, any other with TLS.
+	Insecure *bool `yaml:"insecure"`
+	// Headers are sent with every export (e.g. an API key of a tracing
+	// vendor; use ${env:X}). Merged over OTEL_EXPORTER_OTLP_HEADERS.
+	Headers map[string]string `yaml:"headers"`
+	// Link is a URL template for a trace in your tracing UI, {trace_id}
+	// replaced by the trace id, e.g.
+	// "http://127.0.0.1:16686/trace/{trace_id}" (Jaeger) or a Grafana
+	// Tempo explore URL. The dashboard links message traces with it.
+	// Default none.
+	Link string `yaml:"link"`
+}
+
+// Tracing exporters (telemetry.tracing.exporter).
+const (
+	TracingOTLP = "otlp"
+	TracingNone = "none"
+)
+
+// Tracing protocols (telemetry.tracing.protocol).
+const (
+	TracingGRPC         = "grpc"
+	TracingHTTPProtobuf = "http/protobuf"
+)
 
 // Target is one downstream API endpoint and its policies.
 type Target struct {

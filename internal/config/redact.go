@@ -60,6 +60,11 @@ func (c *Config) Redacted() *Config {
 		hide(&j.HS256Secret)
 		j.JWKSURL = redactURL(j.JWKSURL)
 	}
+	// Export headers are credentials of a tracing vendor, as a rule.
+	for k, v := range cp.Telemetry.Tracing.Headers {
+		hide(&v)
+		cp.Telemetry.Tracing.Headers[k] = v
+	}
 	cp.Store.DSN = redactDSN(cp.Store.DSN)
 	return cp
 }

@@ -19,6 +19,7 @@ func validate(cfg *Config, c *collector) {
 	v.server()
 	v.store()
 	v.log()
+	v.tracing()
 	v.auth()
 	names := make([]string, 0, len(cfg.Targets))
 	for name := range cfg.Targets {
@@ -71,6 +72,44 @@ func (v *validator) log() {
 	default:
 		v.errf("log.level", "unknown level %s: use debug, info, warn or error", v.c.quote("log.level", l.Level))
 	}
+}
+
+func (v *validator) tracing() {
+	t := v.cfg.Telemetry.Tracing
+	const p = "telemetry.tracing"
+	switch t.Exporter {
+	case "", TracingOTLP, TracingNone:
+	default:
+		v.errf(p+".exporter", "unknown exporter %s: use otlp or none", v.c.quote(p+".exporter", t.Exporter))
+	}
+	switch t.Protocol {
+	case "", TracingGRPC, TracingHTTPProtobuf:
+	default:
+		v.errf(p+".protocol", "unknown protocol %s: use grpc or http/protobuf", v.c.quote(p+".protocol", t.Protocol))
+	}
+	if r := t.SampleRatio; r != nil && (math.IsNaN(*r) || *r < 0 || *r > 1) {
+		v.errf(p+".sample_ratio", "sample_ratio %v is not between 0 and 1", *r)
+	}
+	if e := t.Endpoint; strings.Contains(e, "://") {
+		u, err := url.Parse(e)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			v.errf(p+".endpoint", "endpoint %s is not an http or https URL with a host", v.c.quote(p+".endpoint", e))
+		}
+	} else if e != "" {
+		if _, port, err := net.SplitHostPort(e); err != nil || port == "" {
+			v.errf(p+".endpoint", "endpoint %s: write host:port (e.g. \"127.0.0.1:4317\") or a URL", v.c.quote(p+".endpoint", e))
+		}
+	}
+	if l := t.Link; l != "" {
+		u, err := url.Parse(strings.ReplaceAll(l, "{trace_id}", "0"))
+		switch {
+		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+			v.errf(p+".link", "link %s is not an http or https URL", v.c.quote(p+".link", l))
+		case !strings.Contains(l, "{trace_id}"):
+			v.errf(p+".link", "link %s has no {trace_id} to put the trace id in", v.c.quote(p+".link", l))
+		}
+	}
+	v.headers(p+".headers", t.Headers, true)
 }
 
 func (v *validator) auth() {

@@ -48,4 +48,10 @@
 //   - durable: false routes never touch the store; their retries run inside
 //     the route's deadline, and their idempotency keys live in a bounded
 //     in-memory memo (idempotency.go).
+//   - Tracing (trace.go): an ingest's span continues the caller's
+//     traceparent (or the broker source's consumer span), and a durable
+//     message is committed with that span's context, so every attempt and
+//     compensation, on any replica and after any restart, is a client
+//     span under it, in one trace; the target gets the attempt's span as
+//     its traceparent.
 package engine

@@ -34,6 +34,9 @@ type Options struct {
 	Caller *target.Caller
 	// Metrics records telemetry. Default: metrics on a private registry.
 	Metrics *telemetry.Metrics
+	// Tracing makes the spans of ingests and attempts. Default
+	// telemetry.NoTracing(): no spans, inbound traceparents passed on.
+	Tracing *telemetry.Tracing
 	// Logger for engine events. Default slog.Default().
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
@@ -64,6 +67,7 @@ type Engine struct {
 	store   store.Store
 	caller  *target.Caller
 	metrics *telemetry.Metrics
+	tracing *telemetry.Tracing
 
 	routes  map[string]*routePlan
 	targets map[string]*targetRunner
@@ -136,12 +140,16 @@ func New(opts Options) (*Engine, error) {
 	if opts.Metrics == nil {
 		opts.Metrics = telemetry.NewMetrics(nil)
 	}
+	if opts.Tracing == nil {
+		opts.Tracing = telemetry.NoTracing()
+	}
 	e := &Engine{
 		opts:      opts,
 		log:       opts.Logger,
 		store:     opts.Store,
 		caller:    opts.Caller,
 		metrics:   opts.Metrics,
+		tracing:   opts.Tracing,
 		routes:    map[string]*routePlan{},
 		targets:   map[string]*targetRunner{},
 		waiters:   map[string]chan struct{}{},
@@ -167,6 +175,7 @@ func New(opts Options) (*Engine, error) {
 		e.routes[rc.Name] = rp
 		e.names = append(e.names, rc.Name)
 	}
+	e.initMetrics()
 	return e, nil
 }
 
@@ -284,6 +293,12 @@ func (e *Engine) enter() bool {
 	e.inflight.Add(1)
 	return true
 }
+
+// Metrics returns the engine's metrics.
+func (e *Engine) Metrics() *telemetry.Metrics { return e.metrics }
+
+// Tracing returns the engine's tracing.
+func (e *Engine) Tracing() *telemetry.Tracing { return e.tracing }
 
 // Store returns the engine's store (nil when no route is durable).
 func (e *Engine) Store() store.Store { return e.store }

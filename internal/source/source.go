@@ -61,6 +61,9 @@ type Options struct {
 	Store store.Store
 	// Metrics counts per source. Default: private metrics.
 	Metrics *telemetry.Metrics
+	// Tracing makes a consumer span per broker message, continuing the
+	// message's traceparent header. Default telemetry.NoTracing().
+	Tracing *telemetry.Tracing
 	// Logger for source events. Default slog.Default().
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
@@ -104,6 +107,9 @@ func New(opts Options) (*Manager, error) {
 	}
 	if opts.Metrics == nil {
 		opts.Metrics = telemetry.NewMetrics(nil)
+	}
+	if opts.Tracing == nil {
+		opts.Tracing = telemetry.NoTracing()
 	}
 	m := &Manager{}
 	for _, rt := range opts.Config.Routes {
@@ -226,6 +232,14 @@ const (
 // handle turns one broker message into a committed message or a dead
 // letter, and says how to settle it. It never acks before the commit.
 func (r *runner) handle(ctx context.Context, m *message) verdict {
+	ctx, span := r.startConsume(ctx, m)
+	v := r.settle(ctx, m)
+	endConsume(span, v)
+	return v
+}
+
+// settle is handle inside the message's consumer span.
+func (r *runner) settle(ctx context.Context, m *message) verdict {
 	r.met.Received()
 	if m.redelivered {
 		r.met.Redelivered()
@@ -303,6 +317,10 @@ func (r *runner) deadLetter(ctx context.Context, m *message, reason string) verd
 		key = ""
 	}
 	msg := record.Message{ID: newID(), Route: r.route, IdempotencyKey: key, BodyHash: hex.EncodeToString(sum[:]), Body: body, Headers: h}
+	// The dead letter stays in the consumer span's trace.
+	if tp, ts := r.opts.Tracing.TraceParent(ctx); len(ts) <= store.MaxTraceState {
+		msg.TraceParent, msg.TraceState = tp, ts
+	}
 	d := record.Delivery{ID: newID(), Step: DeadStep, Target: DeadTarget(r.cfg.Name), Required: true, Status: record.DeliveryScheduled, NextAttemptAt: now}
 	res, err := r.opts.Store.MessageInsert(ctx, &store.MessageInsertParams{Message: msg, Deliveries: []record.Delivery{d}, Now: &now})
 	if err != nil && !errors.Is(err, store.ErrIdempotencyConflict) {

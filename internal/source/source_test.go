@@ -23,6 +23,7 @@ import (
 	"github.com/tandem-run/tandem/internal/record"
 	"github.com/tandem-run/tandem/internal/store"
 	"github.com/tandem-run/tandem/internal/store/sqlite"
+	"github.com/tandem-run/tandem/internal/telemetry"
 )
 
 // natsURL is the JetStream server of the tests; a missing one fails in
@@ -114,7 +115,7 @@ func testName(t testing.TB) string {
 	return strings.NewReplacer("/", "_", " ", "_").Replace(fmt.Sprintf("T%s%d", t.Name(), time.Now().UnixNano()))
 }
 
-func newRig(t *testing.T, extra string) *rig {
+func newRig(t *testing.T, extra string, tr ...*telemetry.Tracing) *rig {
 	t.Helper()
 	url := natsURL(t)
 	name := testName(t)
@@ -128,13 +129,18 @@ func newRig(t *testing.T, extra string) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = js.DeleteStream(context.Background(), name) })
-	r := newRigWith(t, fmt.Sprintf("{kind: nats, url: %q, stream: %s, subjects: [%q], max_in_flight: 64, nak_delay: 50ms%s}", url, name, "t."+name, extra))
+	r := newRigWith(t, fmt.Sprintf("{kind: nats, url: %q, stream: %s, subjects: [%q], max_in_flight: 64, nak_delay: 50ms%s}", url, name, "t."+name, extra), tr...)
 	r.js, r.stream, r.subject = js, name, "t."+name
 	return r
 }
 
-// newRigWith runs the route over the source written as src (YAML flow).
-func newRigWith(t *testing.T, src string) *rig {
+// newRigWith runs the route over the source written as src (YAML flow),
+// traced by tr when given.
+func newRigWith(t *testing.T, src string, tr ...*telemetry.Tracing) *rig {
+	var tracing *telemetry.Tracing
+	if len(tr) > 0 {
+		tracing = tr[0]
+	}
 	t.Helper()
 	r := &rig{billing: newCounter(t), ship: newCounter(t)}
 	yaml := fmt.Sprintf(`server: {max_body: 1KiB}
@@ -159,14 +165,14 @@ routes:
 		t.Fatal(err)
 	}
 	r.st = &gatedStore{Store: st, entered: make(chan struct{}, 1)}
-	eng, err := engine.New(engine.Options{Config: cfg, Store: r.st, PollInterval: 20 * time.Millisecond})
+	eng, err := engine.New(engine.Options{Config: cfg, Store: r.st, PollInterval: 20 * time.Millisecond, Tracing: tracing})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := eng.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if r.mgr, err = New(Options{Config: cfg, Engine: eng, Store: r.st}); err != nil {
+	if r.mgr, err = New(Options{Config: cfg, Engine: eng, Store: r.st, Tracing: tracing}); err != nil {
 		t.Fatal(err)
 	}
 	r.mgr.Start(context.Background())

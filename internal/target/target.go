@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
 	"golang.org/x/oauth2"
 
 	"github.com/tandem-run/tandem/internal/record"
@@ -163,6 +164,9 @@ type CallerOptions struct {
 	DefaultTotalTimeout time.Duration
 	// Now reads the clock for Retry-After dates. Default time.Now.
 	Now func() time.Time
+	// Propagator writes the span context of a call's ctx into its
+	// headers. Default W3C Trace Context (traceparent, tracestate).
+	Propagator propagation.TextMapPropagator
 }
 
 func (o *CallerOptions) setDefaults() {
@@ -186,6 +190,9 @@ func (o *CallerOptions) setDefaults() {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Propagator == nil {
+		o.Propagator = propagation.TraceContext{}
 	}
 }
 
@@ -409,6 +416,9 @@ func (c *Caller) newRequest(ctx context.Context, r *Request, ep *Endpoint) (*htt
 	if r.IdempotencyKey != "" {
 		req.Header.Set("Idempotency-Key", r.IdempotencyKey)
 	}
+	// The attempt's span is the target's parent; it replaces any
+	// traceparent a template set.
+	c.opts.Propagator.Inject(ctx, propagation.HeaderCarrier(req.Header))
 	if len(ep.Sign) > 0 {
 		// Signed last, over the exact bytes sent, at this attempt's time.
 		id := r.IdempotencyKey
