@@ -57,6 +57,7 @@ type server struct {
 	http    *http.Server
 	engine  *engine.Engine
 	sources *source.Manager
+	pubs    *source.Publishers
 	store   store.Store
 	tracing *telemetry.Tracing
 	addr    net.Addr
@@ -79,7 +80,8 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ln net.
 		cancel()
 		return nil, err
 	}
-	eng, err := engine.New(engine.Options{Config: cfg, Store: st, Logger: logger, Metrics: metrics, Tracing: tracing})
+	pubs := source.NewPublishers(cfg) // on_complete publish
+	eng, err := engine.New(engine.Options{Config: cfg, Store: st, Logger: logger, Metrics: metrics, Tracing: tracing, Publisher: pubs})
 	if err != nil {
 		cancel()
 		closeStore(st)
@@ -127,7 +129,7 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ln net.
 		}
 	}
 	s := &server{
-		cfg: cfg, log: logger, engine: eng, sources: srcs, store: st, tracing: tracing, addr: ln.Addr(), cancel: cancel,
+		cfg: cfg, log: logger, engine: eng, sources: srcs, pubs: pubs, store: st, tracing: tracing, addr: ln.Addr(), cancel: cancel,
 		served: make(chan error, 1),
 		http: &http.Server{
 			Handler:           h,
@@ -189,6 +191,7 @@ func (s *server) stop() error {
 		s.log.Warn("http shutdown", "error", err)
 	}
 	s.cancel()
+	s.pubs.Close()
 	closeStore(s.store)
 	// The last spans go out within what is left of the grace.
 	if err := s.tracing.Shutdown(ctx); err != nil {

@@ -58,7 +58,6 @@ func (s *server) ingestHandler(route string) http.Handler {
 			writeProblem(w, r, p)
 			rm.Rejected(p.Status, time.Since(start))
 		}
-		// On success r carries the caller's identity (callerIdentityFrom).
 		r, p := s.auth.ingest(r, route)
 		if p != nil {
 			reject(p)
@@ -74,6 +73,10 @@ func (s *server) ingestHandler(route string) http.Handler {
 			return
 		}
 		ans, err := s.eng.Ingest(r.Context(), route, in)
+		if ce := (*engine.CallbackError)(nil); errors.As(err, &ce) {
+			writeProblem(w, r, invalid(ce.Error(), "header."+engine.CallbackHeader))
+			return
+		}
 		if err != nil {
 			p := s.errorProblem(r.Context(), "ingest on route "+route, true, err)
 			if engine.IngestCode(err) == 0 {

@@ -42,6 +42,11 @@ type Server struct {
 	// API. Default nil: off, no CORS headers are sent, and OPTIONS answers
 	// 405.
 	CORS *CORS `yaml:"cors"`
+	// CallbackHosts are the hosts a Callback-Url request header may name
+	// (exact names or IPs, or "*.example.com"); loopback, private and
+	// link-local addresses only when listed exactly. Default none: a
+	// Callback-Url is refused (docs/events.md).
+	CallbackHosts []string `yaml:"callback_hosts"`
 	// TLS serves HTTPS, optionally with client certificates (mutual TLS).
 	// Default nil: plain HTTP.
 	TLS *ServerTLS `yaml:"tls"`
@@ -348,6 +353,8 @@ type Route struct {
 	Steps []*Step `yaml:"steps"`
 	// Response shapes the answer of respond: all or a list (templates).
 	Response *Response `yaml:"response"`
+	// OnComplete sends the final summary onward (oncomplete.go).
+	OnComplete *OnComplete `yaml:"on_complete"`
 	// Auth lists scopes that grant sending to this route, beside
 	// ingest:<route>. Default none.
 	Auth *RouteAuth `yaml:"auth"`

@@ -56,14 +56,14 @@ func (c *Config) Redacted() *Config {
 	for i := range cp.Auth.Keys {
 		hide(&cp.Auth.Keys[i].Hash)
 	}
-	if j := cp.Auth.JWT; j != nil {
-		hide(&j.HS256Secret)
-		j.JWKSURL = redactURL(j.JWKSURL)
-	}
 	// Export headers are credentials of a tracing vendor, as a rule.
 	for k, v := range cp.Telemetry.Tracing.Headers {
 		hide(&v)
 		cp.Telemetry.Tracing.Headers[k] = v
+	}
+	if j := cp.Auth.JWT; j != nil {
+		hide(&j.HS256Secret)
+		j.JWKSURL = redactURL(j.JWKSURL)
 	}
 	cp.Store.DSN = redactDSN(cp.Store.DSN)
 	return cp

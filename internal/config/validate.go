@@ -47,6 +47,7 @@ func (v *validator) server() {
 		v.errf("server.listen", "invalid listen address %s: write host:port, e.g. \":8080\" or \"127.0.0.1:8080\"", v.c.quote("server.listen", s.Listen))
 	}
 	v.cors(s.CORS)
+	v.callbackHosts()
 }
 
 func (v *validator) store() {
@@ -489,6 +490,7 @@ func (v *validator) route(p string, r *Route) {
 			v.errf(joinKey(p, "saga"), "saga needs a durable route (remove durable: false)")
 		}
 	}
+	v.onComplete(p, r)
 	if r.Saga && !hasCompensate {
 		v.errf(joinKey(p, "saga"), "saga: true needs at least one step with compensate")
 	}

@@ -58,6 +58,9 @@ type Options struct {
 	// outlast the request, or a slow request would be claimed and sent
 	// again while still in flight. Default 30s; tests make it short.
 	LeaseMargin time.Duration
+	// Publisher publishes routes' summaries to brokers (on_complete
+	// publish). Required when a route publishes; oncomplete.go.
+	Publisher Publisher
 }
 
 // Engine runs routes: accept, persist, deliver, answer.
@@ -77,6 +80,8 @@ type Engine struct {
 	waiters map[string]chan struct{} // message id → closed on any change
 
 	memo *memo // idempotency keys of durable: false routes
+
+	oc *onCompleteState // on_complete deliveries and callbacks (oncomplete.go)
 
 	// gate orders every inflight.Add against Shutdown: an ingest enters
 	// (Add) only under it and only while closing is false, and Shutdown
@@ -163,6 +168,9 @@ func New(opts Options) (*Engine, error) {
 			return nil, fmt.Errorf("engine: target %s: %w", name, err)
 		}
 		e.targets[name] = tr
+	}
+	if err := e.setupOnComplete(); err != nil {
+		return nil, err
 	}
 	for _, rc := range opts.Config.Routes {
 		rp := &routePlan{cfg: rc}

@@ -34,6 +34,9 @@ func (e *Engine) Ingest(ctx context.Context, route string, in *Inbound) (*Answer
 	if rp == nil {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownRoute, route)
 	}
+	if err := e.checkCallback(rp, in); err != nil {
+		return nil, err
+	}
 	if !e.enter() {
 		return nil, ErrShuttingDown
 	}
@@ -87,7 +90,7 @@ func (e *Engine) ingestDurable(ctx context.Context, rp *routePlan, in *Inbound) 
 		Query:          in.Query,
 	}
 	e.keepTraceContext(ctx, &msg)
-	ds := rp.deliveries(now)
+	ds := append(rp.deliveries(now), rp.onCompleteDeliveries(in)...)
 	waiting := rp.cfg.Respond.Mode != "" && rp.cfg.Respond.Mode != config.RespondAccepted
 	var changed <-chan struct{}
 	if waiting {
@@ -228,8 +231,8 @@ func (e *Engine) answerFor(rp *routePlan, md *record.MessageDetail, late bool) (
 		if !all && !want[d.Step] {
 			continue
 		}
-		if _, isComp := record.Compensates(d.Step); isComp && d.Status == record.DeliveryCancelled {
-			continue // a compensation that was not needed is not news
+		if _, isComp := record.Compensates(d.Step); isComp && d.Status == record.DeliveryCancelled || record.IsOnComplete(d.Step) {
+			continue // a compensation that was not needed is not news; a summary is no step
 		}
 		var took time.Duration
 		for _, a := range md.Attempts[d.ID] {

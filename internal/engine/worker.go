@@ -48,6 +48,10 @@ type targetRunner struct {
 	// Retry-After pause ends; it only moves forward.
 	pausedUntil atomic.Int64
 
+	// send, when set, makes the attempts instead of the HTTP caller (a
+	// publish, a guarded callback: oncomplete.go).
+	send func(context.Context, *record.Delivery, *target.Request) *target.Result
+
 	wakeCh chan struct{} // buffered 1: work may be due
 	slots  chan struct{} // one token per delivery claimed and not yet recorded
 }
@@ -407,12 +411,12 @@ func (tr *targetRunner) run(d *record.Delivery, hold time.Duration) {
 	if rp != nil {
 		sp = rp.byName[d.Step]
 	}
-	if sp == nil {
+	if sp == nil && !record.IsOnComplete(d.Step) {
 		// The config changed under a stored message: nothing can be sent.
 		tr.fail(d, fmt.Errorf("route %q has no step %q in the current config", d.Route, d.Step))
 		return
 	}
-	req, err := tr.buildRequest(rctx, sp, d)
+	req, err := tr.requestOf(rctx, sp, d)
 	if errors.Is(err, errReadLater) {
 		// The step results a template reads could not be loaded: try again
 		// soon, without counting an attempt.
@@ -457,7 +461,7 @@ func (tr *targetRunner) run(d *record.Delivery, hold time.Duration) {
 	}
 	started := e.opts.Now()
 	actx, span := e.startAttempt(messageContext(ctx, d.Message), d)
-	res := e.caller.Do(actx, req)
+	res := tr.call(actx, d, req)
 	dec := decide(tr.facts(d, res, e.opts.Now(), ctx.Err() != nil))
 	if dec.Verdict == verdictPostpone {
 		// Shutdown cut the attempt short: give the delivery back uncounted.

@@ -83,12 +83,16 @@ type gatedStore struct {
 	hold    atomic.Pointer[chan struct{}]
 	down    atomic.Bool
 	entered chan struct{}
+	inserts atomic.Int64 // calls that reached the store
+	refused atomic.Int64 // calls refused while down
 }
 
 func (g *gatedStore) MessageInsert(ctx context.Context, p *store.MessageInsertParams) (*store.MessageInsertResult, error) {
 	if g.down.Load() {
+		g.refused.Add(1)
 		return nil, fmt.Errorf("insert: %w", store.ErrUnavailable)
 	}
+	g.inserts.Add(1)
 	if h := g.hold.Load(); h != nil {
 		select {
 		case g.entered <- struct{}{}:
@@ -137,11 +141,17 @@ func newRig(t *testing.T, extra string, tr ...*telemetry.Tracing) *rig {
 // newRigWith runs the route over the source written as src (YAML flow),
 // traced by tr when given.
 func newRigWith(t *testing.T, src string, tr ...*telemetry.Tracing) *rig {
+	t.Helper()
+	return newRigMetrics(t, src, nil, tr...)
+}
+
+// newRigMetrics is newRigWith with the engine and sources counting into met.
+func newRigMetrics(t *testing.T, src string, met *telemetry.Metrics, tr ...*telemetry.Tracing) *rig {
+	t.Helper()
 	var tracing *telemetry.Tracing
 	if len(tr) > 0 {
 		tracing = tr[0]
 	}
-	t.Helper()
 	r := &rig{billing: newCounter(t), ship: newCounter(t)}
 	yaml := fmt.Sprintf(`server: {max_body: 1KiB}
 sources:
@@ -165,14 +175,14 @@ routes:
 		t.Fatal(err)
 	}
 	r.st = &gatedStore{Store: st, entered: make(chan struct{}, 1)}
-	eng, err := engine.New(engine.Options{Config: cfg, Store: r.st, PollInterval: 20 * time.Millisecond, Tracing: tracing})
+	eng, err := engine.New(engine.Options{Config: cfg, Store: r.st, Metrics: met, Tracing: tracing, PollInterval: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := eng.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if r.mgr, err = New(Options{Config: cfg, Engine: eng, Store: r.st, Tracing: tracing}); err != nil {
+	if r.mgr, err = New(Options{Config: cfg, Engine: eng, Store: r.st, Metrics: met, Tracing: tracing}); err != nil {
 		t.Fatal(err)
 	}
 	r.mgr.Start(context.Background())

@@ -105,7 +105,7 @@ func newTransport(opts *CallerOptions) *http.Transport {
 	dialTLS := base.Clone()
 	dialTLS.NextProtos = []string{"h2", "http/1.1"}
 	d := &dialer{
-		net:      net.Dialer{KeepAlive: 30 * time.Second},
+		net:      net.Dialer{KeepAlive: 30 * time.Second, ControlContext: opts.DialControl},
 		tls:      dialTLS,
 		fallback: opts.DefaultConnectTimeout,
 	}

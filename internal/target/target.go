@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.opentelemetry.io/otel/propagation"
@@ -167,6 +168,10 @@ type CallerOptions struct {
 	// Propagator writes the span context of a call's ctx into its
 	// headers. Default W3C Trace Context (traceparent, tracestate).
 	Propagator propagation.TextMapPropagator
+	// DialControl, when set, is called for every connection with the
+	// resolved address ("ip:port") before it is made; an error refuses
+	// it (e.g. callbacks to private addresses). Default none.
+	DialControl func(ctx context.Context, network, address string, c syscall.RawConn) error
 }
 
 func (o *CallerOptions) setDefaults() {

@@ -62,6 +62,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Optional", testOptional},
 		{"Purge", RunPurge},
 		{"TraceContext", testTraceContext},
+		{"OnComplete", testOnComplete},
 	}
 	// Every case opens its own stores and sets its own clock, so the cases
 	// run side by side.
