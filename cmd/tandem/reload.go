@@ -51,6 +51,7 @@ type reloader struct {
 	reg     *prometheus.Registry
 	metrics *telemetry.Metrics
 	srcs    *source.Manager
+	ctx     context.Context // the server's background context, for handlers
 
 	mu     sync.Mutex // one reload at a time; guards the fields below
 	cfg    *config.Config
@@ -80,7 +81,7 @@ func hashOf(data []byte) string {
 
 // handler builds the HTTP handler for cfg.
 func (r *reloader) handler(cfg *config.Config) (http.Handler, error) {
-	return api.New(api.Options{Engine: r.eng, Config: cfg, Registry: r.reg, Logger: r.log, Version: shortVersion(), Sources: r.srcs, Reloader: r})
+	return api.New(api.Options{Engine: r.eng, Config: cfg, Registry: r.reg, Metrics: r.metrics, Logger: r.log, Version: shortVersion(), Sources: r.srcs, Context: r.ctx, Reloader: r})
 }
 
 // ConfigInfo describes the config in force.

@@ -112,6 +112,7 @@ func setDefaults(c *Config) {
 			}
 		}
 	}
+	trustDefaults(c)
 }
 
 func targetDefaults(t *Target) {

@@ -34,6 +34,9 @@ type Options struct {
 	Caller *target.Caller
 	// Metrics records telemetry. Default: metrics on a private registry.
 	Metrics *telemetry.Metrics
+	// Tracing makes the spans of ingests and attempts. Default
+	// telemetry.NoTracing(): no spans, inbound traceparents passed on.
+	Tracing *telemetry.Tracing
 	// Logger for engine events. Default slog.Default().
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
@@ -55,6 +58,9 @@ type Options struct {
 	// outlast the request, or a slow request would be claimed and sent
 	// again while still in flight. Default 30s; tests make it short.
 	LeaseMargin time.Duration
+	// Publisher publishes routes' summaries to brokers (on_complete
+	// publish). Required when a route publishes; oncomplete.go.
+	Publisher Publisher
 }
 
 // Engine runs routes: accept, persist, deliver, answer.
@@ -64,6 +70,7 @@ type Engine struct {
 	store   store.Store
 	caller  *target.Caller
 	metrics *telemetry.Metrics
+	tracing *telemetry.Tracing
 
 	// gen is the config in force, compiled: routes, targets and their
 	// runners. A reload swaps it whole (reload.go).
@@ -77,6 +84,8 @@ type Engine struct {
 	waiters map[string]chan struct{} // message id → closed on any change
 
 	memo *memo // idempotency keys of durable: false routes
+
+	oc *onCompleteState // on_complete deliveries and callbacks (oncomplete.go)
 
 	// gate orders every inflight.Add against Shutdown: an ingest enters
 	// (Add) only under it and only while closing is false, and Shutdown
@@ -141,12 +150,16 @@ func New(opts Options) (*Engine, error) {
 	if opts.Metrics == nil {
 		opts.Metrics = telemetry.NewMetrics(nil)
 	}
+	if opts.Tracing == nil {
+		opts.Tracing = telemetry.NoTracing()
+	}
 	e := &Engine{
 		opts:      opts,
 		log:       opts.Logger,
 		store:     opts.Store,
 		caller:    opts.Caller,
 		metrics:   opts.Metrics,
+		tracing:   opts.Tracing,
 		stops:     map[*targetRunner]context.CancelFunc{},
 		waiters:   map[string]chan struct{}{},
 		memo:      newMemo(memoMax),
@@ -158,6 +171,7 @@ func New(opts Options) (*Engine, error) {
 		return nil, err
 	}
 	e.gen.Store(g)
+	e.initMetrics()
 	e.metrics.SetHosts(e.hostSamples)
 	return e, nil
 }
@@ -282,6 +296,12 @@ func (e *Engine) enter() bool {
 	e.inflight.Add(1)
 	return true
 }
+
+// Metrics returns the engine's metrics.
+func (e *Engine) Metrics() *telemetry.Metrics { return e.metrics }
+
+// Tracing returns the engine's tracing.
+func (e *Engine) Tracing() *telemetry.Tracing { return e.tracing }
 
 // Store returns the engine's store (nil when no route is durable).
 func (e *Engine) Store() store.Store { return e.store }

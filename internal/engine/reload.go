@@ -60,7 +60,15 @@ func (e *Engine) compile(cfg *config.Config, old *generation) (*generation, erro
 				continue
 			}
 		}
-		g.targets[name] = newTargetRunner(e, tc)
+		tr := newTargetRunner(e, tc)
+		if err := trustEndpoint(tr.endpoint, tc); err != nil {
+			return nil, fmt.Errorf("engine: target %s: %w", name, err)
+		}
+		g.targets[name] = tr
+	}
+	// The runners tandem makes itself (on_complete publish and callbacks).
+	if err := e.setupOnComplete(cfg, g.targets, old); err != nil {
+		return nil, err
 	}
 	for _, rc := range cfg.Routes {
 		rp := &routePlan{cfg: rc}
@@ -121,6 +129,7 @@ func (e *Engine) Reload(ctx context.Context, cfg *config.Config) (*ReloadResult,
 	// report (the plan is recompiled either way).
 	res := diffGenerations(old, next)
 	e.gen.Store(next)
+	e.initMetrics()
 	for name, tr := range next.targets {
 		if old.targets[name] != tr && e.loopCtx != nil {
 			e.startLoop(tr)
