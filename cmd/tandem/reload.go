@@ -60,6 +60,8 @@ type reloader struct {
 	// override applies the command line's overrides (--listen) to each
 	// file loaded, as serve did to the first.
 	override func(*config.Config)
+	// stopHandler ends the background work of the handler in force.
+	stopHandler context.CancelFunc
 }
 
 // setOverride sets what the command line overrides in every file loaded.
@@ -79,9 +81,16 @@ func hashOf(data []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// handler builds the HTTP handler for cfg.
-func (r *reloader) handler(cfg *config.Config) (http.Handler, error) {
-	return api.New(api.Options{Engine: r.eng, Config: cfg, Registry: r.reg, Metrics: r.metrics, Logger: r.log, Version: shortVersion(), Sources: r.srcs, Context: r.ctx, Reloader: r})
+// handler builds the HTTP handler for cfg. Its background work (a JWKS
+// refresh) ends with cancel, called when a reload replaces it.
+func (r *reloader) handler(cfg *config.Config) (http.Handler, context.CancelFunc, error) {
+	ctx, cancel := context.WithCancel(r.ctx)
+	h, err := api.New(api.Options{Engine: r.eng, Config: cfg, Registry: r.reg, Metrics: r.metrics, Logger: r.log, Version: shortVersion(), Sources: r.srcs, Context: ctx, Reloader: r})
+	if err != nil {
+		cancel()
+		return nil, nil, err
+	}
+	return h, cancel, nil
 }
 
 // ConfigInfo describes the config in force.
@@ -148,15 +157,20 @@ func (r *reloader) swap(ctx context.Context, data []byte, hash string) (*api.Rel
 	if keys := restartKeys(r.cfg, cfg); len(keys) > 0 {
 		return nil, &api.RestartNeededError{Keys: keys}
 	}
-	h, err := r.handler(cfg)
+	h, stop, err := r.handler(cfg)
 	if err != nil {
 		return nil, err
 	}
 	res, err := r.eng.Reload(ctx, cfg)
 	if err != nil {
+		stop()
 		return nil, err
 	}
 	r.live.set(h)
+	if r.stopHandler != nil {
+		r.stopHandler() // the replaced handler's background work
+	}
+	r.stopHandler = stop
 	r.cfg = cfg
 	r.info = api.ConfigInfo{Version: r.info.Version + 1, Hash: hash, LoadedAt: time.Now().UTC()}
 	r.log.Info("config reloaded", "version", r.info.Version, "hash", hash[:12],

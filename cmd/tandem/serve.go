@@ -114,7 +114,8 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ln net.
 	rl := newReloader(cfg, configBytes(cfg), time.Now())
 	rl.log, rl.eng, rl.live, rl.reg, rl.metrics, rl.srcs, rl.ctx = logger, eng, &liveHandler{}, reg, metrics, srcs, bg
 	metrics.ConfigVersion(1)
-	h, err := rl.handler(cfg)
+	h, stopHandler, err := rl.handler(cfg)
+	rl.stopHandler = stopHandler
 	if err != nil {
 		cancel()
 		closeStore(st)
