@@ -51,7 +51,11 @@ type reloader struct {
 	reg     *prometheus.Registry
 	metrics *telemetry.Metrics
 	srcs    *source.Manager
-	ctx     context.Context // the server's background context, for handlers
+	// base holds the handler's options that do not come from the config
+	// (live events, the background context); dashboard builds /ui/ for a
+	// config. Both optional.
+	base      api.Options
+	dashboard func(*config.Config) (http.Handler, error)
 
 	mu     sync.Mutex // one reload at a time; guards the fields below
 	cfg    *config.Config
@@ -60,8 +64,9 @@ type reloader struct {
 	// override applies the command line's overrides (--listen) to each
 	// file loaded, as serve did to the first.
 	override func(*config.Config)
-	// stopHandler ends the background work of the handler in force.
-	stopHandler context.CancelFunc
+	// pending ends the background work of the handler handler built
+	// last; current that of the handler in force.
+	pending, current context.CancelFunc
 }
 
 // setOverride sets what the command line overrides in every file loaded.
@@ -81,16 +86,34 @@ func hashOf(data []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// handler builds the HTTP handler for cfg. Its background work (a JWKS
-// refresh) ends with cancel, called when a reload replaces it.
-func (r *reloader) handler(cfg *config.Config) (http.Handler, context.CancelFunc, error) {
-	ctx, cancel := context.WithCancel(r.ctx)
-	h, err := api.New(api.Options{Engine: r.eng, Config: cfg, Registry: r.reg, Metrics: r.metrics, Logger: r.log, Version: shortVersion(), Sources: r.srcs, Context: ctx, Reloader: r})
+// handler builds the HTTP handler for cfg.
+func (r *reloader) handler(cfg *config.Config) (http.Handler, error) {
+	o := r.base
+	o.Engine, o.Config, o.Registry, o.Metrics, o.Logger = r.eng, cfg, r.reg, r.metrics, r.log
+	o.Version, o.Sources, o.Reloader = shortVersion(), r.srcs, r
+	// The handler's background work (a JWKS refresh) ends when a reload
+	// replaces it: each handler runs under its own context.
+	parent := o.Context
+	if parent == nil {
+		parent = context.Background()
+	}
+	ctx, cancel := context.WithCancel(parent)
+	o.Context = ctx
+	if r.dashboard != nil {
+		ui, err := r.dashboard(cfg)
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		o.UI = ui
+	}
+	h, err := api.New(o)
 	if err != nil {
 		cancel()
-		return nil, nil, err
+		return nil, err
 	}
-	return h, cancel, nil
+	r.pending = cancel
+	return h, nil
 }
 
 // ConfigInfo describes the config in force.
@@ -157,20 +180,21 @@ func (r *reloader) swap(ctx context.Context, data []byte, hash string) (*api.Rel
 	if keys := restartKeys(r.cfg, cfg); len(keys) > 0 {
 		return nil, &api.RestartNeededError{Keys: keys}
 	}
-	h, stop, err := r.handler(cfg)
+	h, err := r.handler(cfg)
 	if err != nil {
 		return nil, err
 	}
+	stop := r.pending
 	res, err := r.eng.Reload(ctx, cfg)
 	if err != nil {
 		stop()
 		return nil, err
 	}
 	r.live.set(h)
-	if r.stopHandler != nil {
-		r.stopHandler() // the replaced handler's background work
+	if r.current != nil {
+		r.current() // the replaced handler's background work
 	}
-	r.stopHandler = stop
+	r.current = stop
 	r.cfg = cfg
 	r.info = api.ConfigInfo{Version: r.info.Version + 1, Hash: hash, LoadedAt: time.Now().UTC()}
 	r.log.Info("config reloaded", "version", r.info.Version, "hash", hash[:12],

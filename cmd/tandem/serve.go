@@ -15,9 +15,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tandem-run/tandem/internal/api"
 	"github.com/tandem-run/tandem/internal/certfile"
 	"github.com/tandem-run/tandem/internal/config"
 	"github.com/tandem-run/tandem/internal/engine"
+	"github.com/tandem-run/tandem/internal/events"
 	"github.com/tandem-run/tandem/internal/source"
 	"github.com/tandem-run/tandem/internal/store"
 	"github.com/tandem-run/tandem/internal/store/postgres"
@@ -43,6 +45,12 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	tuneGC(m.Getenv)
+	stopProfiles, err := startProfiles(m.Getenv("TANDEM_PROFILE_DIR"))
+	if err != nil {
+		return err
+	}
+	defer stopProfiles()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP) // reload.go: SIGHUP reloads the config
 	defer signal.Stop(hup)
@@ -97,25 +105,32 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ln net.
 		cancel()
 		return nil, err
 	}
+	// The engine, the sources and the API write through the hub's
+	// wrapper, so the live events (GET /v1/events, /ui/) see every change;
+	// replica work (startReplica) uses st itself.
+	hub := events.New(events.Options{Store: st, Logger: logger})
+	wst := hub.Wrap(st)
 	pubs := source.NewPublishers(cfg) // on_complete publish
-	eng, err := engine.New(engine.Options{Config: cfg, Store: st, Logger: logger, Metrics: metrics, Tracing: tracing, Publisher: pubs})
+	eng, err := engine.New(engine.Options{Config: cfg, Store: wst, Logger: logger, Metrics: metrics, Tracing: tracing, Publisher: pubs})
 	if err != nil {
 		cancel()
 		closeStore(st)
 		return nil, err
 	}
-	srcs, err := source.New(source.Options{Config: cfg, Engine: eng, Store: st, Metrics: metrics, Tracing: tracing, Logger: logger})
+	srcs, err := source.New(source.Options{Config: cfg, Engine: eng, Store: wst, Metrics: metrics, Tracing: tracing, Logger: logger})
 	if err != nil {
 		cancel()
 		closeStore(st)
 		return nil, err
 	}
+	stream := api.NewEventStream(api.EventStreamOptions{Hub: hub, Store: st, Logger: logger})
 	// The handler in force is swapped by a reload (reload.go).
 	rl := newReloader(cfg, configBytes(cfg), time.Now())
-	rl.log, rl.eng, rl.live, rl.reg, rl.metrics, rl.srcs, rl.ctx = logger, eng, &liveHandler{}, reg, metrics, srcs, bg
+	rl.log, rl.eng, rl.live, rl.reg, rl.metrics, rl.srcs = logger, eng, &liveHandler{}, reg, metrics, srcs
+	rl.base = api.Options{Context: bg, Events: stream}
+	rl.dashboard = func(c *config.Config) (http.Handler, error) { return newDashboard(c, eng, hub, stream, reg, logger) }
 	metrics.ConfigVersion(1)
-	h, stopHandler, err := rl.handler(cfg)
-	rl.stopHandler = stopHandler
+	h, err := rl.handler(cfg)
 	if err != nil {
 		cancel()
 		closeStore(st)
@@ -142,7 +157,9 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ln net.
 		return nil, err
 	}
 	srcs.Start(bg)
+	go hub.Run(bg)
 	rl.live.set(h)
+	rl.current = rl.pending
 	if cfg.Server.WatchConfig && cfg.File != "" {
 		if err := rl.watch(bg, 250*time.Millisecond); err != nil {
 			logger.Warn("server.watch_config: the config file is not watched", "error", err)
@@ -167,6 +184,9 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ln net.
 			TLSConfig:         tlsCfg,
 		},
 	}
+	// Event streams never end by themselves: end them when shutdown begins,
+	// or http.Server.Shutdown would wait the whole grace for them.
+	s.http.RegisterOnShutdown(hub.Close)
 	go func() {
 		if tlsCfg != nil {
 			// The certificate comes from TLSConfig.GetCertificate, reloaded

@@ -232,8 +232,8 @@ var Offsets = map[string]int{
 	"PAYMENTS_URL": 0, "INVENTORY_URL": 1,
 	"USERS_URL": 2, "EMAIL_URL": 3, "CRM_URL": 4,
 	"ARTICLES_URL": 5, "SEARCH_URL": 6, "SUBSCRIBERS_URL": 7,
-	"PRODUCTS_A_URL": 10, "PRODUCTS_B_URL": 11, "LEVELS_URL": 12,
 	"BILLING_URL": 8, "SHIPPING_URL": 9,
+	"PRODUCTS_A_URL": 10, "PRODUCTS_B_URL": 11, "LEVELS_URL": 12,
 }
 
 // Names lists the examples that have sample services.

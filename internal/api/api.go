@@ -44,12 +44,17 @@ type Options struct {
 	Version string
 	// Sources, when set, is served at GET /v1/sources (sources.go).
 	Sources Sources
-	// Reloader, when set, serves GET /v1/config and POST
-	// /v1/config/reload (config.go).
-	Reloader ConfigReloader
 	// Context ends the handler's background work (the JWKS refresh of
 	// auth.jwt.jwks_url). Default context.Background().
 	Context context.Context
+	// Events, when set, serves GET /v1/events and
+	// GET /v1/messages/{id}/events (events.go).
+	Events *EventStream
+	// UI, when set, is served at /ui/ (the dashboard, internal/ui).
+	UI http.Handler
+	// Reloader, when set, serves GET /v1/config and POST
+	// /v1/config/reload (config.go).
+	Reloader ConfigReloader
 }
 
 // server is the state shared by all handlers.
@@ -66,12 +71,12 @@ type server struct {
 	methods []string
 	// sources are the broker sources, if any (sources.go).
 	sources Sources
-	// reloader reloads the config file (config.go).
-	reloader ConfigReloader
 	// metrics counts rejected route requests and admin requests.
 	metrics *telemetry.Metrics
 	// routeOf maps a route's ServeMux pattern to the route's name.
 	routeOf map[string]string
+	// reloader reloads the config file (config.go).
+	reloader ConfigReloader
 }
 
 // New builds tandem's HTTP handler: the configured routes, the admin API
@@ -148,6 +153,17 @@ func (s *server) routes(opts Options) error {
 			continue // fed by a broker (internal/source), not served
 		}
 		if err := s.registerRoute(api, rt); err != nil {
+			return err
+		}
+	}
+	if opts.Events != nil {
+		documentEvents(api)
+		if err := s.registerEvents(opts.Events); err != nil {
+			return err
+		}
+	}
+	if opts.UI != nil {
+		if err := s.mountUI(opts.UI); err != nil {
 			return err
 		}
 	}

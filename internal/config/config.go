@@ -46,10 +46,6 @@ type Server struct {
 	// API. Default nil: off, no CORS headers are sent, and OPTIONS answers
 	// 405.
 	CORS *CORS `yaml:"cors"`
-	// WatchConfig reloads the config file when it changes on disk (the
-	// directory is watched, so an editor's replace counts), as SIGHUP and
-	// POST /v1/config/reload do. Default false.
-	WatchConfig bool `yaml:"watch_config"`
 	// CallbackHosts are the hosts a Callback-Url request header may name
 	// (exact names or IPs, or "*.example.com"); loopback, private and
 	// link-local addresses only when listed exactly. Default none: a
@@ -58,6 +54,10 @@ type Server struct {
 	// TLS serves HTTPS, optionally with client certificates (mutual TLS).
 	// Default nil: plain HTTP.
 	TLS *ServerTLS `yaml:"tls"`
+	// WatchConfig reloads the config file when it changes on disk (the
+	// directory is watched, so an editor's replace counts), as SIGHUP and
+	// POST /v1/config/reload do. Default false.
+	WatchConfig bool `yaml:"watch_config"`
 }
 
 // CORS configures cross-origin requests from browsers (server.cors).
@@ -406,14 +406,14 @@ type Route struct {
 	Steps []*Step `yaml:"steps"`
 	// Response shapes the answer of respond: all or a list (templates).
 	Response *Response `yaml:"response"`
-	// Cache keeps merged answers of a durable: false route in memory.
-	// Default nil: no cache.
-	Cache *Cache `yaml:"cache"`
 	// OnComplete sends the final summary onward (oncomplete.go).
 	OnComplete *OnComplete `yaml:"on_complete"`
 	// Auth lists scopes that grant sending to this route, beside
 	// ingest:<route>. Default none.
 	Auth *RouteAuth `yaml:"auth"`
+	// Cache keeps merged answers of a durable: false route in memory.
+	// Default nil: no cache.
+	Cache *Cache `yaml:"cache"`
 }
 
 // Cache is a durable: false route's response cache (routes[].cache).

@@ -56,6 +56,12 @@
 //   - durable: false routes never touch the store; their retries run inside
 //     the route's deadline, and their idempotency keys live in a bounded
 //     in-memory memo (idempotency.go).
+//   - Tracing (trace.go): an ingest's span continues the caller's
+//     traceparent (or the broker source's consumer span), and a durable
+//     message is committed with that span's context, so every attempt and
+//     compensation, on any replica and after any restart, is a client
+//     span under it, in one trace; the target gets the attempt's span as
+//     its traceparent.
 //   - The config in force is one generation (reload.go), read through
 //     cur(); nothing keeps routes or targets elsewhere. A reload swaps the
 //     whole generation at once; an unchanged target keeps its runner (and
@@ -67,10 +73,4 @@
 //   - Caches of durable: false routes (cache.go) keep only answers whose
 //     every step succeeded, keyed by the caller's credentials unless
 //     shared, and start empty at each reload.
-//   - Tracing (trace.go): an ingest's span continues the caller's
-//     traceparent (or the broker source's consumer span), and a durable
-//     message is committed with that span's context, so every attempt and
-//     compensation, on any replica and after any restart, is a client
-//     span under it, in one trace; the target gets the attempt's span as
-//     its traceparent.
 package engine

@@ -24,6 +24,8 @@ type generation struct {
 	// changed, so the stored messages of a removed route still finish,
 	// and a step a changed route no longer has still runs as it was.
 	retired map[string]*routePlan
+	// oc: on_complete deliveries and callbacks (oncomplete.go).
+	oc *onCompleteState
 }
 
 // cur returns the generation in force.
@@ -66,8 +68,7 @@ func (e *Engine) compile(cfg *config.Config, old *generation) (*generation, erro
 		}
 		g.targets[name] = tr
 	}
-	// The runners tandem makes itself (on_complete publish and callbacks).
-	if err := e.setupOnComplete(cfg, g.targets, old); err != nil {
+	if err := e.setupOnComplete(g, old); err != nil {
 		return nil, err
 	}
 	for _, rc := range cfg.Routes {

@@ -64,12 +64,6 @@ type Endpoint struct {
 	// MaxResponseBody caps the response body kept; the rest is drained and
 	// dropped. Default DefaultMaxResponseBody; negative keeps nothing.
 	MaxResponseBody int64
-	// Hosts, when set, spreads attempts over several hosts (hosts.go);
-	// URL is then the first host's. Default nil: URL alone.
-	Hosts *HostPool
-	// Contract, when set, checks requests before they are sent and
-	// answers after (hosts.go). Default nil.
-	Contract Contract
 	// Sign signs every request (sign.go), each attempt anew. Default none.
 	Sign []Signer
 	// OAuth2 fetches the access token sent as "Authorization: Bearer"
@@ -78,6 +72,12 @@ type Endpoint struct {
 	// TLS sets the CA, client certificate and server name for https
 	// (tls.go). Default: system roots, no client certificate.
 	TLS *TLSClient
+	// Hosts, when set, spreads attempts over several hosts (hosts.go);
+	// URL is then the first host's. Default nil: URL alone.
+	Hosts *HostPool
+	// Contract, when set, checks requests before they are sent and
+	// answers after (hosts.go). Default nil.
+	Contract Contract
 }
 
 // Auth holds an endpoint's credentials. Each non-empty kind is sent; the
