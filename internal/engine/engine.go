@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tandem-run/tandem/internal/config"
+	"github.com/tandem-run/tandem/internal/record"
 	"github.com/tandem-run/tandem/internal/resilience"
 	"github.com/tandem-run/tandem/internal/route"
 	"github.com/tandem-run/tandem/internal/store"
@@ -72,16 +73,18 @@ type Engine struct {
 	metrics *telemetry.Metrics
 	tracing *telemetry.Tracing
 
-	routes  map[string]*routePlan
-	targets map[string]*targetRunner
-	names   []string // route names in config order
+	// gen is the config in force, compiled: routes, targets and their
+	// runners. A reload swaps it whole (reload.go).
+	gen      atomic.Pointer[generation]
+	reloadMu sync.Mutex                           // one reload at a time
+	loopCtx  context.Context                      // the claim loops' context, set by Start
+	stops    map[*targetRunner]context.CancelFunc // each runner's loop; under reloadMu
+	retiring sync.WaitGroup                       // runners replaced by a reload, draining
 
 	waitMu  sync.Mutex
-	waiters map[string]chan struct{} // message id → closed on any change
+	waiters map[string]*waiter // message id → its waiting caller's wake-ups
 
 	memo *memo // idempotency keys of durable: false routes
-
-	oc *onCompleteState // on_complete deliveries and callbacks (oncomplete.go)
 
 	// gate orders every inflight.Add against Shutdown: an ingest enters
 	// (Add) only under it and only while closing is false, and Shutdown
@@ -104,6 +107,7 @@ type routePlan struct {
 	plan   *route.Plan // step graph and templates (request.go)
 	steps  []*stepPlan
 	byName map[string]*stepPlan // forward steps, and compensations by their "<step>.compensate" name
+	cache  *routeCache          // cache.go; nil without routes[].cache
 }
 
 // stepPlan is one step of a plan, forward or compensation, with its
@@ -155,34 +159,18 @@ func New(opts Options) (*Engine, error) {
 		caller:    opts.Caller,
 		metrics:   opts.Metrics,
 		tracing:   opts.Tracing,
-		routes:    map[string]*routePlan{},
-		targets:   map[string]*targetRunner{},
-		waiters:   map[string]chan struct{}{},
+		stops:     map[*targetRunner]context.CancelFunc{},
+		waiters:   map[string]*waiter{},
 		memo:      newMemo(memoMax),
 		closingCh: make(chan struct{}),
 	}
 	e.hardCtx, e.hardStop = context.WithCancel(context.Background())
-	for name, tc := range opts.Config.Targets {
-		tr := newTargetRunner(e, tc)
-		if err := trustEndpoint(tr.endpoint, tc); err != nil {
-			return nil, fmt.Errorf("engine: target %s: %w", name, err)
-		}
-		e.targets[name] = tr
-	}
-	if err := e.setupOnComplete(); err != nil {
+	g, err := e.compile(opts.Config, nil)
+	if err != nil {
 		return nil, err
 	}
-	for _, rc := range opts.Config.Routes {
-		rp := &routePlan{cfg: rc}
-		if rc.IsDurable() && opts.Store == nil {
-			return nil, fmt.Errorf("engine: route %s is durable but there is no store", rc.Name)
-		}
-		if err := e.compilePlan(rp); err != nil {
-			return nil, err
-		}
-		e.routes[rc.Name] = rp
-		e.names = append(e.names, rc.Name)
-	}
+	e.gen.Store(g)
+	e.metrics.SetHosts(e.hostSamples)
 	e.initMetrics()
 	return e, nil
 }
@@ -204,13 +192,12 @@ func (e *Engine) Start(ctx context.Context) error {
 	}
 	e.discardStranded(ctx)
 	loopCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	e.reloadMu.Lock()
+	defer e.reloadMu.Unlock()
 	e.stopLoops = cancel
-	for _, tr := range e.targets {
-		e.loops.Add(1)
-		go func() {
-			defer e.loops.Done()
-			tr.loop(loopCtx)
-		}()
+	e.loopCtx = loopCtx
+	for _, tr := range e.cur().targets {
+		e.startLoop(tr)
 	}
 	return nil
 }
@@ -230,25 +217,31 @@ func (e *Engine) discardStranded(ctx context.Context) {
 		return
 	}
 	for _, ts := range stats {
-		if e.targets[ts.Target] != nil || ts.Due+ts.Scheduled+ts.Waiting+ts.Running == 0 {
+		if e.cur().targets[ts.Target] != nil || ts.Due+ts.Scheduled+ts.Waiting+ts.Running == 0 {
 			continue
 		}
-		reason := fmt.Sprintf("target %q is no longer configured", ts.Target)
-		total := 0
-		for {
-			n, err := e.store.DeliveryDiscard(ctx, &store.DeliveryDiscardParams{Target: ts.Target, Reason: reason, Limit: discardBatch, Now: &now})
-			total += n
-			if err != nil {
-				e.log.Warn("dead-letter deliveries of a removed target", "target", ts.Target, "error", err)
-				break
-			}
-			if n < discardBatch {
-				break
-			}
+		e.discardTarget(ctx, ts.Target, now)
+	}
+}
+
+// discardTarget dead-letters the open deliveries of one target that is
+// no longer configured (running ones whose lease has not ended excepted).
+func (e *Engine) discardTarget(ctx context.Context, name string, now time.Time) {
+	reason := fmt.Sprintf("target %q is no longer configured", name)
+	total := 0
+	for {
+		n, err := e.store.DeliveryDiscard(ctx, &store.DeliveryDiscardParams{Target: name, Reason: reason, Limit: discardBatch, Now: &now})
+		total += n
+		if err != nil {
+			e.log.Warn("dead-letter deliveries of a removed target", "target", name, "error", err)
+			break
 		}
-		if total > 0 {
-			e.log.Warn("deliveries of a target that is no longer configured dead-lettered; replay them once it is back", "target", ts.Target, "deliveries", total)
+		if n < discardBatch {
+			break
 		}
+	}
+	if total > 0 {
+		e.log.Warn("deliveries of a target that is no longer configured dead-lettered; replay them once it is back", "target", name, "deliveries", total)
 	}
 }
 
@@ -271,6 +264,7 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	e.loops.Wait()
 	done := make(chan struct{})
 	go func() {
+		e.retiring.Wait()
 		e.attempts.Wait()
 		e.inflight.Wait()
 		close(done)
@@ -312,16 +306,17 @@ func (e *Engine) Tracing() *telemetry.Tracing { return e.tracing }
 func (e *Engine) Store() store.Store { return e.store }
 
 // Config returns the engine's config.
-func (e *Engine) Config() *config.Config { return e.opts.Config }
+func (e *Engine) Config() *config.Config { return e.cur().cfg }
 
 // Owner returns the name this engine's workers hold leases under.
 func (e *Engine) Owner() string { return e.opts.Owner }
 
 // Routes describes the configured routes, in config order.
 func (e *Engine) Routes() []RouteInfo {
-	out := make([]RouteInfo, 0, len(e.names))
-	for _, n := range e.names {
-		rc := e.routes[n].cfg
+	g := e.cur()
+	out := make([]RouteInfo, 0, len(g.names))
+	for _, n := range g.names {
+		rc := g.routes[n].cfg
 		ri := RouteInfo{Name: rc.Name, Method: rc.Method, Path: rc.Path, Durable: rc.IsDurable(), Saga: rc.Saga, Deadline: rc.Deadline.D()}
 		if rc.Method == "" {
 			ri.Method = http.MethodPost
@@ -335,7 +330,7 @@ func (e *Engine) Routes() []RouteInfo {
 			ri.Respond = rc.Respond.Steps
 		}
 		seen := map[string]bool{}
-		for _, s := range e.routes[n].plan.Steps {
+		for _, s := range g.routes[n].plan.Steps {
 			ri.Steps = append(ri.Steps, s.Name)
 			if !seen[s.Target] {
 				seen[s.Target] = true
@@ -394,21 +389,40 @@ func (e *Engine) Ready(ctx context.Context) error {
 func (e *Engine) Wake(targetName string) { e.wake(targetName) }
 
 func (e *Engine) wake(targetName string) {
-	if tr := e.targets[targetName]; tr != nil {
+	if tr := e.cur().targets[targetName]; tr != nil {
 		tr.poke()
 	}
 }
 
-// subscribe returns a channel closed at the next change of the message.
-func (e *Engine) subscribe(id string) <-chan struct{} {
+// waiter is how a caller waiting for its message (respond: all or a list
+// of steps) hears of changes: ch is closed at each change and replaced,
+// under Engine.waitMu, so no change falls between two waits; status is
+// the message's status the change left, when the change knew it.
+type waiter struct {
+	ch     chan struct{}
+	status record.MessageStatus // "" when the change did not say
+}
+
+// subscribe returns the message's waiter, made if need be, and the
+// channel closed at its next change: taken now, so a change that comes
+// before the caller first waits is not missed.
+func (e *Engine) subscribe(id string) (*waiter, <-chan struct{}) {
 	e.waitMu.Lock()
 	defer e.waitMu.Unlock()
-	ch := e.waiters[id]
-	if ch == nil {
-		ch = make(chan struct{})
-		e.waiters[id] = ch
+	w := e.waiters[id]
+	if w == nil {
+		w = &waiter{ch: make(chan struct{})}
+		e.waiters[id] = w
 	}
-	return ch
+	return w, w.ch
+}
+
+// next returns the channel closed at the waiter's next change, and the
+// status the last change left.
+func (e *Engine) next(w *waiter) (<-chan struct{}, record.MessageStatus) {
+	e.waitMu.Lock()
+	defer e.waitMu.Unlock()
+	return w.ch, w.status
 }
 
 func (e *Engine) unsubscribe(id string) {
@@ -417,15 +431,23 @@ func (e *Engine) unsubscribe(id string) {
 	e.waitMu.Unlock()
 }
 
-// notify wakes everyone waiting on the message.
-func (e *Engine) notify(id string) {
+// notify wakes everyone waiting on the message; they read it again.
+func (e *Engine) notify(id string) { e.notifyStatus(id, "") }
+
+// notifyStatus wakes everyone waiting on the message and tells them its
+// status now, so a caller whose answer needs a final status need not read
+// the message while it has none.
+func (e *Engine) notifyStatus(id string, status record.MessageStatus) {
 	e.waitMu.Lock()
-	ch := e.waiters[id]
-	if ch != nil {
-		delete(e.waiters, id)
-	}
-	e.waitMu.Unlock()
-	if ch != nil {
-		close(ch)
+	defer e.waitMu.Unlock()
+	if w := e.waiters[id]; w != nil {
+		// Completions committed together notify in any order: a status
+		// that is not terminal never hides a terminal one told before it
+		// (a read, which a terminal status brings, shows the truth).
+		if status == "" || !w.status.Terminal() {
+			w.status = status
+		}
+		close(w.ch)
+		w.ch = make(chan struct{})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -30,7 +31,7 @@ func newID() string {
 // ErrIdempotencyInFlight (409: the key's first request still waits for
 // its answer), store.ErrUnavailable (503).
 func (e *Engine) Ingest(ctx context.Context, route string, in *Inbound) (*Answer, error) {
-	rp := e.routes[route]
+	rp := e.cur().routes[route]
 	if rp == nil {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownRoute, route)
 	}
@@ -48,7 +49,7 @@ func (e *Engine) Ingest(ctx context.Context, route string, in *Inbound) (*Answer
 	if rp.cfg.IsDurable() {
 		ans, err = e.ingestDurable(ctx, rp, in)
 	} else {
-		ans, err = e.fanOutOnce(ctx, rp, in)
+		ans, err = e.fanOutCached(ctx, rp, in) // cache.go
 	}
 	code := IngestCode(err)
 	if err == nil {
@@ -92,10 +93,13 @@ func (e *Engine) ingestDurable(ctx context.Context, rp *routePlan, in *Inbound) 
 	e.keepTraceContext(ctx, &msg)
 	ds := append(rp.deliveries(now), rp.onCompleteDeliveries(in)...)
 	waiting := rp.cfg.Respond.Mode != "" && rp.cfg.Respond.Mode != config.RespondAccepted
-	var changed <-chan struct{}
+	var (
+		w       *waiter
+		changed <-chan struct{}
+	)
 	if waiting {
 		// Subscribe before the insert so no completion can slip between.
-		changed = e.subscribe(msg.ID)
+		w, changed = e.subscribe(msg.ID)
 		defer e.unsubscribe(msg.ID)
 	}
 	res, err := e.store.MessageInsert(ctx, &store.MessageInsertParams{Message: msg, Deliveries: ds, Now: &now})
@@ -133,7 +137,7 @@ func (e *Engine) ingestDurable(ctx context.Context, rp *routePlan, in *Inbound) 
 			Repeat:     res.Existing,
 		}, nil
 	}
-	ans, err := e.await(ctx, rp, id, changed)
+	ans, err := e.await(ctx, rp, id, w, changed, !res.Existing)
 	if err != nil {
 		return nil, err
 	}
@@ -183,34 +187,72 @@ func (rp *routePlan) deliveries(now time.Time) []record.Delivery {
 
 // await waits until the route's respond point is reached for message id,
 // or the route's deadline passes (then 202 with the current status).
-func (e *Engine) await(ctx context.Context, rp *routePlan, id string, changed <-chan struct{}) (*Answer, error) {
+//
+// A fresh message (just inserted) has no final delivery yet, so await
+// does not read it at once. A respond: all caller is told the message's
+// status by each local completion, and reads the message (deliveries,
+// attempts) only once that status is terminal: one read per request, not
+// one per finished delivery. A wake-up that does not say (a replay) and
+// the poll (another replica may be delivering) read it anyway.
+func (e *Engine) await(ctx context.Context, rp *routePlan, id string, w *waiter, changed <-chan struct{}, fresh bool) (*Answer, error) {
 	timer := time.NewTimer(routeDeadline(rp))
 	defer timer.Stop()
 	poll := time.NewTicker(e.opts.WaitPoll)
 	defer poll.Stop()
-	for {
-		md, err := e.store.MessageGet(context.WithoutCancel(ctx), id)
+	all := rp.cfg.Respond.Mode == config.RespondAll
+	var md *record.MessageDetail
+	read := func() error {
+		var err error
+		md, err = e.store.MessageGet(context.WithoutCancel(ctx), id)
 		if err != nil {
-			return nil, fmt.Errorf("read message: %w", err)
+			return fmt.Errorf("read message: %w", err)
 		}
-		if ans, done := e.answerFor(rp, md, false); done {
-			return ans, nil
+		return nil
+	}
+	// late answers where the message is now, reading it if need be.
+	late := func() (*Answer, error) {
+		if md == nil {
+			if err := read(); err != nil {
+				return nil, err
+			}
+		}
+		ans, _ := e.answerFor(rp, md, true)
+		return ans, nil
+	}
+	stale := !fresh
+	for {
+		if stale {
+			if err := read(); err != nil {
+				return nil, err
+			}
+			if ans, done := e.answerFor(rp, md, false); done {
+				return ans, nil
+			}
+			stale = false
 		}
 		select {
 		case <-changed:
-			changed = e.subscribe(id)
+			var status record.MessageStatus
+			changed, status = e.next(w)
+			// A status that is not terminal cannot complete a respond:
+			// all answer; anything else, read.
+			stale = !all || status == "" || status.Terminal()
+			if !stale {
+				md = nil // what was read is older than this change
+			}
 		case <-poll.C:
+			stale = true
 		case <-timer.C:
-			ans, _ := e.answerFor(rp, md, true)
-			return ans, nil
+			md = nil
+			return late()
 		case <-e.closingCh:
 			// Shutting down: the message is durable; answer where it is.
-			ans, _ := e.answerFor(rp, md, true)
-			return ans, nil
+			md = nil
+			return late()
 		case <-ctx.Done():
 			// The caller left; the message is durable and goes on.
-			ans, _ := e.answerFor(rp, md, true)
-			return ans, nil
+			md = nil
+			return late()
 		}
 	}
 }
@@ -291,8 +333,8 @@ func (e *Engine) shape(rp *routePlan, ans *Answer, msg *record.Message, ds []rec
 // attempts took.
 func stepAnswer(d record.Delivery, took time.Duration) StepAnswer {
 	sa := StepAnswer{Status: d.Status, HTTPStatus: d.ResponseStatus, Attempts: d.Attempts, Error: d.LastError, DurationMS: took.Milliseconds()}
-	if d.Status == record.DeliverySucceeded {
-		sa.Error = ""
+	if d.Status == record.DeliverySucceeded && !strings.HasPrefix(d.LastError, "contract: ") {
+		sa.Error = "" // but a broken contract stays flagged
 	}
 	if len(d.ResponseBody) > 0 {
 		sa.Body = record.JSONBody(d.ResponseBody)
