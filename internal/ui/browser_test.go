@@ -222,7 +222,8 @@ func TestBrowserScreenshots(t *testing.T) {
 	dead := s.send(t, "/orders", `{"total": 7}`)
 	s.inventory.status.Store(409)
 	s.payments.failFirst.Store(2) // two transient failures, then success
-	saga := s.send(t, "/place-order", `{"items": ["a", "b"], "total": 12}`, "Idempotency-Key", "order-1001")
+	saga := s.send(t, "/place-order", `{"items": ["a", "b"], "total": 12}`, "Idempotency-Key", "order-1001",
+		"Traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
 	waitFor(t, "the saga to be compensated", func() bool { return s.messageStatus(t, saga) == "compensated" })
 	waitFor(t, "the dead letter", func() bool { return s.messageStatus(t, dead) == "partially_succeeded" })
 
