@@ -121,6 +121,7 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ln net.
 			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		},
 	}
+	api.ConfigureServer(s.http, cfg) // timeouts and header cap from server.*
 	go func() { s.served <- s.http.Serve(ln) }()
 	logger.Info("tandem serving", "addr", ln.Addr().String(), "store", cfg.Store.Driver, "routes", len(cfg.Routes), "targets", len(cfg.Targets), "version", shortVersion())
 	return s, nil
@@ -187,7 +188,7 @@ func openStore(ctx context.Context, cfg *config.Config, logger *slog.Logger, met
 	default:
 		st, err := sqlite.Open(ctx, sqlite.Config{DSN: cfg.Store.DSN, UnsafeAsyncCommit: cfg.Store.UnsafeAsyncCommit, Logger: logger, OnBatch: metrics.ObserveBatch})
 		if err != nil {
-			return nil, fmt.Errorf("open sqlite store %s: %w", cfg.Store.DSN, err)
+			return nil, fmt.Errorf("open sqlite store %s: %w", config.RedactDSN(cfg.Store.DSN), err)
 		}
 		return st, nil
 	}

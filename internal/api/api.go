@@ -54,6 +54,8 @@ type server struct {
 	methods []string
 	// sources are the broker sources, if any (sources.go).
 	sources Sources
+	// waiting caps callers waiting for answers (limits.go); nil: no cap.
+	waiting *waitCap
 }
 
 // New builds tandem's HTTP handler: the configured routes, the admin API
@@ -92,6 +94,9 @@ func New(opts Options) (http.Handler, error) {
 	}
 	if s.maxBody <= 0 {
 		s.maxBody = defaultMaxBody
+	}
+	if n := cfg.Server.MaxWaiting; n > 0 {
+		s.waiting = &waitCap{max: int64(n)}
 	}
 	if err := s.routes(opts); err != nil {
 		return nil, fmt.Errorf("api: %w", err)
@@ -186,9 +191,14 @@ func (m *adminMux) HandleFunc(pattern string, h func(http.ResponseWriter, *http.
 // ServeHTTP serves through the server's mux.
 func (m *adminMux) ServeHTTP(w http.ResponseWriter, r *http.Request) { m.s.mux.ServeHTTP(w, r) }
 
-// adminOnly lets a request through when the admin auth check passes.
+// adminOnly lets a request through when the admin guard (guard.go) and
+// the admin auth check pass.
 func (s *server) adminOnly(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p := s.adminGuard(r); p != nil {
+			writeProblem(w, r, p)
+			return
+		}
 		if p := s.auth.admin(r); p != nil {
 			writeProblem(w, r, p)
 			return

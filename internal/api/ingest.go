@@ -21,8 +21,9 @@ import (
 // maxIdempotencyKey is the longest Idempotency-Key accepted.
 const maxIdempotencyKey = 255
 
-// strippedHeaders never reach the engine: credentials of the caller.
-var strippedHeaders = []string{"Authorization", "Cookie", "Proxy-Authorization"}
+// strippedHeaders never reach the engine: credentials of the caller. The
+// engine keeps only the route's store_headers of the rest.
+var strippedHeaders = []string{"Authorization", "Cookie", "Proxy-Authorization", "X-Api-Key"}
 
 // registerRoute serves one configured route and documents it in the
 // OpenAPI document.
@@ -34,7 +35,8 @@ func (s *server) registerRoute(api huma.API, rt *config.Route) error {
 	if err != nil {
 		return fmt.Errorf("route %s: %w", rt.Name, err)
 	}
-	if err := s.handle(pattern, s.ingestHandler(rt.Name)); err != nil {
+	waits := rt.Respond.Mode != "" && rt.Respond.Mode != config.RespondAccepted
+	if err := s.handle(pattern, s.ingestHandler(rt.Name, waits)); err != nil {
 		return fmt.Errorf("route %s: %w", rt.Name, err)
 	}
 	documentRoute(api, rt)
@@ -43,7 +45,7 @@ func (s *server) registerRoute(api huma.API, rt *config.Route) error {
 
 // ingestHandler serves one route: check auth and input, hand the request
 // to the engine, write its answer.
-func (s *server) ingestHandler(route string) http.Handler {
+func (s *server) ingestHandler(route string, waits bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if p := s.auth.ingest(r, route); p != nil {
 			writeProblem(w, r, p)
@@ -58,7 +60,20 @@ func (s *server) ingestHandler(route string) http.Handler {
 			writeProblem(w, r, unavailable("the engine is not running"))
 			return
 		}
+		in.Caller = s.callerOf(r)
+		if wait := s.waiting; wait != nil && waits {
+			if !wait.enter() {
+				writeProblem(w, r, overloaded(wait.max))
+				return
+			}
+			defer wait.leave()
+		}
 		ans, err := s.eng.Ingest(r.Context(), route, in)
+		var se *engine.SchemaError
+		if errors.As(err, &se) {
+			writeProblem(w, r, schemaProblem(se))
+			return
+		}
 		if err != nil {
 			writeProblem(w, r, s.errorProblem(r.Context(), "ingest on route "+route, true, err))
 			return

@@ -111,6 +111,7 @@ func setDefaults(c *Config) {
 			}
 		}
 	}
+	edgeDefaults(c)
 }
 
 func targetDefaults(t *Target) {

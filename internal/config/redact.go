@@ -2,6 +2,7 @@ package config
 
 import (
 	"net/url"
+	"strings"
 	"reflect"
 	"regexp"
 )
@@ -55,11 +56,24 @@ func (c *Config) Redacted() *Config {
 	for i := range cp.Auth.Keys {
 		hide(&cp.Auth.Keys[i].Hash)
 	}
-	cp.Store.DSN = redactDSN(cp.Store.DSN)
+	cp.Store.DSN = RedactDSN(cp.Store.DSN)
 	return cp
 }
 
 var dsnPassword = regexp.MustCompile(`(?i)(password\s*=\s*)('[^']*'|\S+)`)
+
+// RedactDSN returns a DSN safe to print: the password of a URL or
+// key=value DSN is hidden, and so is the query of a SQLite file DSN
+// (it may carry a key or password pragma).
+func RedactDSN(dsn string) string {
+	out := redactDSN(dsn)
+	if !strings.Contains(out, "://") {
+		if i := strings.IndexByte(out, '?'); i >= 0 {
+			out = out[:i] + "?xxxxx"
+		}
+	}
+	return out
+}
 
 // redactDSN hides the password of a URL or key=value DSN.
 func redactDSN(dsn string) string {

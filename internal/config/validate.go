@@ -30,6 +30,7 @@ func validate(cfg *Config, c *collector) {
 	}
 	v.sources()
 	v.routes()
+	v.edges()
 }
 
 type validator struct {

@@ -34,6 +34,9 @@ func (e *Engine) Ingest(ctx context.Context, route string, in *Inbound) (*Answer
 	if rp == nil {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownRoute, route)
 	}
+	if err := e.admitInbound(rp, in); err != nil {
+		return nil, err
+	}
 	if !e.enter() {
 		return nil, ErrShuttingDown
 	}

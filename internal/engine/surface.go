@@ -28,6 +28,10 @@ type Inbound struct {
 	Header         http.Header // auth headers already removed by the caller
 	Query          url.Values
 	IdempotencyKey string // the inbound Idempotency-Key header, if any
+	// Caller names who sent the request ("key:<name>", "jwt:<subject>"),
+	// "" when anonymous. Idempotency keys are kept per route and caller
+	// (edges.go).
+	Caller string
 }
 
 // Answer is what the caller of a route gets back.
