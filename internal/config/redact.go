@@ -2,9 +2,9 @@ package config
 
 import (
 	"net/url"
-	"strings"
 	"reflect"
 	"regexp"
+	"strings"
 )
 
 // RedactedValue replaces secret values in Redacted's copy.
