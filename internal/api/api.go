@@ -56,6 +56,9 @@ type server struct {
 	sources Sources
 	// waiting caps callers waiting for answers (limits.go); nil: no cap.
 	waiting *waitCap
+	// routeSchemas are the routes with a JSON Schema, by the name of its
+	// component in the OpenAPI document.
+	routeSchemas map[string]*config.Route
 }
 
 // New builds tandem's HTTP handler: the configured routes, the admin API
@@ -91,6 +94,8 @@ func New(opts Options) (http.Handler, error) {
 		mux:     http.NewServeMux(),
 		targets: cfg.Redacted().Targets,
 		sources: opts.Sources,
+
+		routeSchemas: map[string]*config.Route{},
 	}
 	if s.maxBody <= 0 {
 		s.maxBody = defaultMaxBody
@@ -133,7 +138,7 @@ func (s *server) routes(opts Options) error {
 			return err
 		}
 	}
-	spec, err := openAPIHandler(api)
+	spec, err := s.openAPIHandler(api)
 	if err != nil {
 		return err
 	}

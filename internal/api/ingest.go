@@ -39,7 +39,7 @@ func (s *server) registerRoute(api huma.API, rt *config.Route) error {
 	if err := s.handle(pattern, s.ingestHandler(rt.Name, waits)); err != nil {
 		return fmt.Errorf("route %s: %w", rt.Name, err)
 	}
-	documentRoute(api, rt)
+	s.documentRoute(api, rt)
 	return nil
 }
 
