@@ -196,7 +196,7 @@ func (s *server) documentRoute(api huma.API, rt *config.Route) {
 func (s *server) documentPlain(api huma.API) {
 	reg := api.OpenAPI().Components.Schemas
 	status := &huma.Schema{Type: "object", Required: []string{"status"}, Properties: map[string]*huma.Schema{"status": {Type: "string"}}}
-	sources := reg.Schema(reflect.TypeFor[sourcesView](), true, "SourceList")
+	sources := reg.Schema(reflect.TypeFor[sourceList](), true, "SourceList")
 	for _, d := range []struct {
 		id, path, summary string
 		tag               string

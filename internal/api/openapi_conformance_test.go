@@ -29,8 +29,9 @@ type exchange struct {
 
 // conformanceData fills r's store: a message that succeeded, one whose
 // first step is dead (so its second is skipped: a delivery with no
-// response, null), and returns their ids and the dead delivery's.
-func conformanceData(t *testing.T, r *rig, auth string) (okID, failID, deadID string) {
+// response, null), and returns their ids, the dead delivery's and a
+// succeeded delivery's.
+func conformanceData(t *testing.T, r *rig, auth string) (okID, failID, deadID, doneID string) {
 	t.Helper()
 	h := map[string]string{"Content-Type": "application/json"}
 	if auth != "" {
@@ -59,12 +60,19 @@ func conformanceData(t *testing.T, r *rig, auth string) (okID, failID, deadID st
 		}
 		return false
 	})
-	return okID, failID, deadID
+	_, b := r.do(t, "GET", "/v1/messages/"+okID, nil, h)
+	var md struct {
+		Deliveries []struct{ ID string } `json:"deliveries"`
+	}
+	if err := json.Unmarshal(b, &md); err != nil || len(md.Deliveries) == 0 {
+		t.Fatalf("message %s: %s", okID, b)
+	}
+	return okID, failID, deadID, md.Deliveries[0].ID
 }
 
 // adminExchanges reaches every admin endpoint and every kind of answer
 // the guard and the error table give.
-func adminExchanges(okID, failID, deadID string) []exchange {
+func adminExchanges(okID, failID, deadID, doneID string) []exchange {
 	return []exchange{
 		{method: "GET", path: "/v1/messages", status: 200},
 		{method: "GET", path: "/v1/messages?status=succeeded&limit=1", status: 200},
@@ -87,7 +95,7 @@ func adminExchanges(okID, failID, deadID string) []exchange {
 		{method: "POST", path: "/v1/dead-letters/replay", body: `{"all":true}`, header: map[string]string{"Host": "rebound.example"}, status: 421},
 		{method: "POST", path: "/v1/dead-letters/replay", body: `{"all":true}`, header: map[string]string{"Sec-Fetch-Site": "cross-site"}, status: 403},
 		{method: "POST", path: "/v1/deliveries/" + deadID + "/replay", body: `{}`, status: 200},
-		{method: "POST", path: "/v1/deliveries/" + deadID + "/replay", body: `{}`, status: 409},
+		{method: "POST", path: "/v1/deliveries/" + doneID + "/replay", body: `{}`, status: 409},
 		{method: "POST", path: "/v1/deliveries/nope/replay", body: `{}`, status: 404},
 		{method: "POST", path: "/v1/dead-letters/purge", body: `{"ids":["nope"]}`, status: 200},
 		{method: "POST", path: "/orders", body: `{"a":1}`, header: map[string]string{"Idempotency-Key": "k1"}, status: 202},
@@ -114,10 +122,10 @@ func TestOpenAPIAnswersConform(t *testing.T) {
 				auth = "ops-key"
 			}
 			r := newRig(t, extra)
-			okID, failID, deadID := conformanceData(t, r, auth)
+			okID, failID, deadID, doneID := conformanceData(t, r, auth)
 			doc, router := loadDocument(t, r, auth)
 			_ = doc
-			xs := adminExchanges(okID, failID, deadID)
+			xs := adminExchanges(okID, failID, deadID, doneID)
 			xs = append(xs, exchange{method: "DELETE", path: "/v1/messages", status: 405})
 			if keys {
 				xs = append(xs,

@@ -17,7 +17,7 @@ var answerTypes = []reflect.Type{
 	reflect.TypeFor[tapi.MessageList](), reflect.TypeFor[tapi.MessageDetail](),
 	reflect.TypeFor[tapi.DeadLetterList](), reflect.TypeFor[tapi.ReplayResult](),
 	reflect.TypeFor[tapi.RouteList](), reflect.TypeFor[tapi.TargetList](),
-	reflect.TypeFor[purgeResult](), reflect.TypeFor[sourcesView](),
+	reflect.TypeFor[purgeResult](), reflect.TypeFor[sourceList](),
 	reflect.TypeFor[engine.MessageAnswer](), reflect.TypeFor[tapi.Problem](),
 }
 

@@ -30,7 +30,14 @@ func TestOpenAPIDocumentHolds(t *testing.T) {
 		case map[string]any:
 			if ref, ok := v["$ref"].(string); ok {
 				name, found := strings.CutPrefix(ref, "#/components/schemas/")
-				if !found || schemas[name] == nil {
+				if rn, isResp := strings.CutPrefix(ref, "#/components/responses/"); isResp {
+					name, found = rn, doc["components"].(map[string]any)["responses"].(map[string]any)[rn] != nil
+				} else if hn, isHdr := strings.CutPrefix(ref, "#/components/headers/"); isHdr {
+					name, found = hn, doc["components"].(map[string]any)["headers"].(map[string]any)[hn] != nil
+				} else if found {
+					found = schemas[name] != nil
+				}
+				if !found {
 					t.Errorf("%s: $ref %q does not resolve", path, ref)
 				}
 			}
@@ -56,6 +63,10 @@ func TestOpenAPIDocumentHolds(t *testing.T) {
 			for code, r := range responses {
 				if code < "400" || code == "default" || code == "502" {
 					continue // a route's 502 is its answer: no awaited step succeeded
+				}
+				if ref, ok := r.(map[string]any)["$ref"].(string); ok {
+					name, _ := strings.CutPrefix(ref, "#/components/responses/")
+					r = doc["components"].(map[string]any)["responses"].(map[string]any)[name]
 				}
 				content, _ := r.(map[string]any)["content"].(map[string]any)
 				mt, _ := content[problemContentType].(map[string]any)
