@@ -249,11 +249,11 @@ func (c *Caller) do(ctx context.Context, r *Request, ep *Endpoint) *Result {
 	if err != nil {
 		return &Result{Err: failure(ctx, tctx, total, err), Unknown: wrote.Load()}
 	}
-	res := &Result{Status: resp.StatusCode, Header: resp.Header}
 	limit := ep.MaxResponseBody
 	if limit == 0 {
 		limit = DefaultMaxResponseBody
 	}
+	res := &Result{Status: resp.StatusCode, Header: boundHeader(resp.Header, limit)}
 	res.Body, res.Truncated, err = readBody(resp, limit)
 	if err != nil {
 		e := failure(ctx, tctx, total, err)
