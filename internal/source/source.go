@@ -241,6 +241,9 @@ func (r *runner) handle(ctx context.Context, m *message) verdict {
 		return ack
 	case errors.Is(err, store.ErrIdempotencyConflict):
 		return r.deadLetter(ctx, m, "the idempotency key "+m.key+" was already used on this route with a different body")
+	case errors.Is(err, engine.ErrSchemaMismatch):
+		// It will never pass: dead-letter it with the violations.
+		return r.deadLetter(ctx, m, err.Error())
 	case errors.Is(err, store.ErrUnavailable), errors.Is(err, engine.ErrShuttingDown):
 		r.log.Debug("message not accepted; nak", "error", err)
 		return nak
