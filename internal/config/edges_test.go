@@ -132,3 +132,21 @@ routes:
 		t.Errorf("not JSON: %v", err)
 	}
 }
+
+// TestRedactDSN: a DSN printed in an error hides its password and a
+// SQLite DSN's query.
+func TestRedactDSN(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ in, want string }{
+		{"file:tandem.db", "file:tandem.db"},
+		{"file:tandem.db?_pragma=key('s3cret')&_auth_pass=hunter2", "file:tandem.db?xxxxx"},
+		{"/var/lib/tandem.db", "/var/lib/tandem.db"},
+		{"postgres://app:hunter2@db:5432/tandem?sslmode=require", "postgres://app:xxxxx@db:5432/tandem?sslmode=require"},
+		{"host=db user=app password=hunter2 dbname=tandem", "host=db user=app password=xxxxx dbname=tandem"},
+	}
+	for _, tt := range tests {
+		if got := RedactDSN(tt.in); got != tt.want {
+			t.Errorf("RedactDSN(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
