@@ -432,3 +432,66 @@ routes:
 		t.Errorf("idle keep-alive: read %v, want EOF (closed by the server)", err)
 	}
 }
+
+// TestTargetsShowInMemoryInFlight: GET /v1/targets counts the attempts of
+// durable: false routes in flight, and they never exceed the target's
+// concurrency (counted at the target).
+func TestTargetsShowInMemoryInFlight(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	var once sync.Once
+	var open, most atomic.Int64
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := open.Add(1)
+		defer open.Add(-1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		<-release
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{}`)
+	}))
+	t.Cleanup(slow.Close)
+	t.Cleanup(func() { once.Do(func() { close(release) }) })
+	r := newEdgeRig(t, fmt.Sprintf(`
+targets:
+  slow: { url: %q, concurrency: 2 }
+routes:
+  - { name: fast, path: /fast, respond: all, durable: false, deadline: 30s, steps: [{ name: s, target: slow }] }
+`, slow.URL), nil)
+	var wg sync.WaitGroup
+	for range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if resp, b := r.do(t, "POST", "/fast", []byte(`{}`), nil); resp.StatusCode != 200 {
+				t.Errorf("%d %s", resp.StatusCode, b)
+			}
+		}()
+	}
+	var targets struct {
+		Targets []struct {
+			Name     string `json:"name"`
+			InFlight int    `json:"in_flight"`
+		} `json:"targets"`
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r.getJSON(t, "/v1/targets", &targets)
+		if len(targets.Targets) == 1 && targets.Targets[0].InFlight == 2 && open.Load() == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("targets %+v, %d open at the target", targets.Targets, open.Load())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	once.Do(func() { close(release) })
+	wg.Wait()
+	if m := most.Load(); m > 2 {
+		t.Errorf("%d requests open at once at the target, cap 2", m)
+	}
+	r.getJSON(t, "/v1/targets", &targets)
+	if targets.Targets[0].InFlight != 0 {
+		t.Errorf("in flight after all answered: %+v", targets.Targets)
+	}
+}
