@@ -47,5 +47,13 @@
 //     are dead-lettered with the reason, so they can be seen and replayed.
 //   - durable: false routes never touch the store; their retries run inside
 //     the route's deadline, and their idempotency keys live in a bounded
-//     in-memory memo (idempotency.go).
+//     in-memory memo (idempotency.go). Each of their attempts passes the
+//     target's own gates first (directgate.go): the Retry-After pause, a
+//     concurrency slot shared with the claim loop, a rate limit token and a
+//     breaker permit, and feeds its outcome back; a gate shut past the
+//     deadline fails the step unsent.
+//   - Ingest checks the body against the route's JSON Schema and trims the
+//     inbound request to what the route keeps (store_headers, no
+//     credential-like query parameters) before anything is stored or
+//     sent (edges.go); an Idempotency-Key is namespaced by Inbound.Caller.
 package engine
