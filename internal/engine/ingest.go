@@ -35,6 +35,7 @@ func (e *Engine) Ingest(ctx context.Context, route string, in *Inbound) (*Answer
 		return nil, fmt.Errorf("%w: %q", ErrUnknownRoute, route)
 	}
 	if err := e.admitInbound(rp, in); err != nil {
+		e.metrics.ObserveIngest(route, http.StatusUnprocessableEntity, 0)
 		return nil, err
 	}
 	if !e.enter() {
