@@ -19,6 +19,9 @@ import (
 // maxViolations bounds the violations one body reports.
 const maxViolations = 50
 
+// maxSchemaFile bounds a schema file.
+const maxSchemaFile = 4 << 20
+
 // compiledSchema is a route's body schema, compiled at load.
 type compiledSchema struct {
 	schema *jsonschema.Schema
@@ -166,6 +169,13 @@ func compileSchema(spec any, configFile, route string) (*compiledSchema, error) 
 		path := s
 		if !filepath.IsAbs(path) {
 			path = filepath.Join(absDir, path)
+		}
+		fi, err := os.Stat(path)
+		if err != nil {
+			return nil, fmt.Errorf("schema: read %s: %w", s, errors.Unwrap(err))
+		}
+		if !fi.Mode().IsRegular() || fi.Size() > maxSchemaFile {
+			return nil, fmt.Errorf("schema: %s must be a regular file of at most %d bytes", s, maxSchemaFile)
 		}
 		data, err := os.ReadFile(path)
 		if err != nil {
