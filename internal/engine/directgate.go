@@ -26,8 +26,9 @@ type directPass struct {
 // enterDirect waits, within ctx (the route's deadline), until the target
 // lets one attempt of a durable: false route through the same gates as a
 // durable delivery: its Retry-After pause has ended, a concurrency slot is
-// free (the slots the claim loop fills, so /v1/targets counts both kinds
-// in flight), a rate limit token is there and the circuit breaker allows.
+// free under the adaptive limit (the slots the claim loop fills, so
+// /v1/targets counts both kinds in flight), a rate limit token is there
+// and the circuit breaker allows.
 // A gate that stays shut past the deadline refuses the attempt with an
 // error wrapping errGateRefused that says which gate; each such wait is
 // counted as a postponement under the durable path's reasons.
@@ -36,14 +37,8 @@ func (tr *targetRunner) enterDirect(ctx context.Context) (*directPass, error) {
 	if err := tr.waitPause(ctx); err != nil {
 		return nil, err
 	}
-	select {
-	case tr.slots <- struct{}{}:
-	default:
-		select {
-		case tr.slots <- struct{}{}:
-		case <-ctx.Done():
-			return nil, fmt.Errorf("%w: the target's concurrency cap (%d in flight) stayed full until the route's deadline", errGateRefused, tr.limit)
-		}
+	if err := tr.takeSlot(ctx); err != nil {
+		return nil, err
 	}
 	tr.metrics.InFlight(1)
 	pass := &directPass{tr: tr}
@@ -79,6 +74,35 @@ func (tr *targetRunner) enterDirect(ctx context.Context) (*directPass, error) {
 // halfOpenRecheck is how often an in-memory attempt asks a half-open
 // breaker again while its probes are out.
 const halfOpenRecheck = 10 * time.Millisecond
+
+// takeSlot takes one of the target's concurrency slots within ctx. While
+// the adaptive limit is below the cap (the target fails transiently), it
+// takes one only while fewer than the adaptive limit are in flight, as
+// the claim loop does, asking again every halfOpenRecheck.
+func (tr *targetRunner) takeSlot(ctx context.Context) error {
+	for {
+		lim := tr.adaptive.Limit()
+		if len(tr.slots) < lim {
+			select {
+			case tr.slots <- struct{}{}:
+				return nil
+			default:
+			}
+		}
+		if lim >= tr.limit {
+			// Healthy: wait on the slots themselves, woken by the first
+			// attempt that ends.
+			select {
+			case tr.slots <- struct{}{}:
+				return nil
+			case <-ctx.Done():
+			}
+		} else if waitUntil(ctx, halfOpenRecheck) {
+			continue
+		}
+		return fmt.Errorf("%w: the target's concurrency cap (%d in flight) stayed full until the route's deadline", errGateRefused, lim)
+	}
+}
 
 // waitPause waits out the target's Retry-After pause, or refuses when it
 // ends after ctx's deadline.
