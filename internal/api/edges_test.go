@@ -495,3 +495,39 @@ routes:
 		t.Errorf("in flight after all answered: %+v", targets.Targets)
 	}
 }
+
+// TestStreamingLiftsWriteTimeout: a handler that calls streaming keeps
+// writing past server.write_timeout on a real connection.
+func TestStreamingLiftsWriteTimeout(t *testing.T) {
+	t.Parallel()
+	cfg := &config.Config{Server: config.Server{WriteTimeout: config.Duration(300 * time.Millisecond)}}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("stream") == "1" {
+			streaming(w)
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		for i := range 8 {
+			fmt.Fprintf(w, "data: %d\n\n", i)
+			w.(http.Flusher).Flush()
+			time.Sleep(100 * time.Millisecond)
+		}
+	}))
+	ConfigureServer(srv.Config, cfg)
+	srv.Start()
+	t.Cleanup(srv.Close)
+	read := func(q string) int {
+		resp, err := srv.Client().Get(srv.URL + "/?stream=" + q)
+		if err != nil {
+			return 0
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return strings.Count(string(b), "data: ")
+	}
+	if n := read("1"); n != 8 {
+		t.Errorf("a streaming answer got %d of 8 events", n)
+	}
+	if n := read("0"); n == 8 {
+		t.Errorf("without streaming, the write timeout did not cut the answer (%d events)", n)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync/atomic"
+	"time"
 
 	tapi "github.com/tandem-run/tandem/api"
 	"github.com/tandem-run/tandem/internal/config"
@@ -60,4 +61,14 @@ func ConfigureServer(srv *http.Server, cfg *config.Config) {
 	srv.WriteTimeout = s.WriteTimeout.D()
 	srv.IdleTimeout = s.IdleTimeout.D()
 	srv.MaxHeaderBytes = int(s.MaxHeaderBytes)
+}
+
+// streaming lifts server.write_timeout (and read_timeout) off a
+// long-lived answer, such as a Server-Sent Events stream: net/http's
+// WriteTimeout would otherwise cut it. A streaming handler calls it before
+// its first write and bounds the stream itself (heartbeats, ctx).
+func streaming(w http.ResponseWriter) {
+	rc := http.NewResponseController(w)
+	_ = rc.SetWriteDeadline(time.Time{})
+	_ = rc.SetReadDeadline(time.Time{})
 }
