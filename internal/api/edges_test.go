@@ -531,3 +531,59 @@ func TestStreamingLiftsWriteTimeout(t *testing.T) {
 		t.Errorf("without streaming, the write timeout did not cut the answer (%d events)", n)
 	}
 }
+
+// TestStoredHeadersAllowList: a durable route keeps the default headers,
+// its own store_headers and the headers its templates read, and nothing
+// else; a template that reads a header still gets it at the target.
+func TestStoredHeadersAllowList(t *testing.T) {
+	t.Parallel()
+	got := make(chan http.Header, 2)
+	tg := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Header.Clone()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{}`)
+	}))
+	t.Cleanup(tg.Close)
+	r := newEdgeRig(t, fmt.Sprintf(`
+targets:
+  t: { url: %q }
+routes:
+  - name: a
+    path: /a
+    store_headers: [X-Tenant]
+    steps: [{ name: s, target: t, headers: { X-User: "{{ request.headers['x-user-id'] }}" } }]
+`, tg.URL), nil)
+	resp, b := r.do(t, "POST", "/a?api_key=k&page=2", []byte(`{}`), map[string]string{
+		"Content-Type": "application/json", "X-Tenant": "acme", "X-User-Id": "u-7", "X-Other": "no",
+		"X-Session-Token": "tok", "Traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+	})
+	if resp.StatusCode != 202 {
+		t.Fatalf("%d %s", resp.StatusCode, b)
+	}
+	var a struct{ ID string }
+	_ = json.Unmarshal(b, &a)
+	select {
+	case h := <-got:
+		if h.Get("X-User") != "u-7" {
+			t.Errorf("the target got X-User %q, want u-7", h.Get("X-User"))
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the target was not called")
+	}
+	md, err := r.store.MessageGet(context.Background(), a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := http.Header(md.Message.Headers)
+	for _, h := range []string{"X-Other", "X-Session-Token", "Traceparent"} {
+		if stored.Get(h) != "" {
+			t.Errorf("stored %s: %v", h, stored)
+		}
+	}
+	if stored.Get("X-Tenant") != "acme" || stored.Get("X-User-Id") != "u-7" {
+		t.Errorf("stored headers %v", stored)
+	}
+	if q := md.Message.Query; len(q["api_key"]) != 0 || len(q["page"]) != 1 {
+		t.Errorf("stored query %v", q)
+	}
+}
