@@ -412,6 +412,34 @@ routes:
 		}
 	}
 
+	// A caller trickling its headers (slowloris) is cut off too.
+	hc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hc.Close()
+	hdone := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(io.Discard, hc)
+		close(hdone)
+	}()
+	head := "GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: " + strings.Repeat("s", 300)
+	for i := 0; i < len(head); i++ {
+		if _, err := hc.Write([]byte{head[i]}); err != nil {
+			break
+		}
+		select {
+		case <-hdone:
+			i = len(head)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	select {
+	case <-hdone:
+	case <-time.After(30 * time.Second):
+		t.Error("a connection trickling its headers was not cut off")
+	}
+
 	// An idle keep-alive connection is closed by the server.
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
