@@ -64,6 +64,7 @@ routes:
 	}
 	once.Do(func() { close(release) })
 	wg.Wait()
+	t.Logf("%d callers, concurrency %d: at most %d requests open at the target", callers, concurrency, most.Load())
 	if m := most.Load(); m > concurrency {
 		t.Errorf("%d requests open at once at the target, cap %d", m, concurrency)
 	}
