@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"time"
 
 	"github.com/danielgtaylor/huma/v2"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/tandem-run/tandem/internal/engine"
 	"github.com/tandem-run/tandem/internal/record"
 	"github.com/tandem-run/tandem/internal/store"
+	"github.com/tandem-run/tandem/internal/telemetry"
 )
 
 // Inputs of the admin operations. huma validates them against these tags
@@ -21,10 +23,13 @@ import (
 // JSON a 400 problem.
 
 type listMessagesInput struct {
-	Status string `query:"status" enum:"accepted,running,succeeded,partially_succeeded,failed,compensated" doc:"Only messages in this state."`
-	Route  string `query:"route" maxLength:"256" doc:"Only messages of this route."`
-	Limit  int    `query:"limit" minimum:"1" maximum:"1000" default:"50" doc:"Page size."`
-	Cursor string `query:"cursor" maxLength:"1024" doc:"next_cursor of the previous page."`
+	Status         string    `query:"status" enum:"accepted,running,succeeded,partially_succeeded,failed,compensated" doc:"Only messages in this state."`
+	Route          string    `query:"route" maxLength:"256" doc:"Only messages of this route."`
+	IdempotencyKey string    `query:"idempotency_key" maxLength:"255" doc:"Only messages accepted with this inbound Idempotency-Key (on any route)."`
+	CreatedFrom    time.Time `query:"created_from" doc:"Only messages created at or after this time (RFC 3339)."`
+	CreatedBefore  time.Time `query:"created_before" doc:"Only messages created before this time (RFC 3339)."`
+	Limit          int       `query:"limit" minimum:"1" maximum:"1000" default:"50" doc:"Page size."`
+	Cursor         string    `query:"cursor" maxLength:"1024" doc:"next_cursor of the previous page."`
 }
 
 type getMessageInput struct {
@@ -117,6 +122,7 @@ func (s *server) listMessages(ctx context.Context, in *listMessagesInput) (*body
 	}
 	res, err := st.MessageList(ctx, &store.MessageListParams{
 		Status: record.MessageStatus(in.Status), Route: in.Route, Limit: in.Limit, Cursor: in.Cursor,
+		IdempotencyKey: in.IdempotencyKey, CreatedFrom: in.CreatedFrom, CreatedBefore: in.CreatedBefore,
 	})
 	if err != nil {
 		return nil, s.errorProblem(ctx, "list messages", false, err)
@@ -143,7 +149,9 @@ func (s *server) getMessage(ctx context.Context, in *getMessageInput) (*body[*ta
 	if err != nil {
 		return nil, s.errorProblem(ctx, "get message", false, err)
 	}
-	return &body[*tapi.MessageDetail]{Body: detailOf(md)}, nil
+	d := detailOf(md)
+	d.TraceURL = telemetry.TraceLink(s.cfg.Telemetry.Tracing.Link, d.TraceID)
+	return &body[*tapi.MessageDetail]{Body: d}, nil
 }
 
 func (s *server) listDeadLetters(ctx context.Context, in *listDeadLettersInput) (*body[tapi.DeadLetterList], error) {
@@ -308,6 +316,10 @@ func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
 			p = unavailable("the store is unavailable")
 		}
 		s.log.Warn("not ready", "err", err)
+		writeProblem(w, r, p)
+		return
+	}
+	if p := s.sourcesReady(); p != nil {
 		writeProblem(w, r, p)
 		return
 	}

@@ -92,3 +92,21 @@ func clipHost(h string) string {
 	}
 	return `"` + strings.ToValidUTF8(h, "?") + `"`
 }
+
+// pageGuard is the admin guard for the dashboard (/ui/): the Host check
+// and the cross-site refusal, not the JSON rule (its forms post
+// url-encoded, with a CSRF token of their own).
+func (s *server) pageGuard(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.hostAllowed(r.Host) {
+			writeProblem(w, r, newProblem(tapi.ErrMisdirected, "the dashboard does not answer the Host "+clipHost(r.Host)+
+				": use a loopback name (localhost, 127.0.0.1, [::1]) or add it to server.hosts"))
+			return
+		}
+		if strings.EqualFold(r.Header.Get("Sec-Fetch-Site"), "cross-site") {
+			writeProblem(w, r, newProblem(tapi.ErrForbidden, "cross-site requests to the dashboard are refused (Sec-Fetch-Site: cross-site)"))
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}

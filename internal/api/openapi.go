@@ -141,6 +141,14 @@ func (s *server) documentRoute(api huma.API, rt *config.Route) {
 		RequestBody: body,
 		Responses:   map[string]*huma.Response{},
 	}
+	if rt.IsDurable() {
+		op.Parameters = append(op.Parameters, &huma.Param{
+			Name: "Callback-Url", In: "header",
+			Description: "Once the message is finished, its summary is POSTed to this URL. Only hosts in server.callback_hosts " +
+				"are honoured; any other URL gets 422.",
+			Schema: &huma.Schema{Type: "string", Format: "uri"},
+		})
+	}
 	type answerCode struct {
 		code int
 		desc string

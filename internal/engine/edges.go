@@ -51,6 +51,11 @@ func keepHeaders(h http.Header, names []string) http.Header {
 			out[n] = vs
 		}
 	}
+	// A Callback-Url is read back from the stored message when the
+	// callback is sent (oncomplete.go); checkCallback has vetted it.
+	if vs, ok := h[CallbackHeader]; ok {
+		out[CallbackHeader] = vs
+	}
 	return out
 }
 
