@@ -117,7 +117,7 @@ func New(opts Options) (http.Handler, error) {
 		sources: opts.Sources,
 
 		routeSchemas: map[string]*config.Route{},
-		metrics: opts.Metrics,
+		metrics:      opts.Metrics,
 	}
 	if s.maxBody <= 0 {
 		s.maxBody = defaultMaxBody
