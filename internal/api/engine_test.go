@@ -242,7 +242,7 @@ func TestIngestAcceptedAndMessageDetail(t *testing.T) {
 		r.getJSON(t, "/v1/messages/"+ans.ID, &detail)
 		return string(detail["status"]) == `"succeeded"`
 	})
-	wantKeys(t, "message", detail, "id", "route", "status", "created_at", "updated_at", "idempotency_key", "body", "deliveries", "timeline")
+	wantKeys(t, "message", detail, "id", "route", "status", "created_at", "updated_at", "idempotency_key", "body", "deliveries", "timeline", "trace_id")
 	if string(detail["body"]) != `{"total":12.5,"items":["a"]}` || string(detail["route"]) != `"orders"` {
 		t.Errorf("body %s route %s", detail["body"], detail["route"])
 	}
