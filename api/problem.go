@@ -51,6 +51,14 @@ const (
 	// TypeUnavailable (503): the store or the engine is unavailable; come
 	// back after Retry-After.
 	TypeUnavailable = ProblemTypeBase + "unavailable"
+	// TypeMisdirected (421): the admin API does not answer this Host
+	// name (neither a loopback name nor in server.hosts): a guard against
+	// DNS rebinding.
+	TypeMisdirected = ProblemTypeBase + "misdirected-request"
+	// TypeOverloaded (503): more callers are waiting for answers than
+	// server.max_waiting allows; come back after Retry-After. Nothing was
+	// accepted.
+	TypeOverloaded = ProblemTypeBase + "overloaded"
 	// TypeShuttingDown (503): the server is shutting down; come back after
 	// Retry-After (another replica may answer at once).
 	TypeShuttingDown = ProblemTypeBase + "shutting-down"
@@ -76,6 +84,8 @@ var (
 	ErrInternal             = kind(TypeInternal, http.StatusInternalServerError)
 	ErrUnavailable          = kind(TypeUnavailable, http.StatusServiceUnavailable)
 	ErrShuttingDown         = kind(TypeShuttingDown, http.StatusServiceUnavailable)
+	ErrMisdirected          = kind(TypeMisdirected, http.StatusMisdirectedRequest)
+	ErrOverloaded           = kind(TypeOverloaded, http.StatusServiceUnavailable)
 )
 
 // kinds lists every sentinel, in the order of the table in docs/api.md.
@@ -83,7 +93,7 @@ var kinds = []*Problem{
 	ErrMalformedRequest, ErrInvalidCursor, ErrUnauthorized, ErrForbidden, ErrNotFound,
 	ErrMethodNotAllowed, ErrIdempotencyInFlight, ErrNotDead, ErrReplayRefused, ErrTooLarge,
 	ErrUnsupportedMediaType, ErrValidation, ErrIdempotencyConflict, ErrInternal,
-	ErrUnavailable, ErrShuttingDown,
+	ErrUnavailable, ErrShuttingDown, ErrMisdirected, ErrOverloaded,
 }
 
 func kind(typ string, status int) *Problem {
@@ -113,6 +123,9 @@ type ErrorDetail struct {
 	Message string `json:"message,omitempty" doc:"Error message text"`
 	// Location is where: "query.limit", "body.ids[2]", "path.id".
 	Location string `json:"location,omitempty" doc:"Where the error occurred, e.g. 'body.items[3].tags' or 'path.thing-id'"`
+	// Pointer is where in the body, as a JSON pointer (RFC 6901), for a
+	// body that fails its route's JSON Schema ("" for the whole body).
+	Pointer *string `json:"pointer,omitempty" doc:"For a body that fails the route's JSON Schema: the failing value's place in the body, as a JSON pointer (RFC 6901); \"\" is the whole body."`
 	// Value is the value found there, echoed back.
 	Value any `json:"value,omitempty" doc:"The value at the given location"`
 }

@@ -165,7 +165,7 @@ type Target struct {
 	Queue            Queue      `json:"queue"`
 	Breaker          *Breaker   `json:"breaker" doc:"The circuit breaker; null without a running engine."`
 	RateLimit        *Limiter   `json:"rate_limit" doc:"The token bucket; null when the target has no rate limit (or no engine runs)."`
-	InFlight         int        `json:"in_flight" doc:"Deliveries this replica has claimed and not yet recorded."`
+	InFlight         int        `json:"in_flight" doc:"Deliveries this replica has claimed and not yet recorded, and attempts of durable: false routes in flight."`
 	Concurrency      int        `json:"concurrency" doc:"The configured cap on in_flight."`
 	ConcurrencyLimit int        `json:"concurrency_limit" doc:"The cap in force: concurrency, lowered while the target fails transiently (AIMD) and raised again by successes."`
 	PausedUntil      *time.Time `json:"paused_until" doc:"When the target asked to wait (429 or 503 with Retry-After), the end of that pause; null otherwise."`

@@ -61,6 +61,8 @@ var (
 	ErrInternal             = api.ErrInternal
 	ErrUnavailable          = api.ErrUnavailable
 	ErrShuttingDown         = api.ErrShuttingDown
+	ErrMisdirected          = api.ErrMisdirected
+	ErrOverloaded           = api.ErrOverloaded
 )
 
 // The answers of the admin API, shared with the server.

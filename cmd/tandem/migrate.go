@@ -53,13 +53,13 @@ func (m *Main) migrate(ctx context.Context, args []string) error {
 		}
 	case action == "status":
 		if ms, err = sqlite.MigrationStatusFile(ctx, cfg.Store.DSN); err != nil {
-			return fmt.Errorf("sqlite store %s: %w", cfg.Store.DSN, err)
+			return fmt.Errorf("sqlite store %s: %w", config.RedactDSN(cfg.Store.DSN), err)
 		}
 	default:
 		// Opening a SQLite store applies its migrations.
 		st, err := sqlite.Open(ctx, sqlite.Config{DSN: cfg.Store.DSN, UnsafeAsyncCommit: cfg.Store.UnsafeAsyncCommit, Logger: quiet})
 		if err != nil {
-			return fmt.Errorf("open sqlite store %s: %w", cfg.Store.DSN, err)
+			return fmt.Errorf("open sqlite store %s: %w", config.RedactDSN(cfg.Store.DSN), err)
 		}
 		defer st.Close()
 		if ms, err = st.MigrationStatus(ctx); err != nil {

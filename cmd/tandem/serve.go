@@ -184,6 +184,7 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ln net.
 			TLSConfig:         tlsCfg,
 		},
 	}
+	api.ConfigureServer(s.http, cfg) // timeouts and header cap from server.*
 	// Event streams never end by themselves: end them when shutdown begins,
 	// or http.Server.Shutdown would wait the whole grace for them.
 	s.http.RegisterOnShutdown(hub.Close)
@@ -282,7 +283,7 @@ func openStore(ctx context.Context, cfg *config.Config, logger *slog.Logger, met
 	default:
 		st, err := sqlite.Open(ctx, sqlite.Config{DSN: cfg.Store.DSN, UnsafeAsyncCommit: cfg.Store.UnsafeAsyncCommit, Logger: logger, OnBatch: metrics.ObserveBatch})
 		if err != nil {
-			return nil, fmt.Errorf("open sqlite store %s: %w", cfg.Store.DSN, err)
+			return nil, fmt.Errorf("open sqlite store %s: %w", config.RedactDSN(cfg.Store.DSN), err)
 		}
 		return st, nil
 	}

@@ -71,6 +71,11 @@ type server struct {
 	methods []string
 	// sources are the broker sources, if any (sources.go).
 	sources Sources
+	// waiting caps callers waiting for answers (limits.go); nil: no cap.
+	waiting *waitCap
+	// routeSchemas are the routes with a JSON Schema, by the name of its
+	// component in the OpenAPI document.
+	routeSchemas map[string]*config.Route
 	// metrics counts rejected route requests and admin requests.
 	metrics *telemetry.Metrics
 	// routeOf maps a route's ServeMux pattern to the route's name.
@@ -117,9 +122,14 @@ func New(opts Options) (http.Handler, error) {
 		sources:  opts.Sources,
 		metrics:  opts.Metrics,
 		reloader: opts.Reloader,
+
+		routeSchemas: map[string]*config.Route{},
 	}
 	if s.maxBody <= 0 {
 		s.maxBody = defaultMaxBody
+	}
+	if n := cfg.Server.MaxWaiting; n > 0 {
+		s.waiting = &waitCap{max: int64(n)}
 	}
 	if err := s.routes(opts); err != nil {
 		return nil, fmt.Errorf("api: %w", err)
@@ -167,7 +177,7 @@ func (s *server) routes(opts Options) error {
 			return err
 		}
 	}
-	spec, err := openAPIHandler(api)
+	spec, err := s.openAPIHandler(api)
 	if err != nil {
 		return err
 	}
@@ -227,9 +237,14 @@ func (m *adminMux) HandleFunc(pattern string, h func(http.ResponseWriter, *http.
 // ServeHTTP serves through the server's mux.
 func (m *adminMux) ServeHTTP(w http.ResponseWriter, r *http.Request) { m.s.mux.ServeHTTP(w, r) }
 
-// adminOnly lets a request through when the admin auth check passes.
+// adminOnly lets a request through when the admin guard (guard.go) and
+// the admin auth check pass.
 func (s *server) adminOnly(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p := s.adminGuard(r); p != nil {
+			writeProblem(w, r, p)
+			return
+		}
 		r, p := s.auth.admin(r)
 		if p != nil {
 			writeProblem(w, r, p)

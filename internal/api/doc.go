@@ -21,10 +21,22 @@
 //     message may have been accepted) or the engine is shutting down, else
 //     a generic 500 logged once here. Panics are
 //     recovered as a logged 500 (defence in depth).
-//   - Authorization, Cookie and Proxy-Authorization never reach the engine,
+//   - Authorization, Cookie, Proxy-Authorization and X-Api-Key never reach
+//     the engine (which keeps only the route's store_headers of the rest),
 //     and API keys are never logged: only their sha256 is kept.
 //   - With no auth keys the admin API, /metrics and /openapi.json answer
 //     loopback clients only; /healthz and /readyz are always open.
+//   - Before auth, the admin guard (guard.go) refuses what a web page could
+//     send on a user's behalf: a Host that is neither a loopback name nor
+//     in server.hosts (421), Sec-Fetch-Site: cross-site unless CORS allows
+//     the origin (403), a state-changing request without Content-Type:
+//     application/json (415). Routes are not guarded by Host.
+//   - A body that fails its route's JSON Schema is a 422 with one field
+//     error per violation (its JSON pointer); the engine checks it, so
+//     nothing is stored. Idempotency-Keys are namespaced by the caller
+//     (caller.go: callerKey, set by the auth layer; an API key's name).
+//   - /openapi.json says exactly what the server sends (openapi_exact.go);
+//     kin-openapi, an ogen client and Redocly check it in tests.
 //   - The event streams (GET /v1/events, GET /v1/messages/{id}/events,
 //     events.go) never hold anything up: each write has a deadline, a
 //     client that falls behind is dropped by the hub (internal/events), and

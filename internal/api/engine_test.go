@@ -121,6 +121,10 @@ func (r *rig) do(t testing.TB, method, path string, body []byte, header map[stri
 	for k, v := range header {
 		req.Header.Set(k, v)
 	}
+	// As the Go client does: admin requests that change state are JSON.
+	if method != http.MethodGet && strings.HasPrefix(path, "/v1/") && req.Header.Get("Content-Type") == "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := r.srv.Client().Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -190,9 +194,10 @@ func httpProblem(t testing.TB, resp *http.Response, b []byte, status int) Proble
 func TestIngestAcceptedAndMessageDetail(t *testing.T) {
 	t.Parallel()
 	r := newRig(t, "")
-	resp, b := r.do(t, "POST", "/orders?src=web", []byte(`{"total": 12.5, "items": ["a"]}`), map[string]string{
+	resp, b := r.do(t, "POST", "/orders?src=web&token=q-secret&api_key=k-secret", []byte(`{"total": 12.5, "items": ["a"]}`), map[string]string{
 		"Content-Type": "application/json", "Authorization": "Bearer x", "Cookie": "c=1",
-		"Proxy-Authorization": "Basic eA==", "X-Trace": "t1",
+		"Proxy-Authorization": "Basic eA==", "X-Trace": "t1", "X-Api-Key": "h-secret",
+		"X-Request-Id": "req-1", "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
 	})
 	if resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("status %d: %s", resp.StatusCode, b)
@@ -216,13 +221,20 @@ func TestIngestAcceptedAndMessageDetail(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, h := range []string{"Authorization", "Cookie", "Proxy-Authorization"} {
+	// Only the headers of server.store_headers (here the default list)
+	// are kept: never a credential, nor a header outside the list.
+	for _, h := range []string{"Authorization", "Cookie", "Proxy-Authorization", "X-Api-Key", "X-Trace"} {
 		if _, ok := http.Header(md.Message.Headers)[h]; ok {
 			t.Errorf("stored headers hold %s", h)
 		}
 	}
-	if http.Header(md.Message.Headers).Get("X-Trace") != "t1" || md.Message.Query["src"][0] != "web" {
+	stored := http.Header(md.Message.Headers)
+	if stored.Get("X-Request-Id") != "req-1" || stored.Get("Traceparent") == "" || md.Message.Query["src"][0] != "web" {
 		t.Errorf("stored headers %v query %v", md.Message.Headers, md.Message.Query)
+	}
+	// Credential-like query parameters are dropped.
+	if _, ok := md.Message.Query["token"]; ok || len(md.Message.Query["api_key"]) > 0 {
+		t.Errorf("stored query %v holds a credential", md.Message.Query)
 	}
 
 	var detail map[string]json.RawMessage
@@ -230,7 +242,7 @@ func TestIngestAcceptedAndMessageDetail(t *testing.T) {
 		r.getJSON(t, "/v1/messages/"+ans.ID, &detail)
 		return string(detail["status"]) == `"succeeded"`
 	})
-	wantKeys(t, "message", detail, "id", "route", "status", "created_at", "updated_at", "idempotency_key", "body", "deliveries", "timeline")
+	wantKeys(t, "message", detail, "id", "route", "status", "created_at", "updated_at", "idempotency_key", "body", "deliveries", "timeline", "trace_id")
 	if string(detail["body"]) != `{"total":12.5,"items":["a"]}` || string(detail["route"]) != `"orders"` {
 		t.Errorf("body %s route %s", detail["body"], detail["route"])
 	}

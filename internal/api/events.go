@@ -327,7 +327,7 @@ func documentEvents(api huma.API) {
 // dashboard does its own auth (a session cookie, or loopback without
 // keys).
 func (s *server) mountUI(h http.Handler) error {
-	if err := s.handle("/ui/", h); err != nil {
+	if err := s.handle("/ui/", s.pageGuard(h)); err != nil {
 		return err
 	}
 	return s.handle("GET /ui", http.RedirectHandler("/ui/", http.StatusMovedPermanently))

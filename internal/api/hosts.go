@@ -38,11 +38,11 @@ func redactHosts(v *tapi.Target, t *config.Target) {
 	}
 }
 
-// callerOf identifies a caller by its credentials: a digest of every
+// credentialsOf identifies a caller by its credentials: a digest of every
 // credential header it sent (the headers the engine never sees), "" when
 // it sent none. Two callers share a route's cached answers only when
 // their credentials are the same, or the cache is shared.
-func callerOf(h http.Header) string {
+func credentialsOf(h http.Header) string {
 	sum := sha256.New()
 	any := false
 	for _, name := range strippedHeaders {

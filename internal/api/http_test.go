@@ -73,7 +73,14 @@ func call(t *testing.T, h http.Handler, method, target, remote string, body []by
 	if remote != "" {
 		r.RemoteAddr = remote
 	}
+	// httptest's default Host (example.com) is not one the admin API
+	// answers; a Host header in header overrides this one.
+	r.Host = "localhost"
 	for k, v := range header {
+		if k == "Host" {
+			r.Host = v
+			continue
+		}
 		r.Header.Set(k, v)
 	}
 	w := httptest.NewRecorder()

@@ -22,8 +22,9 @@ import (
 // maxIdempotencyKey is the longest Idempotency-Key accepted.
 const maxIdempotencyKey = 255
 
-// strippedHeaders never reach the engine: credentials of the caller.
-var strippedHeaders = []string{"Authorization", "Cookie", "Proxy-Authorization"}
+// strippedHeaders never reach the engine: credentials of the caller. The
+// engine keeps only the route's store_headers of the rest.
+var strippedHeaders = []string{"Authorization", "Cookie", "Proxy-Authorization", "X-Api-Key"}
 
 // registerRoute serves one configured route and documents it in the
 // OpenAPI document.
@@ -39,16 +40,17 @@ func (s *server) registerRoute(api huma.API, rt *config.Route) error {
 		s.routeOf = map[string]string{}
 	}
 	s.routeOf[pattern] = rt.Name
-	if err := s.handle(pattern, s.ingestHandler(rt.Name)); err != nil {
+	waits := rt.Respond.Mode != "" && rt.Respond.Mode != config.RespondAccepted
+	if err := s.handle(pattern, s.ingestHandler(rt.Name, waits)); err != nil {
 		return fmt.Errorf("route %s: %w", rt.Name, err)
 	}
-	documentRoute(api, rt)
+	s.documentRoute(api, rt)
 	return nil
 }
 
 // ingestHandler serves one route: check auth and input, hand the request
 // to the engine, write its answer.
-func (s *server) ingestHandler(route string) http.Handler {
+func (s *server) ingestHandler(route string, waits bool) http.Handler {
 	rm := s.metrics.Route(route)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -72,7 +74,20 @@ func (s *server) ingestHandler(route string) http.Handler {
 			reject(unavailable("the engine is not running"))
 			return
 		}
+		in.Caller = s.callerOf(r)
+		if wait := s.waiting; wait != nil && waits {
+			if !wait.enter() {
+				reject(overloaded(wait.max))
+				return
+			}
+			defer wait.leave()
+		}
 		ans, err := s.eng.Ingest(r.Context(), route, in)
+		var se *engine.SchemaError
+		if errors.As(err, &se) {
+			writeProblem(w, r, schemaProblem(se))
+			return
+		}
 		if ce := (*engine.CallbackError)(nil); errors.As(err, &ce) {
 			writeProblem(w, r, invalid(ce.Error(), "header."+engine.CallbackHeader))
 			return
@@ -121,7 +136,7 @@ func (s *server) readInbound(w http.ResponseWriter, r *http.Request) (*engine.In
 	for _, h := range strippedHeaders {
 		header.Del(h)
 	}
-	return &engine.Inbound{Body: body, Header: header, Query: query, IdempotencyKey: key, Caller: callerOf(r.Header)}, nil
+	return &engine.Inbound{Body: body, Header: header, Query: query, IdempotencyKey: key, Credentials: credentialsOf(r.Header)}, nil
 }
 
 // idempotencyKey returns the request's Idempotency-Key: at most 255

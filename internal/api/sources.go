@@ -12,15 +12,15 @@ type Sources interface {
 	Status() []source.Status
 }
 
-// sourcesView is the answer of GET /v1/sources.
-type sourcesView struct {
+// sourceList is the answer of GET /v1/sources.
+type sourceList struct {
 	Sources []source.Status `json:"sources"`
 }
 
 // listSources answers GET /v1/sources: each source's state, lag and
 // in-flight count, in config order.
 func (s *server) listSources(w http.ResponseWriter, r *http.Request) {
-	v := sourcesView{Sources: []source.Status{}}
+	v := sourceList{Sources: []source.Status{}}
 	if s.sources != nil {
 		v.Sources = append(v.Sources, s.sources.Status()...)
 	}

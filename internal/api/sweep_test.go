@@ -60,6 +60,18 @@ targets:
   ok: { url: %q, retry: { max_attempts: 1 } }
 routes:
   - { name: orders, path: /orders, steps: [{ name: charge, target: ok }] }
+  - name: typed
+    path: /typed
+    schema:
+      type: object
+      required: [sku, qty]
+      additionalProperties: false
+      properties:
+        sku: { type: string, pattern: "^[A-Z]{3}-[0-9]+$" }
+        qty: { type: integer, minimum: 1 }
+        email: { type: string, format: email }
+        tags: { type: array, items: { type: string }, maxItems: 3 }
+    steps: [{ name: charge, target: ok }]
 `
 
 func newSweepRig(t testing.TB) *sweepRig {
@@ -95,8 +107,7 @@ func newSweepRig(t testing.TB) *sweepRig {
 	r := &sweepRig{handler: h, log: logs}
 	r.srv = httptest.NewUnstartedServer(h)
 	// The limits of `tandem serve` (cmd/tandem/serve.go).
-	r.srv.Config.MaxHeaderBytes = 64 << 10
-	r.srv.Config.ReadHeaderTimeout = 10 * time.Second
+	ConfigureServer(r.srv.Config, cfg)
 	r.srv.Start()
 	t.Cleanup(func() {
 		r.srv.Close()
@@ -310,8 +321,37 @@ func TestBadInputSweep(t *testing.T) {
 		{name: "GET on a route", method: "GET", path: "/orders", want: "405"},
 		{name: "unknown path", path: "/nope", body: []byte(`{}`), header: jsonCT, want: "404"},
 		{name: "route path with a NUL", path: "/orders%00", body: []byte(`{}`), header: jsonCT, want: "404"},
+
+		// A route with a JSON Schema: a failing body is a 422, never stored.
+		{name: "schema: a body that passes", path: "/typed", body: []byte(`{"sku":"ABC-1","qty":2}`), header: jsonCT, want: "202", accepted: true},
+		{name: "schema: a required field missing", path: "/typed", body: []byte(`{"sku":"ABC-1"}`), header: jsonCT, want: "422"},
+		{name: "schema: wrong types everywhere", path: "/typed", body: []byte(`{"sku":1,"qty":"x","tags":[1,2,3,4],"more":true}`), header: jsonCT, want: "422"},
+		{name: "schema: a bad format", path: "/typed", body: []byte(`{"sku":"ABC-1","qty":1,"email":"not an email"}`), header: jsonCT, want: "422"},
+		{name: "schema: not an object", path: "/typed", body: []byte(`[1,2,3]`), header: jsonCT, want: "422"},
+		{name: "schema: null", path: "/typed", body: []byte(`null`), header: jsonCT, want: "422"},
+		{name: "schema: a text body", path: "/typed", body: []byte(`sku=ABC-1`), header: ct("text/plain"), want: "422"},
+		{name: "schema: an empty text body", path: "/typed", header: ct("text/plain"), want: "422"},
+		{name: "schema: 10k unknown fields", path: "/typed", body: func() []byte {
+			m := map[string]int{"qty": 1}
+			for i := range 10000 {
+				m[fmt.Sprintf("f%d", i)] = i
+			}
+			b, _ := json.Marshal(m)
+			return b
+		}(), header: jsonCT, want: "422"},
+		{name: "schema: nesting 9,000 levels deep", path: "/typed", body: []byte(nest(9000, "1")), header: jsonCT, want: "422"},
+		{name: "schema: a key with a slash and a tilde", path: "/typed", body: []byte(`{"sku":"ABC-1","qty":1,"a/b~c":1}`), header: jsonCT, want: "422"},
 	}
 	admin := []req{
+		// What a web page could send on a user's behalf is refused.
+		{name: "POST without a content type", path: "/v1/dead-letters/replay", body: []byte(`{"all":true}`), want: "415"},
+		{name: "POST as a form", path: "/v1/dead-letters/replay", body: []byte(`all=true`), header: ct("application/x-www-form-urlencoded"), want: "415"},
+		{name: "POST as multipart", path: "/v1/dead-letters/replay", body: []byte("--x--\r\n"), header: ct("multipart/form-data; boundary=x"), want: "415"},
+		{name: "POST as text/plain JSON", path: "/v1/deliveries/x/replay", body: []byte(`{}`), header: ct("text/plain"), want: "415"},
+		{name: "POST cross-site", path: "/v1/dead-letters/replay", body: []byte(`{"all":true}`), header: with(jsonCT, "Sec-Fetch-Site", "cross-site"), want: "403"},
+		{name: "GET cross-site", method: "GET", path: "/v1/messages", header: http.Header{"Sec-Fetch-Site": {"cross-site"}}, want: "403"},
+		{name: "GET same-origin", method: "GET", path: "/v1/messages", header: http.Header{"Sec-Fetch-Site": {"same-origin"}}, want: "200"},
+		{name: "GET from the address bar", method: "GET", path: "/v1/messages", header: http.Header{"Sec-Fetch-Site": {"none"}}, want: "200"},
 		{name: "limit -1", method: "GET", path: "/v1/messages?limit=-1", want: "422"},
 		{name: "limit 0", method: "GET", path: "/v1/messages?limit=0", want: "422"},
 		{name: "limit 1e9", method: "GET", path: "/v1/messages?limit=1e9", want: "422"},
@@ -350,9 +390,9 @@ func TestBadInputSweep(t *testing.T) {
 		{name: "replay nested 100k levels deep", method: "POST", path: "/v1/dead-letters/replay", body: []byte(`{"ids":` + nest(100000, `"a"`) + `}`), header: jsonCT, want: "4xx"},
 		{name: "replay with a 2MB body", method: "POST", path: "/v1/dead-letters/replay", body: []byte(`{"ids":["` + strings.Repeat("a", 2<<20) + `"]}`), header: jsonCT, want: "4xx"},
 		{name: "replay as text", method: "POST", path: "/v1/dead-letters/replay", body: []byte(`all`), header: ct("text/plain"), want: "4xx"},
-		{name: "replay one delivery with a NUL id", method: "POST", path: "/v1/deliveries/%00/replay", want: "404"},
-		{name: "replay one delivery with a non-UUID id", method: "POST", path: "/v1/deliveries/not-a-uuid/replay", want: "404"},
-		{name: "replay one delivery with a 300-character id", method: "POST", path: "/v1/deliveries/" + strings.Repeat("d", 300) + "/replay", want: "422"},
+		{name: "replay one delivery with a NUL id", method: "POST", path: "/v1/deliveries/%00/replay", header: jsonCT, want: "404"},
+		{name: "replay one delivery with a non-UUID id", method: "POST", path: "/v1/deliveries/not-a-uuid/replay", header: jsonCT, want: "404"},
+		{name: "replay one delivery with a 300-character id", method: "POST", path: "/v1/deliveries/" + strings.Repeat("d", 300) + "/replay", header: jsonCT, want: "422"},
 		{name: "DELETE on messages", method: "DELETE", path: "/v1/messages", want: "405"},
 	}
 	var accepted []string
@@ -403,7 +443,7 @@ func TestBadInputSweep(t *testing.T) {
 		// net/http takes raw bytes over 0x7f in the request target; the
 		// query is kept as bytes, like a non-JSON body.
 		{name: "raw invalid utf-8 in the query", req: "POST /orders?a=\xff\xfe HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}", want: "202"},
-		{name: "raw invalid utf-8 in the path", req: "GET /v1/messages/\xff HTTP/1.1\r\nHost: x\r\n\r\n", want: "404"},
+		{name: "raw invalid utf-8 in the path", req: "GET /v1/messages/\xff HTTP/1.1\r\nHost: localhost\r\n\r\n", want: "404"},
 		{name: "request line garbage", req: "\x00\x01\x02 / HTTP/1.1\r\nHost: x\r\n\r\n", want: "400", plain: true},
 		{name: "unknown HTTP version", req: "POST /orders HTTP/9.9\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}", want: "505", plain: true},
 		{name: "negative Content-Length", req: "POST /orders HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n{}", want: "400", plain: true},
@@ -416,8 +456,18 @@ func TestBadInputSweep(t *testing.T) {
 		{name: "unknown Transfer-Encoding", req: "POST /orders HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n{}", want: "501", plain: true},
 		{name: "body shorter than Content-Length", req: "POST /orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 10\r\n\r\n{}", want: "400", halfClose: true},
 		{name: "no Host on HTTP/1.1", req: "POST /orders HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}", want: "400", plain: true},
-		// The host of an absolute URI is not looked at.
-		{name: "absolute URI of another host", req: "GET http://evil.example/v1/messages HTTP/1.1\r\nHost: x\r\n\r\n", want: "200"},
+		// An absolute URI's host is the request's Host (RFC 9112 3.2.2),
+		// which the admin API does not answer.
+		{name: "absolute URI of another host", req: "GET http://evil.example/v1/messages HTTP/1.1\r\nHost: x\r\n\r\n", want: "421"},
+		{name: "absolute URI of a loopback host", req: "GET http://127.0.0.1/v1/messages HTTP/1.1\r\nHost: x\r\n\r\n", want: "200"},
+		{name: "admin with a foreign Host", req: "GET /v1/messages HTTP/1.1\r\nHost: rebound.example:8080\r\n\r\n", want: "421"},
+		{name: "admin with an empty Host", req: "GET /v1/messages HTTP/1.1\r\nHost: \r\n\r\n", want: "421"},
+		{name: "admin with a Host of 4KB", req: "GET /v1/messages HTTP/1.1\r\nHost: " + strings.Repeat("h", 4096) + "\r\n\r\n", want: "421"},
+		{name: "openapi with a foreign Host", req: "GET /openapi.json HTTP/1.1\r\nHost: evil.example\r\n\r\n", want: "421"},
+		{name: "metrics with a foreign Host", req: "GET /metrics HTTP/1.1\r\nHost: evil.example\r\n\r\n", want: "421"},
+		{name: "a route with any Host", req: "POST /orders HTTP/1.1\r\nHost: gateway.example\r\nContent-Length: 2\r\n\r\n{}", want: "202"},
+		{name: "header block over max_header_bytes", req: "GET /v1/messages HTTP/1.1\r\nHost: localhost\r\n" + strings.Repeat("X-Many: "+strings.Repeat("m", 1000)+"\r\n", 80) + "\r\n", want: "431", plain: true},
+		{name: "one header line of 1MB", req: "POST /orders HTTP/1.1\r\nHost: localhost\r\nX-Big: " + strings.Repeat("b", 1<<20) + "\r\nContent-Length: 2\r\n\r\n{}", want: "431", plain: true},
 	}
 	for _, rc := range rawCases {
 		t.Run("raw/"+rc.name, func(t *testing.T) {

@@ -46,6 +46,35 @@ type Server struct {
 	// API. Default nil: off, no CORS headers are sent, and OPTIONS answers
 	// 405.
 	CORS *CORS `yaml:"cors"`
+	// Hosts are the Host names the admin API, /metrics and /openapi.json
+	// answer besides the loopback names (localhost, 127.0.0.1, [::1], any
+	// port): a guard against DNS rebinding. Default none.
+	Hosts []string `yaml:"hosts"`
+	// ReadHeaderTimeout bounds reading a request's headers. Default 10s.
+	ReadHeaderTimeout Duration `yaml:"read_header_timeout"`
+	// ReadTimeout bounds reading a whole request, body included, so a
+	// caller trickling its body is cut off. Default 30s.
+	ReadTimeout Duration `yaml:"read_timeout"`
+	// WriteTimeout bounds a request from the end of its headers to the end
+	// of its answer; at least the longest route deadline. Default the
+	// longest route deadline plus 10s, and at least 30s.
+	WriteTimeout Duration `yaml:"write_timeout"`
+	// IdleTimeout closes a keep-alive connection idle this long. Default
+	// 60s.
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	// MaxHeaderBytes caps a request's header block; larger ones get 431.
+	// Default 64KiB.
+	MaxHeaderBytes Size `yaml:"max_header_bytes"`
+	// MaxWaiting caps the callers waiting at once on routes that answer
+	// after their steps (respond: all or a list); beyond it a caller gets
+	// 503 with Retry-After. Default 1024.
+	MaxWaiting int `yaml:"max_waiting"`
+	// StoreHeaders lists the inbound headers kept with a message (and
+	// shown by the admin API); others are dropped. Credentials are never
+	// kept, whatever the list says. Default Content-Type, User-Agent,
+	// traceparent, tracestate, baggage, X-Request-Id, X-Correlation-Id,
+	// Idempotency-Key, Content-Encoding and Accept.
+	StoreHeaders []string `yaml:"store_headers"`
 	// CallbackHosts are the hosts a Callback-Url request header may name
 	// (exact names or IPs, or "*.example.com"); loopback, private and
 	// link-local addresses only when listed exactly. Default none: a
@@ -406,6 +435,18 @@ type Route struct {
 	Steps []*Step `yaml:"steps"`
 	// Response shapes the answer of respond: all or a list (templates).
 	Response *Response `yaml:"response"`
+	// Schema is a JSON Schema (draft 2020-12) the body must meet: a file
+	// path (relative to this config file) or an inline mapping. A body that
+	// fails answers 422 and is not stored. Default none.
+	Schema any `yaml:"schema"`
+	// StoreHeaders replaces server.store_headers for this route. Default:
+	// server.store_headers.
+	StoreHeaders []string `yaml:"store_headers"`
+
+	// bodySchema is Schema compiled (bodyschema.go).
+	bodySchema *compiledSchema
+	// storedHeaders is what StoredHeaders returns, set at load.
+	storedHeaders []string
 	// OnComplete sends the final summary onward (oncomplete.go).
 	OnComplete *OnComplete `yaml:"on_complete"`
 	// Auth lists scopes that grant sending to this route, beside

@@ -102,9 +102,12 @@ func TestDefaults(t *testing.T) {
 	t.Parallel()
 	cfg := mustParse(t, minimal, nil)
 	want := Config{
-		Server: Server{Listen: ":8080", MaxBody: 1 << 20, ShutdownGrace: Duration(30 * time.Second)},
-		Store:  Store{Driver: "sqlite", DSN: "file:tandem.db"},
-		Log:    Log{Format: "text", Level: "info"},
+		Server: Server{Listen: ":8080", MaxBody: 1 << 20, ShutdownGrace: Duration(30 * time.Second),
+			ReadHeaderTimeout: Duration(10 * time.Second), ReadTimeout: Duration(30 * time.Second),
+			WriteTimeout: Duration(30 * time.Second), IdleTimeout: Duration(60 * time.Second),
+			MaxHeaderBytes: 64 << 10, MaxWaiting: 1024},
+		Store: Store{Driver: "sqlite", DSN: "file:tandem.db"},
+		Log:   Log{Format: "text", Level: "info"},
 	}
 	if !reflect.DeepEqual(cfg.Server, want.Server) || cfg.Store != want.Store || cfg.Log != want.Log {
 		t.Errorf("server/store/log = %+v %+v %+v", cfg.Server, cfg.Store, cfg.Log)

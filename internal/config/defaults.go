@@ -112,6 +112,7 @@ func setDefaults(c *Config) {
 			}
 		}
 	}
+	edgeDefaults(c)
 	trustDefaults(c)
 }
 

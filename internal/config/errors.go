@@ -88,6 +88,9 @@ type collector struct {
 	// interpolated marks paths whose value came from ${env:} or ${file:};
 	// messages must not quote them.
 	interpolated map[string]bool
+	// raw holds, for each interpolated path, its text as written (with
+	// the ${env:NAME} references, never the values).
+	raw map[string]string
 	// failed marks paths whose value was reported already (a wrong shape,
 	// a failed interpolation); later checks skip them and the paths below
 	// them, so one mistake is reported once.
@@ -99,6 +102,7 @@ func newCollector(file string) *collector {
 		file:         file,
 		index:        map[string]pos{},
 		interpolated: map[string]bool{},
+		raw:          map[string]string{},
 		failed:       map[string]bool{},
 	}
 }
@@ -166,13 +170,28 @@ func (c *collector) addAt(p pos, path, msg string) {
 	c.errs = append(c.errs, &Error{File: c.file, Line: p.line, Column: p.col, Path: path, Msg: msg})
 }
 
-// quote shows a value in a message, unless it came from a secret.
+// quote shows a value in a message; one that came from ${env:} or
+// ${file:} is shown as written (the reference), never as its value.
 func (c *collector) quote(path, v string) string {
 	if c.interpolated[path] {
+		if r, ok := c.raw[path]; ok {
+			return strconv.Quote(r)
+		}
 		return "(interpolated value)"
 	}
 	return strconv.Quote(v)
 }
+
+// show is quote without quotes around a value written plainly.
+func (c *collector) show(path, v string) string {
+	if c.interpolated[path] {
+		return c.quote(path, v)
+	}
+	return v
+}
+
+// secret reports whether the value at path came from ${env:} or ${file:}.
+func (c *collector) secret(path string) bool { return c.interpolated[path] }
 
 // result returns the errors in file order, or nil.
 func (c *collector) result() error {

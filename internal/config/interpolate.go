@@ -129,6 +129,7 @@ func (ip *interpolator) resolve(path, s string) (string, bool) {
 	}
 	if secret {
 		ip.c.interpolated[path] = true
+		ip.c.raw[path] = s
 	}
 	return out, true
 }

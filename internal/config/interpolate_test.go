@@ -132,8 +132,54 @@ func TestInterpolatedValuesAreNotQuoted(t *testing.T) {
 	if strings.Contains(msg, "hunter2") || strings.Contains(msg, "bad method") {
 		t.Errorf("error shows a secret:\n%s", msg)
 	}
-	if !strings.Contains(msg, "t.yaml:2: targets.pay.url: URL (interpolated value) must be absolute") {
+	// The key path and the reference, never the value.
+	if !strings.Contains(msg, `t.yaml:2: targets.pay.url: URL "${env:PAY_URL}" must be absolute`) {
 		t.Errorf("error = %s", msg)
+	}
+}
+
+// TestInterpolatedNamesNotShown: the messages that quote names (duplicate
+// key and route names, an unknown route in a scope, an unclean path, an
+// unknown step or target) show an interpolated value's ${env:} reference
+// and never its value, nor a hint derived from it.
+func TestInterpolatedNamesNotShown(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{
+		"K1": "secret-key-name", "K2": "secret-key-name", "SCOPE": "ingest:secret-route",
+		"R1": "secret-route-a", "R2": "secret-route-a", "P": "/secret//path/../x",
+		"STEP": "secret-step", "TGT": "secret-target",
+	}
+	src := `targets:
+  pay: { url: "http://127.0.0.1:9/pay" }
+auth:
+  keys:
+    - { name: "${env:K1}", hash: "sha256:` + strings.Repeat("a", 64) + `", scopes: ["${env:SCOPE}"] }
+    - { name: "${env:K2}", hash: "sha256:` + strings.Repeat("b", 64) + `", scopes: [admin] }
+routes:
+  - { name: "${env:R1}", path: /a, steps: [{ name: s, target: pay }] }
+  - { name: "${env:R2}", path: "${env:P}", respond: ["${env:STEP}"], steps: [{ name: s, target: "${env:TGT}" }] }
+`
+	_, err := parse([]byte(src), "t.yaml", envOf(env))
+	if err == nil {
+		t.Fatal("no error")
+	}
+	msg := err.Error()
+	for _, v := range env {
+		if strings.Contains(msg, strings.TrimPrefix(v, "ingest:")) {
+			t.Errorf("error shows %q:\n%s", v, msg)
+		}
+	}
+	for _, want := range []string{
+		`auth.keys[1].name: duplicate key name "${env:K2}"`,
+		`auth.keys[0].scopes[0]: scope "${env:SCOPE}" names an unknown route`,
+		`routes[1].name: duplicate route name "${env:R2}"`,
+		`routes[1].path: path "${env:P}" is not clean`,
+		`routes[1].respond[0]: unknown step "${env:STEP}"`,
+		`routes[1].steps[0].target: unknown target "${env:TGT}"`,
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error lacks %q:\n%s", want, msg)
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"net/url"
 	"reflect"
 	"regexp"
+	"strings"
 )
 
 // RedactedValue replaces secret values in Redacted's copy.
@@ -65,7 +66,7 @@ func (c *Config) Redacted() *Config {
 		hide(&j.HS256Secret)
 		j.JWKSURL = redactURL(j.JWKSURL)
 	}
-	cp.Store.DSN = redactDSN(cp.Store.DSN)
+	cp.Store.DSN = RedactDSN(cp.Store.DSN)
 	return cp
 }
 
@@ -97,6 +98,19 @@ func redactURL(raw string) string {
 }
 
 var dsnPassword = regexp.MustCompile(`(?i)(password\s*=\s*)('[^']*'|\S+)`)
+
+// RedactDSN returns a DSN safe to print: the password of a URL or
+// key=value DSN is hidden, and so is the query of a SQLite file DSN
+// (it may carry a key or password pragma).
+func RedactDSN(dsn string) string {
+	out := redactDSN(dsn)
+	if !strings.Contains(out, "://") {
+		if i := strings.IndexByte(out, '?'); i >= 0 {
+			out = out[:i] + "?xxxxx"
+		}
+	}
+	return out
+}
 
 // redactDSN hides the password of a URL or key=value DSN.
 func redactDSN(dsn string) string {

@@ -214,11 +214,15 @@ func (v *validator) routeSource(p string, r *Route, used map[string]int, i int) 
 		return
 	}
 	if _, ok := v.cfg.Sources[r.Source]; !ok {
-		v.errf(sp, "%s", withHint(fmt.Sprintf("unknown source %q", r.Source), r.Source, sortedKeys(v.cfg.Sources)))
+		if v.c.secret(sp) {
+			v.errf(sp, "unknown source %s", v.c.quote(sp, r.Source))
+		} else {
+			v.errf(sp, "%s", withHint(fmt.Sprintf("unknown source %q", r.Source), r.Source, sortedKeys(v.cfg.Sources)))
+		}
 		return
 	}
 	if j, dup := used[r.Source]; dup {
-		v.errf(sp, "source %q is already consumed by routes[%d]", r.Source, j)
+		v.errf(sp, "source %s is already consumed by routes[%d]", v.c.quote(sp, r.Source), j)
 	} else {
 		used[r.Source] = i
 	}

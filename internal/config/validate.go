@@ -31,6 +31,7 @@ func validate(cfg *Config, c *collector) {
 	}
 	v.sources()
 	v.routes()
+	v.edges()
 	v.trust()
 }
 
@@ -126,7 +127,7 @@ func (v *validator) auth() {
 		p := joinIndex("auth.keys", i)
 		v.name(joinKey(p, "name"), k.Name, "key")
 		if k.Name != "" && seen[k.Name] {
-			v.errf(joinKey(p, "name"), "duplicate key name %q", k.Name)
+			v.errf(joinKey(p, "name"), "duplicate key name %s", v.c.quote(joinKey(p, "name"), k.Name))
 		}
 		seen[k.Name] = true
 		if !validHash(k.Hash) {
@@ -141,6 +142,10 @@ func (v *validator) auth() {
 			switch {
 			case s == "admin", s == "ingest:*":
 			case isIngest && route != "" && !routes[route]:
+				if v.c.secret(sp) {
+					v.errf(sp, "scope %s names an unknown route", v.c.quote(sp, s))
+					break
+				}
 				msg := fmt.Sprintf("scope %q names an unknown route %q", s, route)
 				v.errf(sp, "%s", withHint(msg, route, sortedKeys(routes)))
 			case isIngest && route != "":
@@ -375,7 +380,7 @@ func (v *validator) routes() {
 		p := joinIndex("routes", i)
 		v.name(joinKey(p, "name"), r.Name, "route")
 		if j, dup := names[r.Name]; dup && r.Name != "" {
-			v.errf(joinKey(p, "name"), "duplicate route name %q (also routes[%d])", r.Name, j)
+			v.errf(joinKey(p, "name"), "duplicate route name %s (also routes[%d])", v.c.quote(joinKey(p, "name"), r.Name), j)
 		} else {
 			names[r.Name] = i
 		}
@@ -385,7 +390,7 @@ func (v *validator) routes() {
 		} else if v.routePath(joinKey(p, "path"), r.Path) {
 			ep := r.Method + " " + r.Path
 			if j, dup := endpoints[ep]; dup {
-				v.errf(joinKey(p, "path"), "%s %s is already used by routes[%d]", r.Method, r.Path, j)
+				v.errf(joinKey(p, "path"), "%s %s is already used by routes[%d]", r.Method, v.c.show(joinKey(p, "path"), r.Path), j)
 			} else {
 				endpoints[ep] = i
 			}
@@ -411,6 +416,10 @@ func (v *validator) routePath(p, rp string) bool {
 	clean := path.Clean(rp)
 	if strings.HasSuffix(rp, "/") && clean != "/" {
 		clean += "/"
+	}
+	if clean != rp && v.c.secret(p) {
+		v.errf(p, "path %s is not clean (no \".\" or \"..\" segments, no \"//\")", v.c.quote(p, rp))
+		return false
 	}
 	if clean != rp {
 		v.errf(p, "path %s is not clean (write %q)", v.c.quote(p, rp), clean)
@@ -470,10 +479,13 @@ func (v *validator) route(p string, r *Route) {
 		seen := map[string]bool{}
 		for k, name := range r.Respond.Steps {
 			ip := joinIndex(rp, k)
-			if _, ok := steps[name]; !ok {
+			switch _, ok := steps[name]; {
+			case !ok && v.c.secret(ip):
+				v.errf(ip, "unknown step %s", v.c.quote(ip, name))
+			case !ok:
 				v.errf(ip, "%s", withHint(fmt.Sprintf("unknown step %q", name), name, stepNames))
-			} else if seen[name] {
-				v.errf(ip, "step %q is listed twice", name)
+			case seen[name]:
+				v.errf(ip, "step %s is listed twice", v.c.quote(ip, name))
 			}
 			seen[name] = true
 		}
@@ -503,6 +515,10 @@ func (v *validator) targetRef(p, name string) {
 		return
 	}
 	if _, ok := v.cfg.Targets[name]; !ok && !v.c.reported("targets") {
+		if v.c.secret(p) {
+			v.errf(p, "unknown target %s", v.c.quote(p, name))
+			return
+		}
 		v.errf(p, "%s", withHint(fmt.Sprintf("unknown target %q", name), name, sortedKeys(v.cfg.Targets)))
 	}
 }

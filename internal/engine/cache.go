@@ -106,7 +106,7 @@ func (c *routeCache) keyOf(in *Inbound, now time.Time) (string, bool) {
 	}
 	if !c.shared {
 		b.WriteByte(0)
-		b.WriteString(in.Caller)
+		b.WriteString(in.Credentials)
 	}
 	return b.String(), true
 }

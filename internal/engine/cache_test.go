@@ -45,7 +45,7 @@ func cacheEngine(t *testing.T, extra string, ph, lh func(int64, *http.Request) (
 func get(t *testing.T, eng *engine.Engine, query, caller string) *engine.Answer {
 	t.Helper()
 	q, _ := url.ParseQuery(query)
-	a, err := eng.Ingest(context.Background(), "product", &engine.Inbound{Query: q, Header: http.Header{}, Caller: caller})
+	a, err := eng.Ingest(context.Background(), "product", &engine.Inbound{Query: q, Header: http.Header{}, Credentials: caller})
 	if err != nil {
 		t.Fatalf("ingest: %v", err)
 	}

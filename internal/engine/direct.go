@@ -95,12 +95,32 @@ func memoryResults(results []record.Delivery, index map[string]int, names []stri
 // callWithin tries one step until it succeeds, fails for good, runs out of
 // attempts, or the context ends; it fills d and returns the time spent.
 // decide, shared with the durable worker, says what each outcome means.
+// Every attempt passes the target's gates first (enterDirect, in
+// directgate.go): the same pause, concurrency cap, rate limit and breaker
+// as durable delivery, and its outcome feeds them back.
 func (e *Engine) callWithin(ctx context.Context, route string, sp *stepPlan, req *target.Request, d *record.Delivery) time.Duration {
 	tr := sp.target
 	start := time.Now()
 	for {
+		pass, err := tr.enterDirect(ctx)
+		if err != nil {
+			// Refused by the target's own policies: never sent, and the
+			// step fails like any other in the merged answer.
+			d.Status, d.LastError = record.DeliveryDead, err.Error()
+			if d.Attempts > 0 {
+				d.LastError = atDeadline(d.Attempts, err.Error())
+			}
+			return time.Since(start)
+		}
 		actx, span := e.startAttempt(ctx, d)
 		res := e.caller.Do(actx, req)
+		if ctx.Err() != nil && res.Outcome != record.OutcomeSuccess {
+			// The caller left or the deadline cut the attempt: it says
+			// nothing about the target's health.
+			pass.cancel()
+		} else {
+			pass.done(res)
+		}
 		d.Attempts++
 		e.metrics.Step(route, d.Step, d.Target).AttemptTraced(res.Outcome, res.Duration, spanTraceID(actx))
 		d.ResponseStatus, d.ResponseBody, d.ResponseHeaders = res.Status, res.Body, res.Header

@@ -55,7 +55,15 @@
 //     listed exactly in server.callback_hosts (oncomplete.go, callback.go).
 //   - durable: false routes never touch the store; their retries run inside
 //     the route's deadline, and their idempotency keys live in a bounded
-//     in-memory memo (idempotency.go).
+//     in-memory memo (idempotency.go). Each of their attempts passes the
+//     target's own gates first (directgate.go): the Retry-After pause, a
+//     concurrency slot shared with the claim loop, a rate limit token and a
+//     breaker permit, and feeds its outcome back; a gate shut past the
+//     deadline fails the step unsent.
+//   - Ingest checks the body against the route's JSON Schema and trims the
+//     inbound request to what the route keeps (store_headers, no
+//     credential-like query parameters) before anything is stored or
+//     sent (edges.go); an Idempotency-Key is namespaced by Inbound.Caller.
 //   - Tracing (trace.go): an ingest's span continues the caller's
 //     traceparent (or the broker source's consumer span), and a durable
 //     message is committed with that span's context, so every attempt and

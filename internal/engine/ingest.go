@@ -35,6 +35,10 @@ func (e *Engine) Ingest(ctx context.Context, route string, in *Inbound) (*Answer
 	if rp == nil {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownRoute, route)
 	}
+	if err := e.admitInbound(rp, in); err != nil {
+		e.metrics.ObserveIngest(route, http.StatusUnprocessableEntity, 0)
+		return nil, err
+	}
 	if err := e.checkCallback(rp, in); err != nil {
 		return nil, err
 	}

@@ -28,10 +28,14 @@ type Inbound struct {
 	Header         http.Header // auth headers already removed by the caller
 	Query          url.Values
 	IdempotencyKey string // the inbound Idempotency-Key header, if any
-	// Caller identifies the caller's credentials (a digest, never the
-	// credential); a route's cache keeps answers apart by it unless
-	// cache.shared. "" for an anonymous caller.
+	// Caller names who sent the request ("key:<name>", "jwt:<iss>:<sub>"),
+	// "" when anonymous. Idempotency keys are kept per route and caller
+	// (edges.go).
 	Caller string
+	// Credentials identifies the caller's credentials (a digest, never the
+	// credential); a route's cache keeps answers apart by it unless
+	// cache.shared. "" for a caller without credentials.
+	Credentials string
 }
 
 // Answer is what the caller of a route gets back.

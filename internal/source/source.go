@@ -298,6 +298,9 @@ func (r *runner) settle(ctx context.Context, m *message) verdict {
 		return ack
 	case errors.Is(err, store.ErrIdempotencyConflict):
 		return r.deadLetter(ctx, m, "the idempotency key "+m.key+" was already used on this route with a different body")
+	case errors.Is(err, engine.ErrSchemaMismatch):
+		// It will never pass: dead-letter it with the violations.
+		return r.deadLetter(ctx, m, err.Error())
 	case errors.Is(err, engine.ErrCallbackRefused):
 		return r.deadLetter(ctx, m, err.Error())
 	case errors.Is(err, store.ErrUnavailable), errors.Is(err, engine.ErrShuttingDown):

@@ -162,6 +162,7 @@ targets:
 routes:
   - name: orders
     source: bus
+    schema: {type: object, properties: {n: {type: string}}}
     steps:
       - {name: bill, target: billing}
       - {name: ship, target: shipping}
@@ -280,6 +281,33 @@ func TestNATSPoisonDeadLettered(t *testing.T) {
 	})
 	if got := len(r.billing.snapshot()) + len(r.ship.snapshot()); got != 0 {
 		t.Errorf("a poison message reached a target %d times", got)
+	}
+}
+
+// TestNATSSchemaFailureDeadLettered: a message that fails its route's JSON
+// Schema is dead-lettered with the violations and acknowledged, never
+// redelivered nor sent.
+func TestNATSSchemaFailureDeadLettered(t *testing.T) {
+	r := newRig(t, "")
+	r.publish(t, `{"n": 5}`, nats.Header{"Nats-Msg-Id": {"typed-1"}})
+	var dead []record.Delivery
+	waitFor(t, 10*time.Second, "a dead letter", func() bool {
+		res, err := r.st.DeliveryList(context.Background(), &store.DeliveryListParams{Status: record.DeliveryDead})
+		if err != nil {
+			t.Fatal(err)
+		}
+		dead = res.Deliveries
+		return len(dead) == 1
+	})
+	if !strings.Contains(dead[0].LastError, "fails the schema") || !strings.Contains(dead[0].LastError, "/n") {
+		t.Errorf("dead letter reason %q", dead[0].LastError)
+	}
+	waitFor(t, 5*time.Second, "the message acked", func() bool {
+		info := r.consumerInfo(t)
+		return info.NumAckPending == 0 && info.NumRedelivered == 0 && info.AckFloor.Stream == 1
+	})
+	if got := len(r.billing.snapshot()) + len(r.ship.snapshot()); got != 0 {
+		t.Errorf("the message reached a target %d times", got)
 	}
 }
 

@@ -326,7 +326,7 @@ func (c *Caller) do(ctx context.Context, r *Request, ep *Endpoint) *Result {
 	if err != nil {
 		return &Result{Err: failure(ctx, tctx, total, err), Unknown: wrote.Load()}
 	}
-	res := &Result{Status: resp.StatusCode, Header: resp.Header}
+	res := &Result{Status: resp.StatusCode, Header: boundHeader(resp.Header, bodyLimit(ep))}
 	if resp.StatusCode == http.StatusUnauthorized && tok != nil {
 		ep.OAuth2.drop(tok)
 		if !fresh {

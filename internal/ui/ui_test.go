@@ -185,11 +185,22 @@ func TestNoKeysLoopbackOnly(t *testing.T) {
 	for _, remote := range []string{"10.1.2.3:5555", "[2001:db8::1]:80"} {
 		r := httptest.NewRequest("GET", "/ui/", nil)
 		r.RemoteAddr = remote
+		r.Host = "localhost" // a Host the dashboard answers (server.hosts)
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, r)
 		if w.Code != 403 || !strings.Contains(w.Body.String(), "loopback") {
 			t.Errorf("from %s: %d, want 403", remote, w.Code)
 		}
+	}
+	// A Host that is neither a loopback name nor in server.hosts (a DNS
+	// rebinding page) is refused before anything else.
+	r := httptest.NewRequest("GET", "/ui/", nil)
+	r.RemoteAddr = "127.0.0.1:5555"
+	r.Host = "rebound.example"
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	if w.Code != 421 {
+		t.Errorf("Host rebound.example: %d, want 421", w.Code)
 	}
 }
 

@@ -217,9 +217,62 @@ func (t *String) Render(env *Env) (string, error) {
 }
 
 // RenderPath renders the template as a URL path: each expression's text
-// is path-escaped, so a value cannot add segments or a query.
+// is path-escaped, so a value cannot add a query. A value may not hold a
+// "/" or "\\" (it would add a segment once a server decodes %2F), and no
+// segment of the result may be "." or ".." (also percent-encoded, at any
+// depth of encoding): such a path fails with ErrPathTraversal, so that it
+// is never sent.
 func (t *String) RenderPath(env *Env) (string, error) {
-	return interpolate(t.parts, env, true)
+	p, err := interpolate(t.parts, env, true)
+	if err != nil {
+		return "", err
+	}
+	if err := checkSegments(p); err != nil {
+		return "", err
+	}
+	return p, nil
+}
+
+// ErrPathTraversal marks a rendered path that would climb out of the
+// target's path, or that a value split into more segments.
+var ErrPathTraversal = errors.New("path traversal")
+
+// checkPathValue refuses an expression's value that would change a path's
+// segments once the target decodes it.
+func checkPathValue(s string) error {
+	d := decodeFully(s)
+	if strings.ContainsAny(d, "/\\") {
+		return fmt.Errorf("%w: the value %s holds a \"/\" or a backslash (once decoded), which would add a path segment", ErrPathTraversal, clip(strconv.Quote(s)))
+	}
+	return nil
+}
+
+// checkSegments refuses a path with a "." or ".." segment, also when the
+// segment is percent-encoded ("%2e%2e", "%252e").
+func checkSegments(p string) error {
+	for _, seg := range strings.Split(p, "/") {
+		switch decodeFully(seg) {
+		case ".", "..":
+			return fmt.Errorf("%w: the rendered path %s has a %q segment; it is not sent", ErrPathTraversal, clip(strconv.Quote(p)), decodeFully(seg))
+		}
+	}
+	return nil
+}
+
+// decodeFully percent-decodes s until it no longer changes (a few rounds
+// at most), so a value encoded twice is judged by what it finally means.
+func decodeFully(s string) string {
+	for range 4 {
+		if !strings.Contains(s, "%") {
+			return s
+		}
+		d, err := url.PathUnescape(s)
+		if err != nil || d == s {
+			return s
+		}
+		s = d
+	}
+	return s
 }
 
 func interpolate(parts []part, env *Env, escapePath bool) (string, error) {
@@ -241,6 +294,9 @@ func interpolate(parts []part, env *Env, escapePath bool) (string, error) {
 			return "", &RenderError{Expr: p.expr.src, Err: err}
 		}
 		if escapePath {
+			if err := checkPathValue(s); err != nil {
+				return "", &RenderError{Expr: p.expr.src, Err: err}
+			}
 			s = url.PathEscape(s)
 		}
 		b.WriteString(s)

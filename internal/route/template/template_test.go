@@ -151,9 +151,54 @@ func TestNoInjection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The evil value holds "/" and "\\": refused in a path.
+	if path, err := p.RenderPath(template.NewEnv(input(string(body)))); !errors.Is(err, template.ErrPathTraversal) {
+		t.Errorf("path %q %v, want ErrPathTraversal", path, err)
+	}
+	noSlash := strings.NewReplacer("/", "", "\\", "").Replace(evil)
+	body, _ = json.Marshal(map[string]string{"name": noSlash})
 	path, err := p.RenderPath(template.NewEnv(input(string(body))))
 	if err != nil || strings.Count(path, "/") != 2 || strings.ContainsAny(path, "?#\" \n") {
 		t.Errorf("path %q %v", path, err)
+	}
+}
+
+// TestPathTraversal: a value that would climb out of the path or add a
+// segment (plain, percent-encoded once or twice, or through a "/") is
+// refused with ErrPathTraversal; ordinary values with dots pass.
+func TestPathTraversal(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		tpl, id string
+		bad     bool
+	}{
+		{"/users/{{ request.body.id }}/profile", "..", true},
+		{"/users/{{ request.body.id }}/profile", ".", true},
+		{"/users/{{ request.body.id }}/profile", "%2e%2e", true},
+		{"/users/{{ request.body.id }}/profile", "%2E.", true},
+		{"/users/{{ request.body.id }}/profile", "%252e%252e", true},
+		{"/users/{{ request.body.id }}/profile", "a/b", true},
+		{"/users/{{ request.body.id }}/profile", "..%2fadmin", true},
+		{"/users/{{ request.body.id }}/profile", "a\\b", true},
+		{"/users/{{ request.body.id }}", "..", true},
+		{"/users/.{{ request.body.id }}", ".", true},
+		{"/users/{{ request.body.id }}/profile", "a.b", false},
+		{"/users/{{ request.body.id }}/profile", "...", false},
+		{"/users/{{ request.body.id }}/profile", "v1.2..3", false},
+		{"/users/{{ request.body.id }}/profile", "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.tpl+" "+tt.id, func(t *testing.T) {
+			p, err := template.CompileString(tt.tpl, scope)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := json.Marshal(map[string]string{"id": tt.id})
+			got, err := p.RenderPath(template.NewEnv(input(string(body))))
+			if tt.bad != errors.Is(err, template.ErrPathTraversal) {
+				t.Fatalf("RenderPath = %q, %v; want refused: %v", got, err, tt.bad)
+			}
+		})
 	}
 }
 

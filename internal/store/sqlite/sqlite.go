@@ -99,6 +99,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		if lock, err = lockFile(path); err != nil {
 			return nil, err
 		}
+		if err := privateFiles(path); err != nil {
+			closeLock(lock)
+			return nil, err
+		}
 	}
 	// synchronous=FULL: a commit returns only after the WAL is fsynced,
 	// which is what lets an answer to the caller mean "durable".
