@@ -242,4 +242,3 @@ func mergedAnswer(md *record.MessageDetail) *MessageAnswer {
 	}
 	return body
 }
-
