@@ -30,8 +30,14 @@ type target struct {
 
 func newTarget(t *testing.T, answer func(key string, n int) int) *target {
 	t.Helper()
+	return newTargetWith(t, answer, nil)
+}
+
+// newTargetWith is newTarget with its handler wrapped by wrap.
+func newTargetWith(t *testing.T, answer func(key string, n int) int, wrap func(http.Handler) http.Handler) *target {
+	t.Helper()
 	tg := &target{seen: map[string]int{}, ok: map[string]int{}, answer: answer}
-	tg.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		key := r.Header.Get("Idempotency-Key")
 		tg.mu.Lock()
@@ -50,7 +56,11 @@ func newTarget(t *testing.T, answer func(key string, n int) int) *target {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(code)
 		fmt.Fprintf(w, `{"key":%q,"n":%d}`, key, n)
-	}))
+	})
+	if wrap != nil {
+		h = wrap(h)
+	}
+	tg.Server = httptest.NewServer(h)
 	t.Cleanup(tg.Close)
 	return tg
 }
