@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -69,11 +70,22 @@ func (s *stdlibFanOut) run(ctx context.Context, body []byte) (map[string][]byte,
 	return map[string][]byte{"a": ra, "b": rb}, nil
 }
 
-// round runs n calls of fn from workers goroutines and returns the time
-// they took and how many failed.
-func round(workers, n int, fn func() error) (time.Duration, int64) {
+// cpuTime is the CPU time (user and system) this process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// round runs n calls of fn from workers goroutines and returns the wall
+// time and the process CPU time they took, and how many failed. The CPU
+// time includes the targets' (the same for both sides).
+func round(workers, n int, fn func() error) (time.Duration, time.Duration, int64) {
 	var next, failed atomic.Int64
 	var wg sync.WaitGroup
+	cpu0 := cpuTime()
 	start := time.Now()
 	for range workers {
 		wg.Add(1)
@@ -87,19 +99,19 @@ func round(workers, n int, fn func() error) (time.Duration, int64) {
 		}()
 	}
 	wg.Wait()
-	return time.Since(start), failed.Load()
+	return time.Since(start), cpuTime() - cpu0, failed.Load()
 }
 
 // BenchmarkLibraryVsStdlib measures library mode (a fanout.Runner) against
 // a bare stdlib fan-out to the same two targets, in one run: each of b.N
 // rounds runs roundSize fan-outs from 16 goroutines on each side, in
 // alternating order, so drift in the machine's load hits both alike. It
-// reports the throughput ratio library/stdlib (goal ≥ 0.95) and each
-// side's time per fan-out.
+// reports the throughput ratio library/stdlib (goal ≥ 0.95), each side's
+// time per fan-out, and the ratio of CPU per fan-out.
 //
 //	go test ./fanout -run '^$' -bench LibraryVsStdlib -benchtime 10x
 func BenchmarkLibraryVsStdlib(b *testing.B) {
-	const workers, roundSize = 16, 2000
+	const workers, roundSize = 16, 1000
 	ta, tb := benchTarget(), benchTarget()
 	defer ta.Close()
 	defer tb.Close()
@@ -126,23 +138,25 @@ func BenchmarkLibraryVsStdlib(b *testing.B) {
 		return err
 	}
 	// Warm both (connections, pools).
-	round(workers, roundSize/4, stdlib)
-	round(workers, roundSize/4, library)
+	_, _, _ = round(workers, roundSize/4, stdlib)
+	_, _, _ = round(workers, roundSize/4, library)
 	b.ResetTimer()
-	var tStd, tLib time.Duration
+	var tStd, tLib, cStd, cLib time.Duration
 	var fails int64
 	for i := range b.N {
 		first, second := stdlib, library
 		if i%2 == 1 {
 			first, second = library, stdlib
 		}
-		d1, f1 := round(workers, roundSize, first)
-		d2, f2 := round(workers, roundSize, second)
+		d1, c1, f1 := round(workers, roundSize, first)
+		d2, c2, f2 := round(workers, roundSize, second)
 		if i%2 == 1 {
-			d1, d2 = d2, d1
+			d1, d2, c1, c2 = d2, d1, c2, c1
 		}
 		tStd += d1
 		tLib += d2
+		cStd += c1
+		cLib += c2
 		fails += f1 + f2
 	}
 	b.StopTimer()
@@ -153,4 +167,7 @@ func BenchmarkLibraryVsStdlib(b *testing.B) {
 	b.ReportMetric(float64(tStd.Microseconds())/n, "stdlib-µs/fanout")
 	b.ReportMetric(float64(tLib.Microseconds())/n, "library-µs/fanout")
 	b.ReportMetric(float64(tStd)/float64(tLib), "library/stdlib")
+	// CPU per fan-out (targets included) is steadier than wall time on a
+	// shared machine: stdlib CPU over library CPU.
+	b.ReportMetric(float64(cStd)/float64(cLib), "cpu-stdlib/library")
 }
