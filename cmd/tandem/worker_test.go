@@ -182,3 +182,70 @@ func acceptOnly(t *testing.T, path, route string, n int) {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// TestWorkerRuns: a long-running `tandem worker` delivers what a
+// function-mode handler accepts while it runs (woken by PostgreSQL's
+// notifications or its poll), and stops cleanly when its context ends.
+func TestWorkerRuns(t *testing.T) {
+	t.Parallel()
+	dsn, _ := pgSchema(t)
+	a := newRecorder(func(string, int) int { return http.StatusOK })
+	ta := httptest.NewServer(a)
+	defer ta.Close()
+	path := writeConfig(t, fmt.Sprintf(`
+store: { driver: postgres, dsn: %q }
+server: { shutdown_grace: 5s }
+log: { level: warn }
+targets:
+  a: { url: %q }
+routes:
+  - { name: r, path: /r, steps: [{ name: s, target: a }] }
+`, dsn, ta.URL))
+	h, err := gateway.New(context.Background(), gateway.Options{ConfigFile: path, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close(context.Background())
+	fn := httptest.NewServer(h)
+	defer fn.Close()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errb bytes.Buffer
+	done := make(chan error, 1)
+	go func() {
+		m := &Main{Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" }}
+		done <- m.Run(ctx, []string{"worker", "--config", path})
+	}()
+	const n = 10
+	for range n {
+		resp, err := http.Post(fn.URL+"/r", "application/json", strings.NewReader(`{}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("POST /r: %d", resp.StatusCode)
+		}
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		_, ok, _ := a.snapshot()
+		if len(ok) == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the worker delivered %d of %d messages\nstderr: %s", len(ok), n, errb.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("worker: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the worker did not stop after its context ended")
+	}
+}
