@@ -113,16 +113,22 @@ routes:
 	}
 }
 
-// TestWorkerOnceExitCodes: dead letters are not a worker failure (exit 0);
-// a window that ends with deliveries still due exits 3. SQLite is allowed.
+// TestWorkerOnceExitCodes: dead letters and retries due after the window
+// are not a worker failure (exit 0); a window that ends with deliveries
+// still due exits 3. SQLite is allowed.
 func TestWorkerOnceExitCodes(t *testing.T) {
 	t.Parallel()
 	gone := newRecorder(func(string, int) int { return http.StatusBadRequest }) // permanent
 	down := newRecorder(func(string, int) int { return http.StatusServiceUnavailable })
+	later := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "120") // the retry falls after the window
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
 	tg, td := httptest.NewServer(gone), httptest.NewServer(down)
 	// Cleanup, not defer: the parallel subtests run after this returns.
 	t.Cleanup(tg.Close)
 	t.Cleanup(td.Close)
+	t.Cleanup(later.Close)
 	cases := []struct {
 		name   string
 		target string
@@ -131,6 +137,7 @@ func TestWorkerOnceExitCodes(t *testing.T) {
 	}{
 		{"dead letters exit 0", tg.URL, exitOK, "0 due, 0 scheduled later, 0 waiting, 0 running elsewhere, 3 dead letters"},
 		{"still due exits 3", td.URL, exitLeftDue, "still due"},
+		{"retries after the window exit 0", later.URL, exitOK, "3 attempts; left: 0 due, 3 scheduled later"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -140,7 +147,7 @@ func TestWorkerOnceExitCodes(t *testing.T) {
 store: { dsn: %q }
 log: { level: error }
 targets:
-  t: { url: %q, retry: { initial: 5ms, max: 5ms, max_attempts: 100000 } }
+  t: { url: %q, retry: { initial: 5ms, max: 5ms, max_attempts: 100000, max_retry_after: 10m } }
 routes:
   - { name: r, path: /r, steps: [{ name: s, target: t }] }
 `, db, tc.target))
