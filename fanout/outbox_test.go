@@ -180,3 +180,32 @@ func TestOutboxRateLimit(t *testing.T) {
 		t.Errorf("6 attempts took %v, want at least 500ms at 10/s", span)
 	}
 }
+
+// TestOutboxSaga: a saga plan in an outbox undoes its succeeded step when
+// a required step fails for good.
+func TestOutboxSaga(t *testing.T) {
+	t.Parallel()
+	charge := newTarget(t, nil)
+	refund := newTarget(t, nil)
+	stock := newTarget(t, func(string, int) int { return http.StatusConflict }) // permanent
+	cfg := fanout.Config{
+		Targets: []fanout.Target{{Name: "charge", URL: charge.URL}, {Name: "refund", URL: refund.URL}, {Name: "stock", URL: stock.URL}},
+		Plans: []fanout.Plan{{Name: "order", Saga: true, Steps: []fanout.Step{
+			{Name: "charge", Target: "charge", Compensate: &fanout.Call{Target: "refund", Body: map[string]any{"undo": "{{ steps.charge.body.key }}"}}},
+			{Name: "reserve", Target: "stock", After: []string{"charge"}},
+		}}},
+		Logger: quiet,
+	}
+	ob := openOutbox(t, filepath.Join(t.TempDir(), "outbox.db"), cfg)
+	id, err := ob.Send(context.Background(), "order", fanout.Request{JSON: map[string]any{"total": 10}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := waitDone(t, ob, id)
+	if res.Status != fanout.StatusCompensated || res.Steps["reserve"].Status != fanout.StepDead {
+		t.Errorf("result = %s %+v, want compensated with reserve dead", res.Status, res.Steps)
+	}
+	if body := refund.body(0); !strings.Contains(body, id+".charge") {
+		t.Errorf("refund body = %q, want the charge's answer (its key %s.charge)", body, id)
+	}
+}
