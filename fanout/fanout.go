@@ -64,11 +64,13 @@ func (r Request) inbound() (*engine.Inbound, error) {
 		body = b
 	}
 	h := r.Header
-	if h == nil {
-		h = http.Header{}
-	}
 	if body != nil && h.Get("Content-Type") == "" && (r.JSON != nil || json.Valid(body)) {
+		// A forwarded JSON body keeps its type; the caller's header map
+		// is not written to.
 		h = h.Clone()
+		if h == nil {
+			h = http.Header{}
+		}
 		h.Set("Content-Type", "application/json")
 	}
 	return &engine.Inbound{Body: body, Header: h, Query: r.Query, IdempotencyKey: r.IdempotencyKey}, nil

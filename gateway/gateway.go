@@ -52,7 +52,7 @@ type Options struct {
 	// Logger gets the gateway's log lines. Default: a logger on stderr in
 	// the config's log format and level.
 	Logger *slog.Logger
-	// Version is shown in /openapi.json and the User-Agent. Default "dev".
+	// Version is shown in /openapi.json. Default "dev".
 	Version string
 }
 

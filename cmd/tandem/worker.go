@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"time"
 
@@ -38,6 +39,11 @@ func (m *Main) worker(ctx context.Context, args []string) error {
 	}
 	if *window <= 0 {
 		return usagef("worker: --window must be positive")
+	}
+	windowSet := false
+	fs.Visit(func(f *flag.Flag) { windowSet = windowSet || f.Name == "window" })
+	if windowSet && !*once {
+		return usagef("worker: --window goes with --once")
 	}
 	cfg, err := config.Load(*path)
 	if err != nil {
