@@ -130,14 +130,20 @@ func TestWorkerOnceExitCodes(t *testing.T) {
 	t.Cleanup(td.Close)
 	t.Cleanup(later.Close)
 	cases := []struct {
-		name   string
-		target string
-		code   int
-		want   string
+		name    string
+		target  string
+		breaker string
+		n       int
+		code    int
+		want    string
 	}{
-		{"dead letters exit 0", tg.URL, exitOK, "0 due, 0 scheduled later, 0 waiting, 0 running elsewhere, 3 dead letters"},
-		{"still due exits 3", td.URL, exitLeftDue, "still due"},
-		{"retries after the window exit 0", later.URL, exitOK, "3 attempts; left: 0 due, 3 scheduled later"},
+		{"dead letters exit 0", tg.URL, "{}", 3, exitOK, "0 due, 0 scheduled later, 0 waiting, 0 running elsewhere, 3 dead letters"},
+		// The breaker opens on the first failures and stays open: the
+		// deliveries are due, and held, when the window ends.
+		{"still due exits 3", td.URL, "{ min_requests: 1, failure_ratio: 0.1, open_for: 1h }", 3, exitLeftDue, "still due"},
+		// One message: its 503 also pauses the target for 120s, and a
+		// second delivery given back by that pause would be due (exit 3).
+		{"retries after the window exit 0", later.URL, "{}", 1, exitOK, "1 attempts; left: 0 due, 1 scheduled later"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -147,11 +153,11 @@ func TestWorkerOnceExitCodes(t *testing.T) {
 store: { dsn: %q }
 log: { level: error }
 targets:
-  t: { url: %q, retry: { initial: 5ms, max: 5ms, max_attempts: 100000, max_retry_after: 10m } }
+  t: { url: %q, retry: { initial: 5ms, max: 5ms, max_attempts: 100000, max_retry_after: 10m }, breaker: %s }
 routes:
   - { name: r, path: /r, steps: [{ name: s, target: t }] }
-`, db, tc.target))
-			acceptOnly(t, path, "r", 3)
+`, db, tc.target, tc.breaker))
+			acceptOnly(t, path, "r", tc.n)
 			stdout, stderr, err, code := workerOnce(t, path, "--window", "1s")
 			if code != tc.code || !strings.Contains(stdout+fmt.Sprint(err), tc.want) {
 				t.Errorf("exit %d (err %v), stdout %q; want exit %d and %q\nstderr: %s", code, err, stdout, tc.code, tc.want, stderr)
