@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tandem-run/tandem/internal/engine"
+	"github.com/tandem-run/tandem/internal/record"
 	"github.com/tandem-run/tandem/internal/store"
 	"github.com/tandem-run/tandem/internal/store/sqlite"
 )
@@ -112,6 +113,31 @@ func (o *Outbox) Result(ctx context.Context, id string) (*Result, error) {
 		return nil, o.notFound(err, id)
 	}
 	return resultOf(engine.MessageAnswerOf(md), false), nil
+}
+
+// Replay sends the dead steps of message id back to work with a fresh
+// retry budget (their skipped dependants wait for them again) and returns
+// how many it replayed. A saga's forward steps are not replayed once its
+// compensation has begun. ErrNotFound if there is no such message.
+func (o *Outbox) Replay(ctx context.Context, id string) (int, error) {
+	md, err := o.st.MessageGet(ctx, id)
+	if err != nil {
+		return 0, o.notFound(err, id)
+	}
+	var ids []string
+	for _, d := range md.Deliveries {
+		if d.Status == record.DeliveryDead {
+			ids = append(ids, d.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	res, err := o.eng.Replay(ctx, &store.DeliveryReplayParams{IDs: ids})
+	if err != nil {
+		return 0, fmt.Errorf("fanout: %w", err)
+	}
+	return len(res.Replayed), nil
 }
 
 // ErrNotFound: the outbox has no message with that id.

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -207,5 +208,46 @@ func TestOutboxSaga(t *testing.T) {
 	}
 	if body := refund.body(0); !strings.Contains(body, id+".charge") {
 		t.Errorf("refund body = %q, want the charge's answer (its key %s.charge)", body, id)
+	}
+}
+
+// TestOutboxReplay: a step that failed for good is replayed and then
+// delivered; its skipped dependant runs too.
+func TestOutboxReplay(t *testing.T) {
+	t.Parallel()
+	var fixed atomic.Bool
+	a := newTarget(t, func(string, int) int {
+		if fixed.Load() {
+			return http.StatusOK
+		}
+		return http.StatusBadRequest // permanent: a dead letter at once
+	})
+	b := newTarget(t, nil)
+	cfg := fanout.Config{
+		Targets: []fanout.Target{{Name: "a", URL: a.URL}, {Name: "b", URL: b.URL}},
+		Plans: []fanout.Plan{{Name: "p", Steps: []fanout.Step{
+			{Name: "first", Target: "a"}, {Name: "then", Target: "b", After: []string{"first"}},
+		}}},
+		Logger: quiet,
+	}
+	ob := openOutbox(t, filepath.Join(t.TempDir(), "outbox.db"), cfg)
+	ctx := context.Background()
+	id, err := ob.Send(ctx, "p", fanout.Request{JSON: map[string]any{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := waitDone(t, ob, id); res.Status != fanout.StatusFailed || res.Steps["then"].Status != fanout.StepSkipped {
+		t.Fatalf("before the replay: %s %+v", res.Status, res.Steps)
+	}
+	fixed.Store(true)
+	n, err := ob.Replay(ctx, id)
+	if err != nil || n != 1 {
+		t.Fatalf("Replay = %d, %v; want 1 step replayed", n, err)
+	}
+	if res := waitDone(t, ob, id); !res.OK() {
+		t.Errorf("after the replay: %s %+v", res.Status, res.Steps)
+	}
+	if _, err := ob.Replay(ctx, "nope"); !errors.Is(err, fanout.ErrNotFound) {
+		t.Errorf("Replay of an unknown id: %v", err)
 	}
 }
