@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tandem-run/tandem/internal/config"
 	"github.com/tandem-run/tandem/internal/engine"
 	"github.com/tandem-run/tandem/internal/telemetry"
@@ -56,7 +58,8 @@ func (m *Main) worker(ctx context.Context, args []string) error {
 	if !needsStore(cfg) {
 		return fmt.Errorf("worker: %s has no durable route: there is nothing to deliver in the background", cfg.File)
 	}
-	metrics := telemetry.NewMetrics(telemetry.NewRegistry())
+	reg := telemetry.NewRegistry()
+	metrics := telemetry.NewMetrics(reg)
 	st, err := openStore(ctx, cfg, logger, metrics)
 	if err != nil {
 		return err
@@ -85,7 +88,7 @@ func (m *Main) worker(ctx context.Context, args []string) error {
 		_ = eng.Shutdown(sctx)
 		if res != nil {
 			fmt.Fprintf(m.Stdout, "worker: %d attempts; left: %d due, %d scheduled later, %d waiting, %d running elsewhere, %d dead letters\n",
-				res.Attempts, res.Due, res.Later, res.Waiting, res.Running, res.Dead)
+				attemptsMade(reg), res.Due, res.Later, res.Waiting, res.Running, res.Dead)
 		}
 		if err != nil && !errors.Is(err, context.Canceled) {
 			return fmt.Errorf("worker: %w", err)
@@ -111,4 +114,22 @@ func (m *Main) worker(ctx context.Context, args []string) error {
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	return eng.Shutdown(sctx)
+}
+
+// attemptsMade sums tandem_attempts_total: the requests this process sent.
+func attemptsMade(reg *prometheus.Registry) int {
+	mfs, err := reg.Gather()
+	if err != nil {
+		return 0
+	}
+	n := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != "tandem_attempts_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			n += m.GetCounter().GetValue()
+		}
+	}
+	return int(n)
 }

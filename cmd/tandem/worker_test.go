@@ -98,7 +98,8 @@ routes:
 	if err != nil || code != exitOK {
 		t.Fatalf("worker --once: exit %d, err %v\nstdout: %s\nstderr: %s", code, err, stdout, stderr)
 	}
-	if !strings.Contains(stdout, "left: 0 due, 0 scheduled later, 0 waiting") {
+	// Two attempts per charge (a 503, then 200) and one per notify.
+	if !strings.Contains(stdout, fmt.Sprintf("worker: %d attempts; left: 0 due, 0 scheduled later, 0 waiting", 3*n)) {
 		t.Errorf("worker --once summary = %q", stdout)
 	}
 	_, aok, _ := a.snapshot()

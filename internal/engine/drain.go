@@ -21,8 +21,9 @@ type DrainParams struct {
 
 // DrainResult says what a Drain did and what it left.
 type DrainResult struct {
-	// Attempts is how many claimed deliveries it sent (or tried to send).
-	Attempts int
+	// Claimed is how many deliveries its own claims took (an engine may
+	// also run the next due delivery straight after a result).
+	Claimed int
 	// Due counts deliveries of the configured targets still due at the end:
 	// not drained within the window (a backlog larger than the window, a
 	// breaker open, the store away).
@@ -104,7 +105,7 @@ func (e *Engine) Drain(ctx context.Context, p DrainParams) (*DrainResult, error)
 				claimed += len(ds)
 			}
 		}
-		res.Attempts += claimed
+		res.Claimed += claimed
 		if claimed > 0 {
 			continue // more may be due
 		}
