@@ -137,8 +137,9 @@ type Step struct {
 	// After lists steps that must succeed before this one runs.
 	After []string
 	// Optional steps do not count against the result when they fail, and
-	// their failure does not skip dependants' siblings or compensate a
-	// saga. Default false: the step is required.
+	// their failure does not set off a saga's compensation; steps that
+	// wait for them (After) still need them to succeed. Default false:
+	// the step is required.
 	Optional bool
 	// Body is the request body's template (a value that becomes JSON, or
 	// a string for a text body). Nil forwards the request's body as is.

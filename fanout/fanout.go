@@ -29,6 +29,8 @@ var (
 	// ErrIdempotencyInFlight: a call with this IdempotencyKey is still
 	// running.
 	ErrIdempotencyInFlight = errors.New("fanout: a call with this idempotency key is still running")
+	// ErrNotFound: the outbox has no message with that id.
+	ErrNotFound = errors.New("fanout: no such message")
 	// ErrSagaNeedsOutbox: a Runner was asked to run a saga; compensation
 	// needs the durable store of an Outbox.
 	ErrSagaNeedsOutbox = errors.New("fanout: a saga runs only in an Outbox (compensation is durable)")

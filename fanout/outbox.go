@@ -140,9 +140,6 @@ func (o *Outbox) Replay(ctx context.Context, id string) (int, error) {
 	return len(res.Replayed), nil
 }
 
-// ErrNotFound: the outbox has no message with that id.
-var ErrNotFound = errors.New("fanout: no such message")
-
 func (o *Outbox) notFound(err error, id string) error {
 	if errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("%w: %s", ErrNotFound, id)
