@@ -280,3 +280,25 @@ func TestRunConcurrent(t *testing.T) {
 		t.Errorf("distinct keys delivered: a %d, b %d; want %d each", len(a.oks()), len(b.oks()), n)
 	}
 }
+
+// TestRunOptionalStep: an optional step's failure does not count against
+// the result.
+func TestRunOptionalStep(t *testing.T) {
+	t.Parallel()
+	ok := newTarget(t, nil)
+	gone := newTarget(t, func(string, int) int { return http.StatusNotFound })
+	r := newRunner(t, fanout.Config{
+		Targets: []fanout.Target{{Name: "ok", URL: ok.URL}, {Name: "gone", URL: gone.URL}},
+		Plans: []fanout.Plan{{Name: "p", Steps: []fanout.Step{
+			{Name: "main", Target: "ok"}, {Name: "extra", Target: "gone", Optional: true},
+		}}},
+		Logger: quiet,
+	})
+	res, err := r.Run(context.Background(), "p", fanout.Request{JSON: map[string]any{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.OK() || res.Steps["extra"].Status != fanout.StepDead {
+		t.Errorf("result %s %+v; want succeeded with extra dead", res.Status, res.Steps)
+	}
+}
