@@ -64,8 +64,10 @@ type Handler struct {
 }
 
 // New loads the config, connects to PostgreSQL (applying migrations, as
-// `tandem serve` does) and returns the handler. It starts no goroutine
-// beyond the store's idle connection pool and group-commit writers.
+// `tandem serve` does) and returns the handler. It starts no worker and
+// no background job; the goroutines it leaves are the store's: the
+// connection pool's, the group-commit writers (idle between requests) and
+// the wake-up notifier.
 func New(ctx context.Context, opts Options) (*Handler, error) {
 	if opts.ConfigFile == "" {
 		return nil, errors.New("gateway: ConfigFile is required")
