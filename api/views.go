@@ -16,6 +16,7 @@ type MessageSummary struct {
 	CreatedAt      time.Time `json:"created_at"`
 	UpdatedAt      time.Time `json:"updated_at"`
 	IdempotencyKey string    `json:"idempotency_key" doc:"The inbound Idempotency-Key; empty when none was sent."`
+	TraceID        string    `json:"trace_id,omitempty" doc:"The W3C trace id of the message's trace (ingest, every attempt and compensation); absent when it was not traced."`
 }
 
 // MessageList is the body of GET /v1/messages.
@@ -33,6 +34,8 @@ type MessageDetail struct {
 	CreatedAt      time.Time       `json:"created_at"`
 	UpdatedAt      time.Time       `json:"updated_at"`
 	IdempotencyKey string          `json:"idempotency_key"`
+	TraceID        string          `json:"trace_id,omitempty" doc:"The W3C trace id of the message's trace (ingest, every attempt and compensation); absent when it was not traced."`
+	TraceURL       string          `json:"trace_url,omitempty" doc:"The trace in the tracing UI, from telemetry.tracing.link; absent without a link template or a trace."`
 	Body           json.RawMessage `json:"body" doc:"The inbound body: its JSON when it is JSON, else a string; null when empty."`
 	Deliveries     []Delivery      `json:"deliveries" doc:"In dependency order: each step after the steps it waits for, then a saga's compensations in the order they run."`
 	Timeline       []TimelineEvent `json:"timeline" doc:"What happened, oldest first: every attempt, and every skip, cancellation, dead letter and compensation, with why."`

@@ -74,6 +74,17 @@ func (m *Main) runExample(ctx context.Context, name string, o exampleOptions) er
 	} else if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("demo: --keep: %w", err)
 	}
+	var ev *eventsDemo
+	if name == "events" {
+		getenv := m.Getenv
+		if getenv == nil {
+			getenv = os.Getenv
+		}
+		if ev, err = prepareEvents(ctx, getenv("NATS_URL")); err != nil {
+			return err
+		}
+		defer ev.close()
+	}
 	file := name + ".yaml"
 	data, err := examples.FS.ReadFile(file)
 	if err != nil {
@@ -106,6 +117,9 @@ func (m *Main) runExample(ctx context.Context, name string, o exampleOptions) er
 	fmt.Fprintln(out)
 	if o.serve {
 		fmt.Fprintf(out, "Serving until Ctrl-C. From another terminal, try:\n\n")
+		if ev != nil {
+			printEventsHints(out, srv.addr.String())
+		}
 		for _, r := range exampleRequests[name] {
 			fmt.Fprintf(out, "  # %s\n  tandem send --server http://%s --path %s --data '%s'\n", r.title, srv.addr, r.path, r.body)
 		}
@@ -119,6 +133,8 @@ func (m *Main) runExample(ctx context.Context, name string, o exampleOptions) er
 		return exampleOrder(ctx, out, c)
 	case "registration":
 		return exampleRegistration(ctx, out, c, svcs["EMAIL_URL"], svcs["CRM_URL"])
+	case "events":
+		return ev.run(ctx, out, c)
 	default:
 		return examplePublishing(ctx, out, c)
 	}

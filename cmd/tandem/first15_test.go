@@ -126,8 +126,8 @@ func TestFirstFifteenMinutes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base := freeBase(t, 9)
-	gateway := base + 8
+	base := freeBase(t, 11) // ten sample APIs, then the gateway
+	gateway := base + 10
 	doc := string(src)
 	for i := 8; i >= 1; i-- {
 		doc = strings.ReplaceAll(doc, fmt.Sprintf("127.0.0.1:900%d", i), fmt.Sprintf("127.0.0.1:%d", base+i-1))

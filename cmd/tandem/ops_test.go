@@ -388,7 +388,7 @@ func TestDemoExampleServe(t *testing.T) {
 // port and prints the environment for the example configs.
 func TestSampleTargets(t *testing.T) {
 	t.Parallel()
-	base := freeBase(t, 8)
+	base := freeBase(t, 10) // every sample API, events included
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var out syncBuffer

@@ -23,6 +23,11 @@ var schemaEnums = map[string][]any{
 	"Store.Driver": {"sqlite", "postgres"},
 	"Log.Format":   {"text", "json"},
 	"Log.Level":    {"debug", "info", "warn", "error"},
+	// Trust at the edges (internal/config/trust.go).
+	"ServerTLS.ClientAuth": {"require", "verify_if_given"},
+	"HMACSign.Algorithm":   {"sha256", "sha512"},
+	"HMACSign.Encoding":    {"hex", "base64"},
+	"HMACSign.Format":      {"plain", "stripe"},
 }
 
 var (

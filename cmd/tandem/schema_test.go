@@ -23,10 +23,23 @@ var update = flag.Bool("update", false, "rewrite golden files")
 // TestSchemaDocs: schema_docs.json holds the doc comment of every config
 // field, as internal/config/config.go has it (-update rewrites it).
 func TestSchemaDocs(t *testing.T) {
+	// Every file of the package: config types live beside their checks
+	// (trust.go, cors.go, source.go), not only in config.go.
 	fset := token.NewFileSet()
-	f, err := parser.ParseFile(fset, filepath.Join("..", "..", "internal", "config", "config.go"), nil, parser.ParseComments)
+	files, err := filepath.Glob(filepath.Join("..", "..", "internal", "config", "*.go"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	var decls []ast.Decl
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, parser.ParseComments)
+		if err != nil {
+			t.Fatal(err)
+		}
+		decls = append(decls, f.Decls...)
 	}
 	docs := map[string]string{}
 	text := func(g *ast.CommentGroup) string {
@@ -35,7 +48,7 @@ func TestSchemaDocs(t *testing.T) {
 		}
 		return strings.Join(strings.Fields(g.Text()), " ")
 	}
-	for _, d := range f.Decls {
+	for _, d := range decls {
 		gd, ok := d.(*ast.GenDecl)
 		if !ok || gd.Tok != token.TYPE {
 			continue

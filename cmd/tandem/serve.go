@@ -2,14 +2,18 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/tandem-run/tandem/internal/api"
+	"github.com/tandem-run/tandem/internal/certfile"
 	"github.com/tandem-run/tandem/internal/config"
 	"github.com/tandem-run/tandem/internal/engine"
 	"github.com/tandem-run/tandem/internal/source"
@@ -53,7 +57,9 @@ type server struct {
 	http    *http.Server
 	engine  *engine.Engine
 	sources *source.Manager
+	pubs    *source.Publishers
 	store   store.Store
+	tracing *telemetry.Tracing
 	addr    net.Addr
 	served  chan error
 	cancel  context.CancelFunc
@@ -64,25 +70,36 @@ type server struct {
 func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ln net.Listener) (*server, error) {
 	reg := telemetry.NewRegistry()
 	metrics := telemetry.NewMetrics(reg)
+	tracing, err := telemetry.NewTracing(ctx, telemetry.TracingOptions{Config: cfg.Telemetry.Tracing, Version: shortVersion()})
+	if err != nil {
+		return nil, err
+	}
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	st, err := openStore(ctx, cfg, logger, metrics)
 	if err != nil {
 		cancel()
 		return nil, err
 	}
-	eng, err := engine.New(engine.Options{Config: cfg, Store: st, Logger: logger, Metrics: metrics})
+	pubs := source.NewPublishers(cfg) // on_complete publish
+	eng, err := engine.New(engine.Options{Config: cfg, Store: st, Logger: logger, Metrics: metrics, Tracing: tracing, Publisher: pubs})
 	if err != nil {
 		cancel()
 		closeStore(st)
 		return nil, err
 	}
-	srcs, err := source.New(source.Options{Config: cfg, Engine: eng, Store: st, Metrics: metrics, Logger: logger})
+	srcs, err := source.New(source.Options{Config: cfg, Engine: eng, Store: st, Metrics: metrics, Tracing: tracing, Logger: logger})
 	if err != nil {
 		cancel()
 		closeStore(st)
 		return nil, err
 	}
-	h, err := api.New(api.Options{Engine: eng, Config: cfg, Registry: reg, Logger: logger, Version: shortVersion(), Sources: srcs})
+	h, err := api.New(api.Options{Engine: eng, Config: cfg, Registry: reg, Metrics: metrics, Logger: logger, Version: shortVersion(), Sources: srcs, Context: bg})
+	if err != nil {
+		cancel()
+		closeStore(st)
+		return nil, err
+	}
+	tlsCfg, err := listenerTLS(cfg.Server.TLS)
 	if err != nil {
 		cancel()
 		closeStore(st)
@@ -104,7 +121,7 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ln net.
 	}
 	srcs.Start(bg)
 	if st != nil {
-		go watchQueue(bg, st, metrics, 5*time.Second)
+		go metrics.NewQueueWatch(st, slices.Sorted(maps.Keys(cfg.Targets)), nil).Run(bg, 5*time.Second)
 		startReplica(bg, st, eng, logger)
 		if cfg.Store.Retention.Enabled() {
 			r := &retention{st: st, keep: cfg.Store.Retention, log: logger}
@@ -112,18 +129,43 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ln net.
 		}
 	}
 	s := &server{
-		cfg: cfg, log: logger, engine: eng, sources: srcs, store: st, addr: ln.Addr(), cancel: cancel,
+		cfg: cfg, log: logger, engine: eng, sources: srcs, pubs: pubs, store: st, tracing: tracing, addr: ln.Addr(), cancel: cancel,
 		served: make(chan error, 1),
 		http: &http.Server{
 			Handler:           h,
 			ReadHeaderTimeout: 10 * time.Second,
 			MaxHeaderBytes:    64 << 10,
 			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+			TLSConfig:         tlsCfg,
 		},
 	}
-	go func() { s.served <- s.http.Serve(ln) }()
-	logger.Info("tandem serving", "addr", ln.Addr().String(), "store", cfg.Store.Driver, "routes", len(cfg.Routes), "targets", len(cfg.Targets), "version", shortVersion())
+	go func() {
+		if tlsCfg != nil {
+			// The certificate comes from TLSConfig.GetCertificate, reloaded
+			// when its files change.
+			s.served <- s.http.ServeTLS(ln, "", "")
+			return
+		}
+		s.served <- s.http.Serve(ln)
+	}()
+	logger.Info("tandem serving", "addr", ln.Addr().String(), "tls", tlsCfg != nil, "store", cfg.Store.Driver, "routes", len(cfg.Routes), "targets", len(cfg.Targets), "version", shortVersion(), "tracing", tracing.Exporting())
 	return s, nil
+}
+
+// listenerTLS builds the listener's TLS config from server.tls; nil
+// without it.
+func listenerTLS(t *config.ServerTLS) (*tls.Config, error) {
+	if t == nil {
+		return nil, nil
+	}
+	cfg, err := certfile.ServerConfig(certfile.ServerOptions{
+		CertFile: t.CertFile, KeyFile: t.KeyFile, ClientCAFile: t.ClientCAFile,
+		VerifyIfGiven: t.ClientAuth == config.ClientAuthIfGiven,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("server.tls: %w", err)
+	}
+	return cfg, nil
 }
 
 // stop shuts down within the config's grace: new requests are refused,
@@ -149,7 +191,12 @@ func (s *server) stop() error {
 		s.log.Warn("http shutdown", "error", err)
 	}
 	s.cancel()
+	s.pubs.Close()
 	closeStore(s.store)
+	// The last spans go out within what is left of the grace.
+	if err := s.tracing.Shutdown(ctx); err != nil {
+		s.log.Warn("tracing shutdown", "error", err)
+	}
 	if err := <-s.served; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
@@ -190,28 +237,5 @@ func openStore(ctx context.Context, cfg *config.Config, logger *slog.Logger, met
 			return nil, fmt.Errorf("open sqlite store %s: %w", cfg.Store.DSN, err)
 		}
 		return st, nil
-	}
-}
-
-// watchQueue refreshes the queue-depth gauges.
-func watchQueue(ctx context.Context, st store.Store, metrics *telemetry.Metrics, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		stats, err := st.DeliveryStats(ctx, nil)
-		if err == nil {
-			for _, s := range stats {
-				metrics.SetQueueDepth(s.Target, "due", s.Due)
-				metrics.SetQueueDepth(s.Target, "scheduled", s.Scheduled)
-				metrics.SetQueueDepth(s.Target, "waiting", s.Waiting)
-				metrics.SetQueueDepth(s.Target, "running", s.Running)
-				metrics.SetQueueDepth(s.Target, "dead", s.Dead)
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
 	}
 }

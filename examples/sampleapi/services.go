@@ -212,6 +212,8 @@ func Example(name string) (map[string]*Service, error) {
 		return map[string]*Service{"USERS_URL": Users(), "EMAIL_URL": Email(), "CRM_URL": CRM()}, nil
 	case "publishing":
 		return map[string]*Service{"ARTICLES_URL": Articles(), "SEARCH_URL": Search(), "SUBSCRIBERS_URL": Subscribers()}, nil
+	case "events":
+		return map[string]*Service{"BILLING_URL": Billing(), "SHIPPING_URL": Shipping()}, nil
 	}
 	return nil, fmt.Errorf("unknown example %q: use %s", name, strings.Join(Names(), ", "))
 }
@@ -228,11 +230,12 @@ var Offsets = map[string]int{
 	"PAYMENTS_URL": 0, "INVENTORY_URL": 1,
 	"USERS_URL": 2, "EMAIL_URL": 3, "CRM_URL": 4,
 	"ARTICLES_URL": 5, "SEARCH_URL": 6, "SUBSCRIBERS_URL": 7,
+	"BILLING_URL": 8, "SHIPPING_URL": 9,
 }
 
 // Names lists the examples that have sample services.
 func Names() []string {
-	n := []string{"order", "registration", "publishing"}
+	n := []string{"order", "registration", "publishing", "events"}
 	sort.Strings(n)
 	return n
 }

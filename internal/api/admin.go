@@ -14,6 +14,7 @@ import (
 	"github.com/tandem-run/tandem/internal/engine"
 	"github.com/tandem-run/tandem/internal/record"
 	"github.com/tandem-run/tandem/internal/store"
+	"github.com/tandem-run/tandem/internal/telemetry"
 )
 
 // Inputs of the admin operations. huma validates them against these tags
@@ -143,7 +144,9 @@ func (s *server) getMessage(ctx context.Context, in *getMessageInput) (*body[*ta
 	if err != nil {
 		return nil, s.errorProblem(ctx, "get message", false, err)
 	}
-	return &body[*tapi.MessageDetail]{Body: detailOf(md)}, nil
+	d := detailOf(md)
+	d.TraceURL = telemetry.TraceLink(s.cfg.Telemetry.Tracing.Link, d.TraceID)
+	return &body[*tapi.MessageDetail]{Body: d}, nil
 }
 
 func (s *server) listDeadLetters(ctx context.Context, in *listDeadLettersInput) (*body[tapi.DeadLetterList], error) {
@@ -308,6 +311,10 @@ func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
 			p = unavailable("the store is unavailable")
 		}
 		s.log.Warn("not ready", "err", err)
+		writeProblem(w, r, p)
+		return
+	}
+	if p := s.sourcesReady(); p != nil {
 		writeProblem(w, r, p)
 		return
 	}

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
@@ -18,6 +20,7 @@ import (
 	tapi "github.com/tandem-run/tandem/api"
 	"github.com/tandem-run/tandem/internal/config"
 	"github.com/tandem-run/tandem/internal/engine"
+	"github.com/tandem-run/tandem/internal/telemetry"
 )
 
 // defaultMaxBody caps inbound bodies when server.max_body is not set.
@@ -32,12 +35,18 @@ type Options struct {
 	Config *config.Config
 	// Registry is served at /metrics. Default a new, empty registry.
 	Registry *prometheus.Registry
+	// Metrics counts route answers refused before the engine and admin
+	// API requests. Default the engine's; none without an engine.
+	Metrics *telemetry.Metrics
 	// Logger gets internal errors and recovered panics. Default slog.Default().
 	Logger *slog.Logger
 	// Version is shown in the OpenAPI document. Default "dev".
 	Version string
 	// Sources, when set, is served at GET /v1/sources (sources.go).
 	Sources Sources
+	// Context ends the handler's background work (the JWKS refresh of
+	// auth.jwt.jwks_url). Default context.Background().
+	Context context.Context
 }
 
 // server is the state shared by all handlers.
@@ -54,6 +63,10 @@ type server struct {
 	methods []string
 	// sources are the broker sources, if any (sources.go).
 	sources Sources
+	// metrics counts rejected route requests and admin requests.
+	metrics *telemetry.Metrics
+	// routeOf maps a route's ServeMux pattern to the route's name.
+	routeOf map[string]string
 }
 
 // New builds tandem's HTTP handler: the configured routes, the admin API
@@ -76,7 +89,10 @@ func New(opts Options) (http.Handler, error) {
 	if opts.Version == "" {
 		opts.Version = "dev"
 	}
-	auth, err := newAuthenticator(cfg.Auth)
+	if opts.Metrics == nil && opts.Engine != nil {
+		opts.Metrics = opts.Engine.Metrics()
+	}
+	auth, err := newAuthenticator(cfg, jwtOptions{Ctx: opts.Context, Logger: opts.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
@@ -89,6 +105,7 @@ func New(opts Options) (http.Handler, error) {
 		mux:     http.NewServeMux(),
 		targets: cfg.Redacted().Targets,
 		sources: opts.Sources,
+		metrics: opts.Metrics,
 	}
 	if s.maxBody <= 0 {
 		s.maxBody = defaultMaxBody
@@ -136,11 +153,13 @@ func (s *server) routes(opts Options) error {
 		pattern string
 		h       http.Handler
 	}{
-		{"GET /openapi.json", s.adminOnly(spec)},
-		{"GET /metrics", s.adminOnly(promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{Registry: opts.Registry}))},
+		{"GET /openapi.json", s.counted("GET /openapi.json", s.adminOnly(spec))},
+		// OpenMetrics, for a scraper that asks for it, carries the
+		// exemplars (trace ids) of the latency histograms.
+		{"GET /metrics", s.adminOnly(promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{Registry: opts.Registry, EnableOpenMetrics: true}))},
 		{"GET /healthz", http.HandlerFunc(s.healthz)},
 		{"GET /readyz", http.HandlerFunc(s.readyz)},
-		{"GET /v1/sources", s.adminOnly(http.HandlerFunc(s.listSources))},
+		{"GET /v1/sources", s.counted("GET /v1/sources", s.adminOnly(http.HandlerFunc(s.listSources)))},
 		{"/", http.HandlerFunc(s.notFound)},
 	}
 	for _, st := range steps {
@@ -178,7 +197,7 @@ type adminMux struct {
 
 // HandleFunc registers an admin operation behind the admin auth check.
 func (m *adminMux) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request)) {
-	if err := m.s.handle(pattern, m.s.adminOnly(http.HandlerFunc(h))); err != nil && m.err == nil {
+	if err := m.s.handle(pattern, m.s.counted(pattern, m.s.adminOnly(http.HandlerFunc(h)))); err != nil && m.err == nil {
 		m.err = err
 	}
 }
@@ -189,7 +208,8 @@ func (m *adminMux) ServeHTTP(w http.ResponseWriter, r *http.Request) { m.s.mux.S
 // adminOnly lets a request through when the admin auth check passes.
 func (s *server) adminOnly(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if p := s.auth.admin(r); p != nil {
+		r, p := s.auth.admin(r)
+		if p != nil {
 			writeProblem(w, r, p)
 			return
 		}
@@ -200,7 +220,9 @@ func (s *server) adminOnly(h http.Handler) http.Handler {
 // notFound answers requests no pattern matched: 405 with Allow when the
 // path is served for other methods, else 404.
 func (s *server) notFound(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
 	var allow []string
+	var route string
 	for _, m := range s.methods {
 		if m == r.Method {
 			continue
@@ -209,10 +231,17 @@ func (s *server) notFound(w http.ResponseWriter, r *http.Request) {
 		probe.Method = m
 		if _, pattern := s.mux.Handler(probe); pattern != "" && pattern != "/" {
 			allow = append(allow, m)
+			if rt := s.routeOf[pattern]; rt != "" {
+				route = rt
+			}
 		}
 	}
 	if len(allow) > 0 {
 		slices.Sort(allow)
+		if route != "" {
+			// A route's path called with the wrong method is that route's answer.
+			defer func() { s.metrics.Route(route).Rejected(http.StatusMethodNotAllowed, time.Since(start)) }()
+		}
 		writeProblem(w, r, newProblem(tapi.ErrMethodNotAllowed,
 			fmt.Sprintf("%s is not allowed on this path; allowed: %s", r.Method, strings.Join(allow, ", "))).
 			withHeader("Allow", strings.Join(allow, ", ")))

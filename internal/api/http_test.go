@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -55,7 +56,9 @@ func quietLogger() *slog.Logger {
 
 func newHandler(t *testing.T, cfg *config.Config) http.Handler {
 	t.Helper()
-	h, err := New(Options{Config: cfg, Logger: quietLogger()})
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel) // ends a JWKS refresh goroutine
+	h, err := New(Options{Config: cfg, Logger: quietLogger(), Context: ctx})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -183,14 +186,14 @@ func TestBearerKeys(t *testing.T) {
 		{"admin with empty bearer", "GET", "/v1/targets", "Bearer ", 401, true},
 		{"admin with admin key", "GET", "/v1/targets", "Bearer admin-key", 200, false},
 		{"lower-case scheme", "GET", "/v1/targets", "bearer admin-key", 200, false},
-		{"admin with ingest key", "GET", "/v1/targets", "Bearer shop-key", 403, false},
-		{"metrics with ingest key", "GET", "/metrics", "Bearer shop-key", 403, false},
+		{"admin with ingest key", "GET", "/v1/targets", "Bearer shop-key", 403, true},
+		{"metrics with ingest key", "GET", "/metrics", "Bearer shop-key", 403, true},
 		{"metrics with admin key", "GET", "/metrics", "Bearer admin-key", 200, false},
 		{"openapi without token", "GET", "/openapi.json", "", 401, true},
 		{"ingest without token", "POST", "/orders", "", 401, true},
 		{"ingest with wrong token", "POST", "/orders", "Bearer nope", 401, true},
 		{"ingest with route scope", "POST", "/orders", "Bearer shop-key", 503, false},
-		{"ingest other route", "PUT", "/refunds", "Bearer shop-key", 403, false},
+		{"ingest other route", "PUT", "/refunds", "Bearer shop-key", 403, true},
 		{"ingest with star scope", "PUT", "/refunds", "Bearer all-key", 503, false},
 		{"ingest with admin key", "PUT", "/refunds", "Bearer admin-key", 503, false},
 		{"healthz open", "GET", "/healthz", "", 200, false},
@@ -208,7 +211,11 @@ func TestBearerKeys(t *testing.T) {
 			} else if w.Code != tt.status {
 				t.Fatalf("status %d, want %d; body %s", w.Code, tt.status, w.Body)
 			}
+			// 403 names the scope wanted (RFC 6750 §3.1: insufficient_scope).
 			got := w.Header().Get("WWW-Authenticate")
+			if tt.status == 403 && !strings.Contains(got, `error="insufficient_scope"`) {
+				t.Errorf("WWW-Authenticate %q on 403, want insufficient_scope", got)
+			}
 			if tt.challenge != strings.HasPrefix(got, "Bearer") {
 				t.Errorf("WWW-Authenticate %q, challenge wanted: %v", got, tt.challenge)
 			}

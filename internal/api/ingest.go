@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -34,6 +35,10 @@ func (s *server) registerRoute(api huma.API, rt *config.Route) error {
 	if err != nil {
 		return fmt.Errorf("route %s: %w", rt.Name, err)
 	}
+	if s.routeOf == nil {
+		s.routeOf = map[string]string{}
+	}
+	s.routeOf[pattern] = rt.Name
 	if err := s.handle(pattern, s.ingestHandler(rt.Name)); err != nil {
 		return fmt.Errorf("route %s: %w", rt.Name, err)
 	}
@@ -44,23 +49,41 @@ func (s *server) registerRoute(api huma.API, rt *config.Route) error {
 // ingestHandler serves one route: check auth and input, hand the request
 // to the engine, write its answer.
 func (s *server) ingestHandler(route string) http.Handler {
+	rm := s.metrics.Route(route)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if p := s.auth.ingest(r, route); p != nil {
+		start := time.Now()
+		// Answers the engine never saw are counted here, so every 4xx
+		// (400, 401, 403, 413, 415, ...) shows in tandem_route_answers_total.
+		reject := func(p *Problem) {
 			writeProblem(w, r, p)
+			rm.Rejected(p.Status, time.Since(start))
+		}
+		r, p := s.auth.ingest(r, route)
+		if p != nil {
+			reject(p)
 			return
 		}
 		in, p := s.readInbound(w, r)
 		if p != nil {
-			writeProblem(w, r, p)
+			reject(p)
 			return
 		}
 		if s.eng == nil {
-			writeProblem(w, r, unavailable("the engine is not running"))
+			reject(unavailable("the engine is not running"))
 			return
 		}
 		ans, err := s.eng.Ingest(r.Context(), route, in)
+		if ce := (*engine.CallbackError)(nil); errors.As(err, &ce) {
+			writeProblem(w, r, invalid(ce.Error(), "header."+engine.CallbackHeader))
+			return
+		}
 		if err != nil {
-			writeProblem(w, r, s.errorProblem(r.Context(), "ingest on route "+route, true, err))
+			p := s.errorProblem(r.Context(), "ingest on route "+route, true, err)
+			if engine.IngestCode(err) == 0 {
+				reject(p)
+			} else {
+				writeProblem(w, r, p)
+			}
 			return
 		}
 		s.writeAnswer(w, r, ans)

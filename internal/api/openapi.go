@@ -88,6 +88,14 @@ func documentRoute(api huma.API, rt *config.Route) {
 		Responses: map[string]*huma.Response{},
 		Security:  []map[string][]string{{"bearer": {}}},
 	}
+	if rt.IsDurable() {
+		op.Parameters = append(op.Parameters, &huma.Param{
+			Name: "Callback-Url", In: "header",
+			Description: "Once the message is finished, its summary is POSTed to this URL. Only hosts in server.callback_hosts " +
+				"are honoured; any other URL gets 422.",
+			Schema: &huma.Schema{Type: "string", Format: "uri"},
+		})
+	}
 	for code, desc := range map[int]string{
 		http.StatusAccepted:    "Accepted and durably stored (respond: accepted), or a waiting caller's deadline passed.",
 		http.StatusOK:          "Every awaited step succeeded.",

@@ -22,6 +22,7 @@ func summaryOf(m record.Message) tapi.MessageSummary {
 	return tapi.MessageSummary{
 		ID: m.ID, Route: m.Route, Status: string(m.Status),
 		CreatedAt: m.CreatedAt, UpdatedAt: m.UpdatedAt, IdempotencyKey: m.IdempotencyKey,
+		TraceID: m.TraceID(),
 	}
 }
 
@@ -30,6 +31,7 @@ func detailOf(md *record.MessageDetail) *tapi.MessageDetail {
 	out := &tapi.MessageDetail{
 		ID: m.ID, Route: m.Route, Status: string(m.Status),
 		CreatedAt: m.CreatedAt, UpdatedAt: m.UpdatedAt, IdempotencyKey: m.IdempotencyKey,
+		TraceID:    m.TraceID(),
 		Body:       jsonOrNull(m.Body),
 		Deliveries: make([]tapi.Delivery, 0, len(md.Deliveries)),
 	}

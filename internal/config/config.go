@@ -12,13 +12,15 @@ import "time"
 
 // Config is a whole tandem.yaml.
 type Config struct {
-	Server  Server             `yaml:"server"`
-	Store   Store              `yaml:"store"`
-	Auth    Auth               `yaml:"auth"`
-	Log     Log                `yaml:"log"`
-	Targets map[string]*Target `yaml:"targets"`
-	Sources map[string]*Source `yaml:"sources"`
-	Routes  []*Route           `yaml:"routes"`
+	Server Server `yaml:"server"`
+	Store  Store  `yaml:"store"`
+	Auth   Auth   `yaml:"auth"`
+	Log    Log    `yaml:"log"`
+	// Telemetry configures tracing (docs/observability.md).
+	Telemetry Telemetry          `yaml:"telemetry"`
+	Targets   map[string]*Target `yaml:"targets"`
+	Sources   map[string]*Source `yaml:"sources"`
+	Routes    []*Route           `yaml:"routes"`
 
 	// File is the path the config was loaded from ("" when from bytes).
 	File string `yaml:"-"`
@@ -40,6 +42,14 @@ type Server struct {
 	// API. Default nil: off, no CORS headers are sent, and OPTIONS answers
 	// 405.
 	CORS *CORS `yaml:"cors"`
+	// CallbackHosts are the hosts a Callback-Url request header may name
+	// (exact names or IPs, or "*.example.com"); loopback, private and
+	// link-local addresses only when listed exactly. Default none: a
+	// Callback-Url is refused (docs/events.md).
+	CallbackHosts []string `yaml:"callback_hosts"`
+	// TLS serves HTTPS, optionally with client certificates (mutual TLS).
+	// Default nil: plain HTTP.
+	TLS *ServerTLS `yaml:"tls"`
 }
 
 // CORS configures cross-origin requests from browsers (server.cors).
@@ -96,11 +106,18 @@ type Retention struct {
 // Enabled reports whether any kind of message is ever purged.
 func (r Retention) Enabled() bool { return r.Succeeded > 0 || r.Failed > 0 || r.Dead > 0 }
 
-// Auth configures inbound API keys. With no keys the admin API answers
-// loopback clients only and route ingest is open.
+// Auth configures inbound API keys and JWTs. With neither, the admin API
+// answers loopback clients only and route ingest is open.
 type Auth struct {
+	// Keys are API keys, sent as "Authorization: Bearer <key>".
 	Keys []Key `yaml:"keys"`
+	// JWT accepts bearer JWTs whose scopes claim grants scopes as a key's
+	// do. Default nil: no JWTs.
+	JWT *JWT `yaml:"jwt"`
 }
+
+// Enabled reports whether inbound auth is on (keys or JWTs configured).
+func (a Auth) Enabled() bool { return len(a.Keys) > 0 || a.JWT != nil }
 
 // Key is one inbound API key, sent as "Authorization: Bearer <key>".
 type Key struct {
@@ -108,7 +125,8 @@ type Key struct {
 	Name string `yaml:"name"`
 	// Hash is "sha256:<hex>" of the key. Required.
 	Hash string `yaml:"hash"`
-	// Scopes: "admin", "ingest:<route>" or "ingest:*". At least one.
+	// Scopes: "admin", "ingest:<route>", "ingest:*", or a scope some
+	// route names under auth.scopes. At least one.
 	Scopes []string `yaml:"scopes"`
 }
 
@@ -119,6 +137,67 @@ type Log struct {
 	// Level is debug, info, warn or error. Default info.
 	Level string `yaml:"level"`
 }
+
+// Telemetry configures what tandem tells about itself beyond logs and
+// /metrics.
+type Telemetry struct {
+	// Tracing exports OpenTelemetry traces: a span per ingest, per attempt
+	// and per compensation, all in the message's trace.
+	Tracing Tracing `yaml:"tracing"`
+}
+
+// Tracing configures OpenTelemetry tracing (telemetry.tracing). A key set
+// here wins over its OTEL_* environment variable; a key left out falls
+// back to the variable, then to the default.
+type Tracing struct {
+	// Exporter is otlp or none. Default: otlp when OTEL_TRACES_EXPORTER is
+	// otlp or an OTEL_EXPORTER_OTLP_ENDPOINT or
+	// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set, else none. With none (or
+	// OTEL_SDK_DISABLED=true) no span is exported, but an inbound
+	// traceparent still reaches the targets.
+	Exporter string `yaml:"exporter"`
+	// Endpoint of the OTLP receiver: host:port, or a URL (http:// means
+	// no TLS; for http/protobuf a URL may give the path). Default
+	// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_EXPORTER_OTLP_ENDPOINT,
+	// else localhost:4317 (grpc) or localhost:4318 (http/protobuf).
+	Endpoint string `yaml:"endpoint"`
+	// Protocol is grpc or http/protobuf. Default
+	// OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, OTEL_EXPORTER_OTLP_PROTOCOL,
+	// else grpc.
+	Protocol string `yaml:"protocol"`
+	// SampleRatio is the share of new traces sampled, 0 to 1; a trace that
+	// arrives with a traceparent follows its caller's decision. Default
+	// OTEL_TRACES_SAMPLER (and _ARG), else 1.
+	SampleRatio *float64 `yaml:"sample_ratio"`
+	// ServiceName is the service.name of every span. Default
+	// OTEL_SERVICE_NAME, else "tandem".
+	ServiceName string `yaml:"service_name"`
+	// Insecure sends without TLS. Default: OTEL_EXPORTER_OTLP_INSECURE, or
+	// the endpoint URL's scheme; a host:port on loopback is sent without
+	// TLS, any other with TLS.
+	Insecure *bool `yaml:"insecure"`
+	// Headers are sent with every export (e.g. an API key of a tracing
+	// vendor; use ${env:X}). Merged over OTEL_EXPORTER_OTLP_HEADERS.
+	Headers map[string]string `yaml:"headers"`
+	// Link is a URL template for a trace in your tracing UI, {trace_id}
+	// replaced by the trace id, e.g.
+	// "http://127.0.0.1:16686/trace/{trace_id}" (Jaeger) or a Grafana
+	// Tempo explore URL. The dashboard links message traces with it.
+	// Default none.
+	Link string `yaml:"link"`
+}
+
+// Tracing exporters (telemetry.tracing.exporter).
+const (
+	TracingOTLP = "otlp"
+	TracingNone = "none"
+)
+
+// Tracing protocols (telemetry.tracing.protocol).
+const (
+	TracingGRPC         = "grpc"
+	TracingHTTPProtobuf = "http/protobuf"
+)
 
 // Target is one downstream API endpoint and its policies.
 type Target struct {
@@ -147,6 +226,11 @@ type Target struct {
 	SuccessStatus []int `yaml:"success_status"`
 	// MaxResponseBody caps the response body kept per attempt. Default 64KiB.
 	MaxResponseBody Size `yaml:"max_response_body"`
+	// Sign signs every request (Standard Webhooks or HMAC). Default none.
+	Sign *Sign `yaml:"sign"`
+	// TLS sets the CA, client certificate and server name for an https
+	// url. Default: system roots, no client certificate.
+	TLS *TargetTLS `yaml:"tls"`
 }
 
 // Timeout bounds one attempt.
@@ -171,6 +255,9 @@ type TargetAuth struct {
 	Basic *BasicAuth `yaml:"basic"`
 	// Header sends one header, e.g. {name: X-Api-Key, value: ...}.
 	Header *HeaderAuth `yaml:"header"`
+	// OAuth2 fetches an access token with the client-credentials grant
+	// and sends it as a bearer token.
+	OAuth2 *OAuth2Auth `yaml:"oauth2"`
 }
 
 // BasicAuth is a user name and password.
@@ -266,6 +353,11 @@ type Route struct {
 	Steps []*Step `yaml:"steps"`
 	// Response shapes the answer of respond: all or a list (templates).
 	Response *Response `yaml:"response"`
+	// OnComplete sends the final summary onward (oncomplete.go).
+	OnComplete *OnComplete `yaml:"on_complete"`
+	// Auth lists scopes that grant sending to this route, beside
+	// ingest:<route>. Default none.
+	Auth *RouteAuth `yaml:"auth"`
 }
 
 // IsDurable reports whether the route's messages go through the store.

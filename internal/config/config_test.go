@@ -106,7 +106,7 @@ func TestDefaults(t *testing.T) {
 		Store:  Store{Driver: "sqlite", DSN: "file:tandem.db"},
 		Log:    Log{Format: "text", Level: "info"},
 	}
-	if cfg.Server != want.Server || cfg.Store != want.Store || cfg.Log != want.Log {
+	if !reflect.DeepEqual(cfg.Server, want.Server) || cfg.Store != want.Store || cfg.Log != want.Log {
 		t.Errorf("server/store/log = %+v %+v %+v", cfg.Server, cfg.Store, cfg.Log)
 	}
 	wantTarget := &Target{

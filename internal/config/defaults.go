@@ -111,6 +111,7 @@ func setDefaults(c *Config) {
 			}
 		}
 	}
+	trustDefaults(c)
 }
 
 func targetDefaults(t *Target) {

@@ -154,7 +154,7 @@ var errorCases = []struct {
 		"t.yaml:13: targets.pay.success_status[1]: status 700 is not an HTTP status",
 		`t.yaml:14: targets.pay.headers["Bad Header"]: "Bad Header" is not a valid HTTP header name`,
 		"t.yaml:14: targets.pay.headers.X-Ok: header value contains control characters",
-		"t.yaml:15: targets.pay.auth: use one kind of auth (bearer, basic or header), not 2",
+		"t.yaml:15: targets.pay.auth: use one kind of auth (bearer, basic, header or oauth2), not 2",
 		`t.yaml:15: targets.pay.auth.header.name: header name "X Key" is not a valid HTTP header name`,
 		"t.yaml:15: targets.pay.auth.header.value: value is required",
 	}},

@@ -63,6 +63,7 @@ func parse(data []byte, file string, lookupEnv func(string) (string, bool)) (cfg
 	ip := &interpolator{c: c, dir: dir, lookup: lookupEnv}
 	walkStrings(reflect.ValueOf(cfg).Elem(), ip.resolve)
 	cfg.secrets = c.interpolated
+	resolveTrustPaths(cfg, dir)
 
 	setDefaults(cfg)
 	validate(cfg, c)

@@ -51,12 +51,49 @@ func (c *Config) Redacted() *Config {
 		if t.Auth.Header != nil {
 			hide(&t.Auth.Header.Value)
 		}
+		redactTrust(t, hide)
 	}
 	for i := range cp.Auth.Keys {
 		hide(&cp.Auth.Keys[i].Hash)
 	}
+	// Export headers are credentials of a tracing vendor, as a rule.
+	for k, v := range cp.Telemetry.Tracing.Headers {
+		hide(&v)
+		cp.Telemetry.Tracing.Headers[k] = v
+	}
+	if j := cp.Auth.JWT; j != nil {
+		hide(&j.HS256Secret)
+		j.JWKSURL = redactURL(j.JWKSURL)
+	}
 	cp.Store.DSN = redactDSN(cp.Store.DSN)
 	return cp
+}
+
+// redactTrust hides a target's signing secrets and OAuth2 client secret.
+func redactTrust(t *Target, hide func(*string)) {
+	if o := t.Auth.OAuth2; o != nil {
+		hide(&o.ClientSecret)
+		o.TokenURL = redactURL(o.TokenURL)
+	}
+	if s := t.Sign; s != nil {
+		if sw := s.StandardWebhooks; sw != nil {
+			hide(&sw.Secret)
+			for i := range sw.Secrets {
+				hide(&sw.Secrets[i])
+			}
+		}
+		if s.HMAC != nil {
+			hide(&s.HMAC.Secret)
+		}
+	}
+}
+
+// redactURL hides a URL's password.
+func redactURL(raw string) string {
+	if u, err := url.Parse(raw); err == nil && u.User != nil {
+		return u.Redacted()
+	}
+	return raw
 }
 
 var dsnPassword = regexp.MustCompile(`(?i)(password\s*=\s*)('[^']*'|\S+)`)

@@ -11,6 +11,7 @@ import (
 const (
 	SourceNATS = "nats"
 	SourceAMQP = "amqp"
+	SourceMQTT = "mqtt"
 )
 
 // Deliver policies of a NATS source's consumer.
@@ -25,6 +26,7 @@ const (
 	DefaultMaxInFlight       = 256
 	DefaultSourceContentType = "application/json"
 	DefaultNakDelay          = Duration(time.Second)
+	DefaultAckWait           = Duration(30 * time.Second)
 )
 
 // Source is a message broker a route consumes from instead of serving a
@@ -33,7 +35,7 @@ const (
 type Source struct {
 	// Name is the key under sources (set by the loader).
 	Name string `yaml:"-"`
-	// Kind is nats (JetStream) or amqp (RabbitMQ). Required.
+	// Kind is nats (JetStream), amqp (RabbitMQ) or mqtt (QoS 1). Required.
 	Kind string `yaml:"kind"`
 	// URL of the broker: nats://host:4222, amqp://user:pass@host:5672/vhost.
 	// Required.
@@ -57,6 +59,14 @@ type Source struct {
 	// Declare declares the queue (durable) at start (amqp). Default false.
 	Declare bool `yaml:"declare"`
 
+	// Topic is the MQTT topic filter subscribed with QoS 1 (mqtt); it may
+	// hold + and # wildcards. Required for mqtt.
+	Topic string `yaml:"topic"`
+	// ClientID is the MQTT client id of tandem's persistent session
+	// (mqtt): the broker keeps unacknowledged messages for it across
+	// reconnects and restarts. Default "tandem-<source name>".
+	ClientID string `yaml:"client_id"`
+
 	// MaxInFlight caps the broker messages received and not yet
 	// acknowledged (the consumer's MaxAckPending for nats). Default 256.
 	MaxInFlight int `yaml:"max_in_flight"`
@@ -69,6 +79,11 @@ type Source struct {
 	// NakDelay is how long a message waits before redelivery when the store
 	// is unavailable. Default 1s.
 	NakDelay Duration `yaml:"nak_delay"`
+	// AckWait is how long the NATS server waits for an acknowledgement
+	// before it delivers a message again (the consumer's AckWait): after a
+	// crash, unacknowledged messages come back this long after they were
+	// delivered (nats). Default 30s; at least 1s.
+	AckWait Duration `yaml:"ack_wait"`
 }
 
 func sourceDefaults(s *Source) {
@@ -79,8 +94,11 @@ func sourceDefaults(s *Source) {
 	case SourceNATS:
 		s.Consumer = or(s.Consumer, "tandem")
 		s.Deliver = or(s.Deliver, DeliverAll)
+		s.AckWait = or(s.AckWait, DefaultAckWait)
 	case SourceAMQP:
 		s.Prefetch = or(s.Prefetch, s.MaxInFlight)
+	case SourceMQTT:
+		s.ClientID = or(s.ClientID, "tandem-"+s.Name)
 	}
 }
 
@@ -101,7 +119,7 @@ func (v *validator) source(p string, s *Source) {
 		v.errf(p, "invalid source name %q: use letters, digits, '-', '_' and '.'", s.Name)
 	}
 	up := joinKey(p, "url")
-	wantScheme := map[string][]string{SourceNATS: {"nats", "tls"}, SourceAMQP: {"amqp", "amqps"}}[s.Kind]
+	wantScheme := map[string][]string{SourceNATS: {"nats", "tls"}, SourceAMQP: {"amqp", "amqps"}, SourceMQTT: {"tcp", "ssl"}}[s.Kind]
 	switch s.Kind {
 	case SourceNATS:
 		if s.Stream == "" {
@@ -130,13 +148,41 @@ func (v *validator) source(p string, s *Source) {
 		for _, k := range []struct {
 			set  bool
 			name string
-		}{{s.Stream != "", "stream"}, {len(s.Subjects) > 0, "subjects"}, {s.Consumer != "", "consumer"}, {s.Deliver != "", "deliver"}} {
+		}{{s.Stream != "", "stream"}, {len(s.Subjects) > 0, "subjects"}, {s.Consumer != "", "consumer"}, {s.Deliver != "", "deliver"}, {s.AckWait != 0, "ack_wait"}} {
 			if k.set {
 				v.errf(joinKey(p, k.name), "%s is for nats sources; an amqp source uses queue, prefetch and declare", k.name)
 			}
 		}
+	case SourceMQTT:
+		if s.Topic == "" {
+			v.errf(joinKey(p, "topic"), "topic is required for an mqtt source")
+		}
+		if len(s.ClientID) > 23 && !v.c.reported(joinKey(p, "client_id")) {
+			// MQTT 3.1.1 servers must accept 1 to 23 characters; longer is
+			// up to the server.
+			v.errf(joinKey(p, "client_id"), "client_id %s is longer than 23 characters, which MQTT servers need not accept", v.c.quote(joinKey(p, "client_id"), s.ClientID))
+		}
+		for _, k := range []struct {
+			set  bool
+			name string
+		}{{s.Stream != "", "stream"}, {len(s.Subjects) > 0, "subjects"}, {s.Consumer != "", "consumer"}, {s.Deliver != "", "deliver"},
+			{s.Queue != "", "queue"}, {s.Prefetch != 0, "prefetch"}, {s.Declare, "declare"}, {s.AckWait != 0, "ack_wait"}, {s.IdempotencyHeader != "", "idempotency_header"}} {
+			if k.set {
+				v.errf(joinKey(p, k.name), "%s is not for mqtt sources; an mqtt source uses topic and client_id", k.name)
+			}
+		}
 	default:
-		v.errf(joinKey(p, "kind"), "%s", withHint(fmt.Sprintf("unknown source kind %q: use nats or amqp", s.Kind), s.Kind, []string{SourceNATS, SourceAMQP}))
+		v.errf(joinKey(p, "kind"), "%s", withHint(fmt.Sprintf("unknown source kind %q: use nats, amqp or mqtt", s.Kind), s.Kind, []string{SourceNATS, SourceAMQP, SourceMQTT}))
+	}
+	if s.Kind == SourceNATS || s.Kind == SourceAMQP {
+		for _, k := range []struct {
+			set  bool
+			name string
+		}{{s.Topic != "", "topic"}, {s.ClientID != "", "client_id"}} {
+			if k.set {
+				v.errf(joinKey(p, k.name), "%s is for mqtt sources", k.name)
+			}
+		}
 	}
 	if s.URL == "" {
 		v.errf(up, "url is required (e.g. \"nats://127.0.0.1:4222\" or \"amqp://guest:guest@127.0.0.1:5672/\")")
@@ -147,6 +193,9 @@ func (v *validator) source(p string, s *Source) {
 	}
 	if s.MaxInFlight < 1 || s.MaxInFlight > 65535 {
 		v.errf(joinKey(p, "max_in_flight"), "max_in_flight must be between 1 and 65535")
+	}
+	if s.Kind == SourceNATS && s.AckWait.D() < time.Second {
+		v.errf(joinKey(p, "ack_wait"), "ack_wait must be at least 1s")
 	}
 	if s.NakDelay.D() < 0 {
 		v.errf(joinKey(p, "nak_delay"), "nak_delay must not be negative")

@@ -19,6 +19,7 @@ func validate(cfg *Config, c *collector) {
 	v.server()
 	v.store()
 	v.log()
+	v.tracing()
 	v.auth()
 	names := make([]string, 0, len(cfg.Targets))
 	for name := range cfg.Targets {
@@ -30,6 +31,7 @@ func validate(cfg *Config, c *collector) {
 	}
 	v.sources()
 	v.routes()
+	v.trust()
 }
 
 type validator struct {
@@ -45,6 +47,7 @@ func (v *validator) server() {
 		v.errf("server.listen", "invalid listen address %s: write host:port, e.g. \":8080\" or \"127.0.0.1:8080\"", v.c.quote("server.listen", s.Listen))
 	}
 	v.cors(s.CORS)
+	v.callbackHosts()
 }
 
 func (v *validator) store() {
@@ -72,9 +75,48 @@ func (v *validator) log() {
 	}
 }
 
+func (v *validator) tracing() {
+	t := v.cfg.Telemetry.Tracing
+	const p = "telemetry.tracing"
+	switch t.Exporter {
+	case "", TracingOTLP, TracingNone:
+	default:
+		v.errf(p+".exporter", "unknown exporter %s: use otlp or none", v.c.quote(p+".exporter", t.Exporter))
+	}
+	switch t.Protocol {
+	case "", TracingGRPC, TracingHTTPProtobuf:
+	default:
+		v.errf(p+".protocol", "unknown protocol %s: use grpc or http/protobuf", v.c.quote(p+".protocol", t.Protocol))
+	}
+	if r := t.SampleRatio; r != nil && (math.IsNaN(*r) || *r < 0 || *r > 1) {
+		v.errf(p+".sample_ratio", "sample_ratio %v is not between 0 and 1", *r)
+	}
+	if e := t.Endpoint; strings.Contains(e, "://") {
+		u, err := url.Parse(e)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			v.errf(p+".endpoint", "endpoint %s is not an http or https URL with a host", v.c.quote(p+".endpoint", e))
+		}
+	} else if e != "" {
+		if _, port, err := net.SplitHostPort(e); err != nil || port == "" {
+			v.errf(p+".endpoint", "endpoint %s: write host:port (e.g. \"127.0.0.1:4317\") or a URL", v.c.quote(p+".endpoint", e))
+		}
+	}
+	if l := t.Link; l != "" {
+		u, err := url.Parse(strings.ReplaceAll(l, "{trace_id}", "0"))
+		switch {
+		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+			v.errf(p+".link", "link %s is not an http or https URL", v.c.quote(p+".link", l))
+		case !strings.Contains(l, "{trace_id}"):
+			v.errf(p+".link", "link %s has no {trace_id} to put the trace id in", v.c.quote(p+".link", l))
+		}
+	}
+	v.headers(p+".headers", t.Headers, true)
+}
+
 func (v *validator) auth() {
 	seen := map[string]bool{}
 	routes := map[string]bool{}
+	custom := v.routeScopes()
 	for _, r := range v.cfg.Routes {
 		if r != nil {
 			routes[r.Name] = true
@@ -102,8 +144,9 @@ func (v *validator) auth() {
 				msg := fmt.Sprintf("scope %q names an unknown route %q", s, route)
 				v.errf(sp, "%s", withHint(msg, route, sortedKeys(routes)))
 			case isIngest && route != "":
+			case custom[s]:
 			default:
-				v.errf(sp, "unknown scope %s: use \"admin\", \"ingest:*\" or \"ingest:<route>\"", v.c.quote(sp, s))
+				v.errf(sp, "unknown scope %s: use \"admin\", \"ingest:*\", \"ingest:<route>\" or a scope a route names under auth.scopes", v.c.quote(sp, s))
 			}
 		}
 	}
@@ -244,8 +287,11 @@ func (v *validator) targetAuth(p string, a TargetAuth) {
 			v.errf(joinKey(hp, "value"), "value contains control characters (a trailing newline?)")
 		}
 	}
+	if a.OAuth2 != nil {
+		kinds++
+	}
 	if kinds > 1 {
-		v.errf(p, "use one kind of auth (bearer, basic or header), not %d", kinds)
+		v.errf(p, "use one kind of auth (bearer, basic, header or oauth2), not %d", kinds)
 	}
 }
 
@@ -444,6 +490,7 @@ func (v *validator) route(p string, r *Route) {
 			v.errf(joinKey(p, "saga"), "saga needs a durable route (remove durable: false)")
 		}
 	}
+	v.onComplete(p, r)
 	if r.Saga && !hasCompensate {
 		v.errf(joinKey(p, "saga"), "saga: true needs at least one step with compensate")
 	}

@@ -20,13 +20,15 @@ func (e *Engine) fanOut(ctx context.Context, rp *routePlan, in *Inbound) (*Answe
 	n := len(rp.steps)
 	// No saga runs in memory, so there are no compensations: one delivery
 	// per step, in step order.
-	results := rp.deliveries(time.Now())[:n]
+	start := time.Now()
+	results := rp.deliveries(start)[:n]
 	durations := make([]time.Duration, n)
 	done := make([]chan struct{}, n)
 	index := make(map[string]int, n)
 	for i, sp := range rp.steps {
 		done[i] = make(chan struct{})
 		index[sp.step.Name] = i
+		results[i].MessageID = id
 	}
 	msg := &record.Message{ID: id, Route: rp.cfg.Name, Body: in.Body, Headers: in.Header, Query: in.Query}
 	var wg sync.WaitGroup
@@ -68,6 +70,7 @@ func (e *Engine) fanOut(ctx context.Context, rp *routePlan, in *Inbound) (*Answe
 		go step()
 	}
 	wg.Wait()
+	e.countFanOut(ctx, rp.cfg.Name, results, start)
 	status := record.DeriveMessageStatus(results)
 	body := &MessageAnswer{ID: id, Status: status, Steps: make(map[string]StepAnswer, n)}
 	for i, d := range results {
@@ -105,9 +108,10 @@ func (e *Engine) callWithin(ctx context.Context, route string, sp *stepPlan, req
 	tr := sp.target
 	start := time.Now()
 	for {
-		res := e.caller.Do(ctx, req)
+		actx, span := e.startAttempt(ctx, d)
+		res := e.caller.Do(actx, req)
 		d.Attempts++
-		e.metrics.ObserveAttempt(route, d.Step, d.Target, res.Outcome, res.Duration)
+		e.metrics.Step(route, d.Step, d.Target).AttemptTraced(res.Outcome, res.Duration, spanTraceID(actx))
 		d.ResponseStatus, d.ResponseBody, d.ResponseHeaders = res.Status, res.Body, res.Header
 		now := time.Now()
 		deadline, _ := ctx.Deadline()
@@ -118,6 +122,7 @@ func (e *Engine) callWithin(ctx context.Context, route string, sp *stepPlan, req
 			Result: res, N: d.Attempts, Since: start, Now: now, Deadline: deadline,
 			Policy: tr.policy, MaxRetryAfter: tr.maxRetryAfter, Jitter: e.opts.Jitter(),
 		})
+		e.endAttempt(span, d, d.Attempts, res, verdictStatus(dec.Verdict))
 		switch dec.Verdict {
 		case verdictSucceeded:
 			d.Status = record.DeliverySucceeded
@@ -137,6 +142,21 @@ func (e *Engine) callWithin(ctx context.Context, route string, sp *stepPlan, req
 			d.Status, d.LastError = record.DeliveryDead, atDeadline(d.Attempts, dec.Reason)
 			return time.Since(start)
 		case <-t.C:
+		}
+	}
+}
+
+// countFanOut counts the final status of each step of an in-memory
+// fan-out, and the time to each success, as the durable worker does.
+func (e *Engine) countFanOut(ctx context.Context, route string, results []record.Delivery, start time.Time) {
+	traceID := spanTraceID(ctx)
+	took := time.Since(start)
+	for i := range results {
+		d := &results[i]
+		sm := e.metrics.Step(route, d.Step, d.Target)
+		sm.Finished(d.Status)
+		if d.Status == record.DeliverySucceeded {
+			sm.Delivered(took, traceID)
 		}
 	}
 }

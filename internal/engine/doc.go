@@ -45,7 +45,21 @@
 //     Shutdown closes before it waits for them.
 //   - At start, the open deliveries of targets the config no longer has
 //     are dead-lettered with the reason, so they can be seen and replayed.
+//   - A route's on_complete (and an accepted Callback-Url) is one more
+//     delivery per destination, committed with the message: it becomes due
+//     only once every other delivery is final (record.Resolve), renders
+//     the summary from the store when it is sent, and never counts towards
+//     the message's status. A publish is made by the Publisher and
+//     succeeds only on the broker's confirmation; a callback goes through
+//     a caller whose dialer refuses internal addresses unless the host is
+//     listed exactly in server.callback_hosts (oncomplete.go, callback.go).
 //   - durable: false routes never touch the store; their retries run inside
 //     the route's deadline, and their idempotency keys live in a bounded
 //     in-memory memo (idempotency.go).
+//   - Tracing (trace.go): an ingest's span continues the caller's
+//     traceparent (or the broker source's consumer span), and a durable
+//     message is committed with that span's context, so every attempt and
+//     compensation, on any replica and after any restart, is a client
+//     span under it, in one trace; the target gets the attempt's span as
+//     its traceparent.
 package engine

@@ -34,6 +34,9 @@ type Options struct {
 	Caller *target.Caller
 	// Metrics records telemetry. Default: metrics on a private registry.
 	Metrics *telemetry.Metrics
+	// Tracing makes the spans of ingests and attempts. Default
+	// telemetry.NoTracing(): no spans, inbound traceparents passed on.
+	Tracing *telemetry.Tracing
 	// Logger for engine events. Default slog.Default().
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
@@ -55,6 +58,9 @@ type Options struct {
 	// outlast the request, or a slow request would be claimed and sent
 	// again while still in flight. Default 30s; tests make it short.
 	LeaseMargin time.Duration
+	// Publisher publishes routes' summaries to brokers (on_complete
+	// publish). Required when a route publishes; oncomplete.go.
+	Publisher Publisher
 }
 
 // Engine runs routes: accept, persist, deliver, answer.
@@ -64,6 +70,7 @@ type Engine struct {
 	store   store.Store
 	caller  *target.Caller
 	metrics *telemetry.Metrics
+	tracing *telemetry.Tracing
 
 	routes  map[string]*routePlan
 	targets map[string]*targetRunner
@@ -73,6 +80,8 @@ type Engine struct {
 	waiters map[string]chan struct{} // message id → closed on any change
 
 	memo *memo // idempotency keys of durable: false routes
+
+	oc *onCompleteState // on_complete deliveries and callbacks (oncomplete.go)
 
 	// gate orders every inflight.Add against Shutdown: an ingest enters
 	// (Add) only under it and only while closing is false, and Shutdown
@@ -136,12 +145,16 @@ func New(opts Options) (*Engine, error) {
 	if opts.Metrics == nil {
 		opts.Metrics = telemetry.NewMetrics(nil)
 	}
+	if opts.Tracing == nil {
+		opts.Tracing = telemetry.NoTracing()
+	}
 	e := &Engine{
 		opts:      opts,
 		log:       opts.Logger,
 		store:     opts.Store,
 		caller:    opts.Caller,
 		metrics:   opts.Metrics,
+		tracing:   opts.Tracing,
 		routes:    map[string]*routePlan{},
 		targets:   map[string]*targetRunner{},
 		waiters:   map[string]chan struct{}{},
@@ -150,7 +163,14 @@ func New(opts Options) (*Engine, error) {
 	}
 	e.hardCtx, e.hardStop = context.WithCancel(context.Background())
 	for name, tc := range opts.Config.Targets {
-		e.targets[name] = newTargetRunner(e, tc)
+		tr := newTargetRunner(e, tc)
+		if err := trustEndpoint(tr.endpoint, tc); err != nil {
+			return nil, fmt.Errorf("engine: target %s: %w", name, err)
+		}
+		e.targets[name] = tr
+	}
+	if err := e.setupOnComplete(); err != nil {
+		return nil, err
 	}
 	for _, rc := range opts.Config.Routes {
 		rp := &routePlan{cfg: rc}
@@ -163,6 +183,7 @@ func New(opts Options) (*Engine, error) {
 		e.routes[rc.Name] = rp
 		e.names = append(e.names, rc.Name)
 	}
+	e.initMetrics()
 	return e, nil
 }
 
@@ -280,6 +301,12 @@ func (e *Engine) enter() bool {
 	e.inflight.Add(1)
 	return true
 }
+
+// Metrics returns the engine's metrics.
+func (e *Engine) Metrics() *telemetry.Metrics { return e.metrics }
+
+// Tracing returns the engine's tracing.
+func (e *Engine) Tracing() *telemetry.Tracing { return e.tracing }
 
 // Store returns the engine's store (nil when no route is durable).
 func (e *Engine) Store() store.Store { return e.store }

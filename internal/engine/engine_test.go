@@ -45,7 +45,7 @@ type target struct {
 	answer func(n int64, r *http.Request) (int, http.Header, string)
 }
 
-func newTarget(t *testing.T, answer func(n int64, r *http.Request) (int, http.Header, string)) *target {
+func newTarget(t testing.TB, answer func(n int64, r *http.Request) (int, http.Header, string)) *target {
 	t.Helper()
 	tg := &target{answer: answer}
 	tg.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -74,7 +74,7 @@ type setup struct {
 
 // start loads yaml (with %s placeholders already filled), opens a SQLite
 // store in a temp dir and starts an engine.
-func start(t *testing.T, yaml string, opts engine.Options) *setup {
+func start(t testing.TB, yaml string, opts engine.Options) *setup {
 	t.Helper()
 	cfg, err := config.Parse([]byte(yaml), "test.yaml")
 	if err != nil {

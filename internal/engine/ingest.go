@@ -34,11 +34,15 @@ func (e *Engine) Ingest(ctx context.Context, route string, in *Inbound) (*Answer
 	if rp == nil {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownRoute, route)
 	}
+	if err := e.checkCallback(rp, in); err != nil {
+		return nil, err
+	}
 	if !e.enter() {
 		return nil, ErrShuttingDown
 	}
 	defer e.inflight.Done()
 	start := time.Now()
+	ctx, span := e.startIngest(ctx, rp, in)
 	var ans *Answer
 	var err error
 	if rp.cfg.IsDurable() {
@@ -46,21 +50,32 @@ func (e *Engine) Ingest(ctx context.Context, route string, in *Inbound) (*Answer
 	} else {
 		ans, err = e.fanOutOnce(ctx, rp, in)
 	}
-	code := 0
-	switch {
-	case err == nil:
+	code := IngestCode(err)
+	if err == nil {
 		code = ans.HTTPStatus
-	case errors.Is(err, store.ErrIdempotencyConflict):
-		code = http.StatusUnprocessableEntity
-	case errors.Is(err, ErrIdempotencyInFlight):
-		code = http.StatusConflict
-	case errors.Is(err, store.ErrUnavailable), errors.Is(err, ErrShuttingDown):
-		code = http.StatusServiceUnavailable
 	}
 	if code != 0 {
-		e.metrics.ObserveIngest(route, code, time.Since(start))
+		e.metrics.Route(route).AnsweredTraced(code, time.Since(start), spanTraceID(ctx))
 	}
+	endIngest(span, rp, ans, code, err)
 	return ans, err
+}
+
+// IngestCode is the HTTP status code of an Ingest error that Ingest
+// counts in tandem_route_answers_total itself (422, 409, 503); 0 for nil
+// and for every other error, which the caller counts.
+func IngestCode(err error) int {
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, store.ErrIdempotencyConflict):
+		return http.StatusUnprocessableEntity
+	case errors.Is(err, ErrIdempotencyInFlight):
+		return http.StatusConflict
+	case errors.Is(err, store.ErrUnavailable), errors.Is(err, ErrShuttingDown):
+		return http.StatusServiceUnavailable
+	}
+	return 0
 }
 
 func (e *Engine) ingestDurable(ctx context.Context, rp *routePlan, in *Inbound) (*Answer, error) {
@@ -74,7 +89,8 @@ func (e *Engine) ingestDurable(ctx context.Context, rp *routePlan, in *Inbound) 
 		Headers:        in.Header,
 		Query:          in.Query,
 	}
-	ds := rp.deliveries(now)
+	e.keepTraceContext(ctx, &msg)
+	ds := append(rp.deliveries(now), rp.onCompleteDeliveries(in)...)
 	waiting := rp.cfg.Respond.Mode != "" && rp.cfg.Respond.Mode != config.RespondAccepted
 	var changed <-chan struct{}
 	if waiting {
@@ -215,8 +231,8 @@ func (e *Engine) answerFor(rp *routePlan, md *record.MessageDetail, late bool) (
 		if !all && !want[d.Step] {
 			continue
 		}
-		if _, isComp := record.Compensates(d.Step); isComp && d.Status == record.DeliveryCancelled {
-			continue // a compensation that was not needed is not news
+		if _, isComp := record.Compensates(d.Step); isComp && d.Status == record.DeliveryCancelled || record.IsOnComplete(d.Step) {
+			continue // a compensation that was not needed is not news; a summary is no step
 		}
 		var took time.Duration
 		for _, a := range md.Attempts[d.ID] {

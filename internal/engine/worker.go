@@ -48,6 +48,10 @@ type targetRunner struct {
 	// Retry-After pause ends; it only moves forward.
 	pausedUntil atomic.Int64
 
+	// send, when set, makes the attempts instead of the HTTP caller (a
+	// publish, a guarded callback: oncomplete.go).
+	send func(context.Context, *record.Delivery, *target.Request) *target.Result
+
 	wakeCh chan struct{} // buffered 1: work may be due
 	slots  chan struct{} // one token per delivery claimed and not yet recorded
 }
@@ -108,7 +112,11 @@ func newTargetRunner(e *Engine, tc *config.Target) *targetRunner {
 			HalfOpenProbes: tc.Breaker.HalfOpenProbes,
 		}, clockFunc(e.opts.Now), tr.breakerChanged)
 	}
-	tr.metrics.BreakerState(telemetry.BreakerClosed)
+	if tr.breaker == nil {
+		tr.metrics.BreakerState(telemetry.BreakerDisabled)
+	} else {
+		tr.metrics.BreakerState(telemetry.BreakerClosed)
+	}
 	return tr
 }
 
@@ -403,12 +411,12 @@ func (tr *targetRunner) run(d *record.Delivery, hold time.Duration) {
 	if rp != nil {
 		sp = rp.byName[d.Step]
 	}
-	if sp == nil {
+	if sp == nil && !record.IsOnComplete(d.Step) {
 		// The config changed under a stored message: nothing can be sent.
 		tr.fail(d, fmt.Errorf("route %q has no step %q in the current config", d.Route, d.Step))
 		return
 	}
-	req, err := tr.buildRequest(rctx, sp, d)
+	req, err := tr.requestOf(rctx, sp, d)
 	if errors.Is(err, errReadLater) {
 		// The step results a template reads could not be loaded: try again
 		// soon, without counting an attempt.
@@ -452,14 +460,17 @@ func (tr *targetRunner) run(d *record.Delivery, hold time.Duration) {
 		return
 	}
 	started := e.opts.Now()
-	res := e.caller.Do(ctx, req)
+	actx, span := e.startAttempt(messageContext(ctx, d.Message), d)
+	res := tr.call(actx, d, req)
 	dec := decide(tr.facts(d, res, e.opts.Now(), ctx.Err() != nil))
 	if dec.Verdict == verdictPostpone {
 		// Shutdown cut the attempt short: give the delivery back uncounted.
+		e.endPostponed(span, d, telemetry.PostponeShutdown)
 		permit.Cancel()
 		tr.postpone(d, dec.At, telemetry.PostponeShutdown, "")
 		return
 	}
+	e.endAttempt(span, d, d.Attempts+1, res, verdictStatus(dec.Verdict))
 	tr.observe(permit, res)
 	tr.finish(d, res, started, dec)
 }
@@ -510,7 +521,10 @@ func (tr *targetRunner) facts(d *record.Delivery, res *target.Result, now time.T
 func (tr *targetRunner) fail(d *record.Delivery, err error) {
 	now := tr.e.opts.Now()
 	res := &target.Result{Outcome: record.OutcomePermanent, Err: err}
-	tr.finish(d, res, now, decide(tr.facts(d, res, now, false)))
+	_, span := tr.e.startAttempt(messageContext(context.Background(), d.Message), d)
+	dec := decide(tr.facts(d, res, now, false))
+	tr.e.endAttempt(span, d, d.Attempts+1, res, verdictStatus(dec.Verdict))
+	tr.finish(d, res, now, dec)
 }
 
 // observe feeds an attempt's outcome to the breaker, the adaptive
@@ -560,7 +574,12 @@ func (tr *targetRunner) finish(d *record.Delivery, res *target.Result, started t
 	p.Unknown = res.Unknown && res.Outcome != record.OutcomeSuccess
 	p.Now = &now
 	route := d.Route
-	e.metrics.ObserveAttempt(route, d.Step, d.Target, res.Outcome, res.Duration)
+	sm := e.metrics.Step(route, d.Step, d.Target)
+	var traceID string
+	if d.Message != nil {
+		traceID = telemetry.SampledTraceID(d.Message.TraceParent)
+	}
+	sm.AttemptTraced(res.Outcome, res.Duration, traceID)
 	res2, err := tr.record(d, p)
 	if err != nil {
 		if errors.Is(err, store.ErrLeaseLost) {
@@ -573,10 +592,16 @@ func (tr *targetRunner) finish(d *record.Delivery, res *target.Result, started t
 		return
 	}
 	log := e.log.With("message_id", d.MessageID, "delivery_id", d.ID, "route", route, "step", d.Step, "target", d.Target, "attempt", n)
+	if id := traceLogID(d.Message); id != "" {
+		log = log.With("trace_id", id)
+	}
 	switch dec.Verdict {
 	case verdictSucceeded:
 		log.Debug("delivered", "http_status", res.Status, "duration_ms", res.Duration.Milliseconds())
-		e.metrics.DeliveryFinished(route, d.Step, d.Target, string(record.DeliverySucceeded))
+		sm.Finished(record.DeliverySucceeded)
+		if d.Message != nil && !d.Message.CreatedAt.IsZero() {
+			sm.Delivered(now.Sub(d.Message.CreatedAt), traceID)
+		}
 	case verdictRetry:
 		log.Info("retry scheduled", "http_status", res.Status, "error", errText, "next_attempt_at", dec.At)
 		if dec.At.Sub(now) < e.opts.PollInterval {
@@ -587,7 +612,7 @@ func (tr *targetRunner) finish(d *record.Delivery, res *target.Result, started t
 		if step, ok := record.Compensates(d.Step); ok {
 			log.Error("compensation failed: a person must undo the step, or replay this dead letter", "undoes", step)
 		}
-		e.metrics.DeliveryFinished(route, d.Step, d.Target, string(record.DeliveryDead))
+		sm.Finished(record.DeliveryDead)
 	}
 	for _, r := range res2.Ready {
 		e.wake(r.Target)

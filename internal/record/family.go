@@ -66,6 +66,9 @@ const (
 	// forward step is final, a required one failed, and its own step
 	// succeeded or may have.
 	RefusedCompensationNotDue = "its saga has not failed, or its step never ran: there is nothing to undo yet"
+	// RefusedOnCompleteNotDue: an on_complete delivery may run only once
+	// every other delivery of its message is final.
+	RefusedOnCompleteNotDue = "the message is not finished: its summary is sent once every step is final"
 )
 
 // Writes is what a driver persists for one message, in this order:
@@ -205,7 +208,7 @@ func (f *Family) compensationDue(comp string) bool {
 	base, _ := Compensates(comp)
 	failed := false
 	for _, d := range f.ds {
-		if _, isComp := Compensates(d.Step); isComp {
+		if _, isComp := Compensates(d.Step); isComp || IsOnComplete(d.Step) {
 			continue
 		}
 		s := d.Status
@@ -225,6 +228,17 @@ func (f *Family) compensationDue(comp string) bool {
 		}
 	}
 	return failed || f.compensationBegan()
+}
+
+// othersFinal reports whether every delivery but id is final, and none
+// of them is being replayed by this write.
+func (f *Family) othersFinal(id string) bool {
+	for _, d := range f.ds {
+		if d.ID != id && !IsOnComplete(d.Step) && (!d.Status.Final() || slices.Contains(f.replayed, d.ID)) {
+			return false
+		}
+	}
+	return true
 }
 
 // Replay sends the dead deliveries ids back to work with a fresh retry
@@ -251,11 +265,16 @@ func (f *Family) Replay(ids []string) {
 		case isComp && !f.compensationDue(d.Step):
 			f.refused = append(f.refused, Refusal{DeliveryID: id, Reason: RefusedCompensationNotDue})
 			continue
+		case IsOnComplete(d.Step) && !f.othersFinal(id):
+			f.refused = append(f.refused, Refusal{DeliveryID: id, Reason: RefusedOnCompleteNotDue})
+			continue
 		}
 		d.Status, d.NextAttemptAt, d.LeaseOwner = DeliveryScheduled, f.now, ""
 		d.AttemptsAtReplay, d.ReplayedAt, d.Replays = d.Attempts, f.now, d.Replays+1
 		f.replayed = append(f.replayed, id)
-		f.unskip = append(f.unskip, d.Step)
+		if !IsOnComplete(d.Step) {
+			f.unskip = append(f.unskip, d.Step)
+		}
 	}
 }
 

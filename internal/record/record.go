@@ -95,8 +95,24 @@ type Message struct {
 	Body           []byte
 	Headers        map[string][]string // inbound headers kept for templates (never auth)
 	Query          map[string][]string
-	CreatedAt      time.Time
-	UpdatedAt      time.Time
+	// TraceParent is the W3C traceparent of the message's ingest span
+	// (empty when not traced): every attempt's span is its child, on any
+	// replica, however late.
+	TraceParent string
+	// TraceState is the W3C tracestate carried with TraceParent.
+	TraceState string
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+}
+
+// TraceID returns the W3C trace id of the message's trace, from its
+// TraceParent ("" when it was not traced).
+func (m *Message) TraceID() string {
+	// 00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>
+	if len(m.TraceParent) != 55 || m.TraceParent[2] != '-' {
+		return ""
+	}
+	return m.TraceParent[3:35]
 }
 
 // Delivery is one step of one message.

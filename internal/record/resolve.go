@@ -19,6 +19,20 @@ func Compensates(step string) (string, bool) {
 	return strings.CutSuffix(step, CompensationSuffix)
 }
 
+// OnCompletePrefix begins the step name of a route's on_complete
+// deliveries ("on_complete.target", "on_complete.publish",
+// "on_complete.callback"). Step names cannot hold ".", so the name never
+// clashes with a step. See oncomplete.go.
+const OnCompletePrefix = "on_complete."
+
+// OnCompleteStep returns the step name of the on_complete delivery kind.
+func OnCompleteStep(kind string) string { return OnCompletePrefix + kind }
+
+// IsOnComplete reports whether step names an on_complete delivery: one
+// that sends the message's summary once every other delivery is final,
+// and never counts towards the message's status.
+func IsOnComplete(step string) bool { return strings.HasPrefix(step, OnCompletePrefix) }
+
 // DeriveMessageStatus computes a message's status from its deliveries. It is
 // the one definition both stores use, so a status never drifts between them.
 //
@@ -29,6 +43,9 @@ func Compensates(step string) (string, bool) {
 //   - otherwise, over the forward steps that are required (all forward
 //     steps when none is): all succeeded → succeeded, none → failed, some
 //     → partially_succeeded. Compensations never count here.
+//
+// On_complete deliveries never count: the status is the outcome of the
+// steps, and the summary an on_complete delivery sends reports it.
 func DeriveMessageStatus(ds []Delivery) MessageStatus {
 	if len(ds) == 0 {
 		return MessageSucceeded
@@ -37,6 +54,9 @@ func DeriveMessageStatus(ds []Delivery) MessageStatus {
 	compensated, compDead := false, false
 	anyRequired := false
 	for _, d := range ds {
+		if IsOnComplete(d.Step) {
+			continue
+		}
 		if !d.Status.Final() {
 			open = true
 		}
@@ -71,7 +91,7 @@ func DeriveMessageStatus(ds []Delivery) MessageStatus {
 	}
 	ok, bad := 0, 0
 	for _, d := range ds {
-		if _, isComp := Compensates(d.Step); isComp || anyRequired && !d.Required {
+		if _, isComp := Compensates(d.Step); isComp || IsOnComplete(d.Step) || anyRequired && !d.Required {
 			continue
 		}
 		if d.Status == DeliverySucceeded {
@@ -123,6 +143,10 @@ type Change struct {
 //   - the forward step follows its compensation: compensating while it is
 //     scheduled or running, compensated once it succeeded, and back to
 //     succeeded (with a last error pointing at it) when it is dead.
+//
+// On_complete deliveries ("on_complete.*") wait until every other
+// delivery of the message is final, then become scheduled (the
+// resolve-schedule event: what they run after is done).
 func Resolve(ds []Delivery, now time.Time) []Change {
 	r := resolver{
 		st:     make(map[string]DeliveryStatus, len(ds)),
@@ -134,6 +158,7 @@ func Resolve(ds []Delivery, now time.Time) []Change {
 	}
 	r.forward(ds, now)
 	r.saga(ds, now)
+	r.onComplete(ds, now)
 	var out []Change
 	for _, d := range ds {
 		if s := r.st[d.Step]; s != d.Status {
@@ -162,7 +187,7 @@ func (r *resolver) forward(ds []Delivery, now time.Time) {
 			if r.st[d.Step] != DeliveryWaiting {
 				continue
 			}
-			if _, isComp := Compensates(d.Step); isComp {
+			if _, isComp := Compensates(d.Step); isComp || IsOnComplete(d.Step) {
 				continue
 			}
 			ready := true
@@ -208,7 +233,7 @@ func (r *resolver) saga(ds []Delivery, now time.Time) {
 	dead, skipped := "", ""
 	maybe := map[string]bool{} // dead steps whose last attempt may have reached the target
 	for _, d := range ds {
-		if _, isComp := Compensates(d.Step); isComp {
+		if _, isComp := Compensates(d.Step); isComp || IsOnComplete(d.Step) {
 			continue
 		}
 		if d.OutcomeUnknown && !d.NoCompensateUnknown {
@@ -306,12 +331,32 @@ func (r *resolver) saga(ds []Delivery, now time.Time) {
 	}
 }
 
+// onComplete schedules the waiting on_complete deliveries once every
+// other delivery is final (as r decided them).
+func (r *resolver) onComplete(ds []Delivery, now time.Time) {
+	var waiting []string
+	for _, d := range ds {
+		if IsOnComplete(d.Step) {
+			if r.st[d.Step] == DeliveryWaiting {
+				waiting = append(waiting, d.Step)
+			}
+			continue
+		}
+		if !r.st[d.Step].Final() {
+			return
+		}
+	}
+	for _, s := range waiting {
+		r.set(s, DeliveryScheduled, "", now)
+	}
+}
+
 // downstream maps each forward step to every forward step that waits for
 // it, directly or not.
 func downstream(ds []Delivery) map[string][]string {
 	after := map[string][]string{}
 	for _, d := range ds {
-		if _, isComp := Compensates(d.Step); !isComp {
+		if _, isComp := Compensates(d.Step); !isComp && !IsOnComplete(d.Step) {
 			after[d.Step] = d.After
 		}
 	}
@@ -375,13 +420,15 @@ func Unskip(ds []Delivery, step string) []Change {
 // GraphOrder returns ds in the order a person reads a message: forward
 // steps so that each comes after the steps it waits for (otherwise in the
 // order of ds), then compensations in the order they run (the deepest
-// step's first). ds is not modified.
+// step's first), then on_complete deliveries. ds is not modified.
 func GraphOrder(ds []Delivery) []Delivery {
 	pos := map[string]int{} // forward step → position in the order
-	var fwd, comps []Delivery
+	var fwd, comps, done []Delivery
 	for _, d := range ds {
 		if _, isComp := Compensates(d.Step); isComp {
 			comps = append(comps, d)
+		} else if IsOnComplete(d.Step) {
+			done = append(done, d)
 		} else {
 			fwd = append(fwd, d)
 		}
@@ -424,7 +471,7 @@ func GraphOrder(ds []Delivery) []Delivery {
 			comps[j], comps[j-1] = comps[j-1], comps[j]
 		}
 	}
-	return append(out, comps...)
+	return append(append(out, comps...), done...)
 }
 
 func compPos(pos map[string]int, d Delivery) int {

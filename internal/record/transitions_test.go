@@ -17,11 +17,14 @@ func explorationFamilies() map[string][]Delivery {
 		c := CompensationStep(step)
 		return Delivery{ID: "id-" + c, Step: c}
 	}
+	summary := Delivery{ID: "id-oc", Step: OnCompleteStep("target")}
 	return map[string][]Delivery{
-		"chain":   {fwd("a", true), fwd("b", true, "a")},
-		"chain3":  {fwd("a", true), fwd("b", true, "a"), fwd("c", true, "b")},
-		"diamond": {fwd("a", true), fwd("b", false), fwd("c", true, "a", "b")},
-		"saga":    {fwd("a", true), fwd("b", true, "a"), comp("a"), comp("b")},
+		"chain":         {fwd("a", true), fwd("b", true, "a")},
+		"chain-summary": {fwd("a", true), fwd("b", true, "a"), summary},
+		"saga-summary":  {fwd("a", true), fwd("b", true, "a"), comp("a"), comp("b"), summary},
+		"chain3":        {fwd("a", true), fwd("b", true, "a"), fwd("c", true, "b")},
+		"diamond":       {fwd("a", true), fwd("b", false), fwd("c", true, "a", "b")},
+		"saga":          {fwd("a", true), fwd("b", true, "a"), comp("a"), comp("b")},
 		"saga3": {fwd("a", true), fwd("b", true, "a"), fwd("c", true, "b"),
 			comp("a"), comp("b"), comp("c")},
 		"saga-parallel": {fwd("a", true), fwd("b", false), fwd("c", true, "a", "b"),
@@ -83,7 +86,9 @@ func settle(ds []Delivery, unskip []string, o observed, where string) []Delivery
 		}
 	}
 	for _, step := range unskip {
-		apply(Unskip(ds, step))
+		if !IsOnComplete(step) { // as Family.Replay: a summary reopens nothing
+			apply(Unskip(ds, step))
+		}
 	}
 	apply(Resolve(ds, now))
 	for i := range ds {
@@ -93,6 +98,17 @@ func settle(ds []Delivery, unskip []string, o observed, where string) []Delivery
 		}
 	}
 	return ds
+}
+
+// othersFinal reports whether every delivery but ds[i] is final: a dead
+// summary may be replayed only then.
+func othersFinal(ds []Delivery, i int) bool {
+	for j, d := range ds {
+		if j != i && !IsOnComplete(d.Step) && !d.Status.Final() {
+			return false
+		}
+	}
+	return true
 }
 
 // compensationBegan reports whether any compensation of the message left
@@ -119,7 +135,7 @@ func explore(t *testing.T, name string, family []Delivery, o observed) int {
 	for i := range start {
 		_, isComp := Compensates(start[i].Step)
 		start[i].Status = DeliveryScheduled
-		if len(start[i].After) > 0 || isComp {
+		if len(start[i].After) > 0 || isComp || IsOnComplete(start[i].Step) {
 			start[i].Status = DeliveryWaiting
 		}
 		o.add(DeliveryTransition{"", start[i].Status, EventAccept}, name)
@@ -165,7 +181,18 @@ func explore(t *testing.T, name string, family []Delivery, o observed) int {
 				move(DeliveryScheduled, EventCompleteRetry, true)
 				move(DeliveryDead, EventCompleteDead, true)
 			case DeliveryDead:
-				if _, isComp := Compensates(d.Step); isComp || !compensationBegan(ds) {
+				_, isComp := Compensates(d.Step)
+				switch {
+				case IsOnComplete(d.Step):
+					if othersFinal(ds, i) {
+						// Replayed on its own: with a step in the same
+						// replay it is refused (Family.Replay).
+						next := slices.Clone(ds)
+						next[i].Status = DeliveryScheduled
+						o.add(DeliveryTransition{DeliveryDead, DeliveryScheduled, EventReplay}, where)
+						push(settle(next, []string{next[i].Step}, o, where))
+					}
+				case isComp || !compensationBegan(ds):
 					dead = append(dead, i)
 				}
 			}

@@ -95,7 +95,7 @@ func (c *amqpConsumer) refreshLag(conn *amqp.Connection) {
 	}
 	defer ch.Close()
 	if q, err := ch.QueueDeclarePassive(c.r.cfg.Queue, true, false, false, false, nil); err == nil {
-		c.r.lag.Store(int64(q.Messages))
+		c.r.setLag(int64(q.Messages))
 	}
 }
 

@@ -1,5 +1,5 @@
-// Package source consumes broker messages (NATS JetStream, RabbitMQ) into
-// routes, through the same engine call an HTTP ingest uses.
+// Package source consumes broker messages (NATS JetStream, RabbitMQ, MQTT
+// at QoS 1) into routes, through the same engine call an HTTP ingest uses.
 //
 // Invariants:
 //
@@ -16,7 +16,18 @@
 //     never dropped silently.
 //   - A store outage (store.ErrUnavailable), a shutdown, or any error not
 //     known to be final negatively acknowledges the message with the
-//     source's nak_delay: the broker delivers it again later.
+//     source's nak_delay: the broker delivers it again later. (MQTT has no
+//     nack: the message is held and tried again every nak_delay, and left
+//     unacknowledged for the next session at a stop.)
+//   - A broker client's callback joins the in-flight group only while its
+//     session is open (runner.join); a session ends by draining it, so no
+//     callback is settled on a connection that is gone without the broker
+//     delivering its message again.
+//
+// Publishers (publish.go) publish on_complete summaries: a publish returns
+// only once the broker confirmed it (JetStream publish ack, AMQP publisher
+// confirm of a routed, mandatory message), so the engine's delivery is
+// never fire-and-forget; each attempt carries the same message id.
 //
 // A dead letter is a message of the route with one delivery, step
 // "source", target "source:<name>", inserted scheduled and then completed

@@ -33,7 +33,7 @@ func (c *natsConsumer) run(ctx context.Context) {
 			break
 		}
 	}
-	r.wg.Wait()
+	r.drain()
 }
 
 // session connects, makes sure the stream and consumer exist, and consumes
@@ -85,15 +85,31 @@ func (c *natsConsumer) session(ctx context.Context) error {
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		DeliverPolicy: policy,
 		MaxAckPending: cfg.MaxInFlight,
-		AckWait:       30 * time.Second,
+		AckWait:       cfg.AckWait.D(),
 	})
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", cfg.Consumer, err)
 	}
-	cc, err := cons.Consume(func(msg jetstream.Msg) { c.receive(ctx, msg) },
+	r.open()
+	defer r.drain()
+	cc, err := cons.Consume(func(msg jetstream.Msg) {
+		if !r.join() {
+			return // not acknowledged: delivered again after ack_wait
+		}
+		defer r.wg.Done()
+		c.receive(ctx, msg)
+	},
 		jetstream.PullMaxMessages(cfg.MaxInFlight),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			r.log.Debug("nats consume", "error", err)
+			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+				// The consumer is gone (deleted, or a server that lost its
+				// state): start over, which makes it again.
+				select {
+				case lost <- fmt.Errorf("consume: %w", err):
+				default:
+				}
+			}
 		}))
 	if err != nil {
 		return fmt.Errorf("consume: %w", err)
@@ -107,11 +123,11 @@ func (c *natsConsumer) session(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			cc.Stop()
-			r.wg.Wait() // settle what is in flight while the connection lives
+			r.drain() // settle what is in flight while the connection lives
 			return nil
 		case err := <-lost:
 			cc.Stop()
-			r.wg.Wait()
+			r.drain()
 			return err
 		case <-t.C:
 			c.refreshLag(ctx, cons)
@@ -123,7 +139,7 @@ func (c *natsConsumer) refreshLag(ctx context.Context, cons jetstream.Consumer) 
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if info, err := cons.Info(ctx); err == nil {
-		c.r.lag.Store(int64(info.NumPending))
+		c.r.setLag(int64(info.NumPending))
 	}
 }
 

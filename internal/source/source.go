@@ -61,6 +61,9 @@ type Options struct {
 	Store store.Store
 	// Metrics counts per source. Default: private metrics.
 	Metrics *telemetry.Metrics
+	// Tracing makes a consumer span per broker message, continuing the
+	// message's traceparent header. Default telemetry.NoTracing().
+	Tracing *telemetry.Tracing
 	// Logger for source events. Default slog.Default().
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
@@ -105,6 +108,9 @@ func New(opts Options) (*Manager, error) {
 	if opts.Metrics == nil {
 		opts.Metrics = telemetry.NewMetrics(nil)
 	}
+	if opts.Tracing == nil {
+		opts.Tracing = telemetry.NoTracing()
+	}
 	m := &Manager{}
 	for _, rt := range opts.Config.Routes {
 		if rt.Source == "" {
@@ -128,6 +134,8 @@ func New(opts Options) (*Manager, error) {
 			r.c = &natsConsumer{r: r}
 		case config.SourceAMQP:
 			r.c = &amqpConsumer{r: r}
+		case config.SourceMQTT:
+			r.c = &mqttConsumer{r: r}
 		default:
 			return nil, fmt.Errorf("source %s: unknown kind %q", sc.Name, sc.Kind)
 		}
@@ -195,15 +203,56 @@ type runner struct {
 	state   atomic.Value // string
 	lastErr atomic.Value // string
 	lag     atomic.Int64
+	// Broker clients call back in goroutines of their own, which may still
+	// arrive as a session ends: under gate, a callback joins wg only while
+	// the session is open, so waiting for wg never races an Add.
+	gate   sync.Mutex
+	closed bool
+}
+
+// open marks a session open for the broker client's callbacks.
+func (r *runner) open() {
+	r.gate.Lock()
+	r.closed = false
+	r.gate.Unlock()
+}
+
+// join adds a callback to wg, or reports false once the session is
+// draining (its message is left unacknowledged: the broker delivers it
+// again). The caller calls wg.Done when it returns.
+func (r *runner) join() bool {
+	r.gate.Lock()
+	defer r.gate.Unlock()
+	if r.closed {
+		return false
+	}
+	r.wg.Add(1)
+	return true
+}
+
+// drain closes the session to new callbacks and waits until every message
+// in flight is settled.
+func (r *runner) drain() {
+	r.gate.Lock()
+	r.closed = true
+	r.gate.Unlock()
+	r.wg.Wait()
 }
 
 func (r *runner) setState(s string, err error) {
 	r.state.Store(s)
+	r.met.Up(s == StateConsuming)
 	if err != nil {
 		r.lastErr.Store(err.Error())
 	} else if s == StateConsuming {
 		r.lastErr.Store("")
 	}
+}
+
+// setLag records what the broker holds not yet delivered (-1: unknown).
+func (r *runner) setLag(n int64) {
+	r.lag.Store(n)
+	r.met.Lag(n)
 }
 
 // message is a broker message in the form every kind hands over.
@@ -226,6 +275,14 @@ const (
 // handle turns one broker message into a committed message or a dead
 // letter, and says how to settle it. It never acks before the commit.
 func (r *runner) handle(ctx context.Context, m *message) verdict {
+	ctx, span := r.startConsume(ctx, m)
+	v := r.settle(ctx, m)
+	endConsume(span, v)
+	return v
+}
+
+// settle is handle inside the message's consumer span.
+func (r *runner) settle(ctx context.Context, m *message) verdict {
 	r.met.Received()
 	if m.redelivered {
 		r.met.Redelivered()
@@ -241,6 +298,8 @@ func (r *runner) handle(ctx context.Context, m *message) verdict {
 		return ack
 	case errors.Is(err, store.ErrIdempotencyConflict):
 		return r.deadLetter(ctx, m, "the idempotency key "+m.key+" was already used on this route with a different body")
+	case errors.Is(err, engine.ErrCallbackRefused):
+		return r.deadLetter(ctx, m, err.Error())
 	case errors.Is(err, store.ErrUnavailable), errors.Is(err, engine.ErrShuttingDown):
 		r.log.Debug("message not accepted; nak", "error", err)
 		return nak
@@ -303,6 +362,10 @@ func (r *runner) deadLetter(ctx context.Context, m *message, reason string) verd
 		key = ""
 	}
 	msg := record.Message{ID: newID(), Route: r.route, IdempotencyKey: key, BodyHash: hex.EncodeToString(sum[:]), Body: body, Headers: h}
+	// The dead letter stays in the consumer span's trace.
+	if tp, ts := r.opts.Tracing.TraceParent(ctx); len(ts) <= store.MaxTraceState {
+		msg.TraceParent, msg.TraceState = tp, ts
+	}
 	d := record.Delivery{ID: newID(), Step: DeadStep, Target: DeadTarget(r.cfg.Name), Required: true, Status: record.DeliveryScheduled, NextAttemptAt: now}
 	res, err := r.opts.Store.MessageInsert(ctx, &store.MessageInsertParams{Message: msg, Deliveries: []record.Delivery{d}, Now: &now})
 	if err != nil && !errors.Is(err, store.ErrIdempotencyConflict) {
@@ -386,9 +449,10 @@ func (r *runner) dispatch(ctx context.Context, m *message, settle func(verdict))
 		return
 	}
 	r.wg.Add(1)
+	r.met.InFlight(1)
 	go func() {
 		defer r.wg.Done()
-		defer func() { <-r.slots }()
+		defer func() { <-r.slots; r.met.InFlight(-1) }()
 		// The ingest outlives a stop: a message half-way to the store is
 		// finished and settled, not abandoned.
 		start := time.Now()

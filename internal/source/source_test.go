@@ -23,6 +23,7 @@ import (
 	"github.com/tandem-run/tandem/internal/record"
 	"github.com/tandem-run/tandem/internal/store"
 	"github.com/tandem-run/tandem/internal/store/sqlite"
+	"github.com/tandem-run/tandem/internal/telemetry"
 )
 
 // natsURL is the JetStream server of the tests; a missing one fails in
@@ -82,12 +83,16 @@ type gatedStore struct {
 	hold    atomic.Pointer[chan struct{}]
 	down    atomic.Bool
 	entered chan struct{}
+	inserts atomic.Int64 // calls that reached the store
+	refused atomic.Int64 // calls refused while down
 }
 
 func (g *gatedStore) MessageInsert(ctx context.Context, p *store.MessageInsertParams) (*store.MessageInsertResult, error) {
 	if g.down.Load() {
+		g.refused.Add(1)
 		return nil, fmt.Errorf("insert: %w", store.ErrUnavailable)
 	}
+	g.inserts.Add(1)
 	if h := g.hold.Load(); h != nil {
 		select {
 		case g.entered <- struct{}{}:
@@ -114,7 +119,7 @@ func testName(t testing.TB) string {
 	return strings.NewReplacer("/", "_", " ", "_").Replace(fmt.Sprintf("T%s%d", t.Name(), time.Now().UnixNano()))
 }
 
-func newRig(t *testing.T, extra string) *rig {
+func newRig(t *testing.T, extra string, tr ...*telemetry.Tracing) *rig {
 	t.Helper()
 	url := natsURL(t)
 	name := testName(t)
@@ -128,14 +133,25 @@ func newRig(t *testing.T, extra string) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = js.DeleteStream(context.Background(), name) })
-	r := newRigWith(t, fmt.Sprintf("{kind: nats, url: %q, stream: %s, subjects: [%q], max_in_flight: 64, nak_delay: 50ms%s}", url, name, "t."+name, extra))
+	r := newRigWith(t, fmt.Sprintf("{kind: nats, url: %q, stream: %s, subjects: [%q], max_in_flight: 64, nak_delay: 50ms%s}", url, name, "t."+name, extra), tr...)
 	r.js, r.stream, r.subject = js, name, "t."+name
 	return r
 }
 
-// newRigWith runs the route over the source written as src (YAML flow).
-func newRigWith(t *testing.T, src string) *rig {
+// newRigWith runs the route over the source written as src (YAML flow),
+// traced by tr when given.
+func newRigWith(t *testing.T, src string, tr ...*telemetry.Tracing) *rig {
 	t.Helper()
+	return newRigMetrics(t, src, nil, tr...)
+}
+
+// newRigMetrics is newRigWith with the engine and sources counting into met.
+func newRigMetrics(t *testing.T, src string, met *telemetry.Metrics, tr ...*telemetry.Tracing) *rig {
+	t.Helper()
+	var tracing *telemetry.Tracing
+	if len(tr) > 0 {
+		tracing = tr[0]
+	}
 	r := &rig{billing: newCounter(t), ship: newCounter(t)}
 	yaml := fmt.Sprintf(`server: {max_body: 1KiB}
 sources:
@@ -159,14 +175,14 @@ routes:
 		t.Fatal(err)
 	}
 	r.st = &gatedStore{Store: st, entered: make(chan struct{}, 1)}
-	eng, err := engine.New(engine.Options{Config: cfg, Store: r.st, PollInterval: 20 * time.Millisecond})
+	eng, err := engine.New(engine.Options{Config: cfg, Store: r.st, Metrics: met, Tracing: tracing, PollInterval: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := eng.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if r.mgr, err = New(Options{Config: cfg, Engine: eng, Store: r.st}); err != nil {
+	if r.mgr, err = New(Options{Config: cfg, Engine: eng, Store: r.st, Metrics: met, Tracing: tracing}); err != nil {
 		t.Fatal(err)
 	}
 	r.mgr.Start(context.Background())

@@ -124,6 +124,9 @@ func PrepareInsert(p *MessageInsertParams, now time.Time) (record.Message, []rec
 	if m.ID == "" || m.Route == "" {
 		return m, nil, fmt.Errorf("insert message: %w: id and route are required", errInvalid)
 	}
+	if err := checkTraceContext(m.TraceParent, m.TraceState); err != nil {
+		return m, nil, fmt.Errorf("insert message %s: %w: %w", m.ID, errInvalid, err)
+	}
 	m.Status, m.CreatedAt, m.UpdatedAt = record.MessageAccepted, now, now
 	ds := make([]record.Delivery, len(p.Deliveries))
 	seen := make(map[string]bool, len(ds))
@@ -241,3 +244,39 @@ func Page[T any](rows []T, limit int, pos func(*T) (time.Time, string)) ([]T, st
 // MessagePos and DeliveryPos give a row's place in a list, for Page.
 func MessagePos(m *record.Message) (time.Time, string)   { return m.CreatedAt, m.ID }
 func DeliveryPos(d *record.Delivery) (time.Time, string) { return d.CreatedAt, d.ID }
+
+// MaxTraceState is the longest tracestate a message keeps: the 512
+// characters W3C Trace Context asks every vendor to carry on.
+const MaxTraceState = 512
+
+// checkTraceContext checks a message's trace context: an empty
+// traceparent, or a version-00 W3C traceparent with a trace id and a
+// parent id that are not all zeros; a tracestate only with a traceparent,
+// and at most MaxTraceState bytes.
+func checkTraceContext(parent, state string) error {
+	if parent == "" {
+		if state != "" {
+			return errors.New("a tracestate without a traceparent")
+		}
+		return nil
+	}
+	if len(state) > MaxTraceState {
+		return fmt.Errorf("tracestate is %d bytes, more than %d", len(state), MaxTraceState)
+	}
+	// 00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>
+	if len(parent) != 55 || parent[2] != '-' || parent[35] != '-' || parent[52] != '-' || parent[:2] != "00" {
+		return fmt.Errorf("traceparent %q is not a version-00 W3C traceparent", parent)
+	}
+	for i, c := range []byte(parent) {
+		if i == 2 || i == 35 || i == 52 {
+			continue
+		}
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return fmt.Errorf("traceparent %q has a character that is not lower-case hex at offset %d", parent, i)
+		}
+	}
+	if strings.Trim(parent[3:35], "0") == "" || strings.Trim(parent[36:52], "0") == "" {
+		return fmt.Errorf("traceparent %q has an all-zero trace or parent id", parent)
+	}
+	return nil
+}

@@ -113,6 +113,8 @@ type Store interface {
 type MessageInsertParams struct {
 	// Message to insert; ID, Route, Body, BodyHash set by the caller.
 	// Status is set to accepted, CreatedAt and UpdatedAt to Now.
+	// TraceParent, when set, is a W3C traceparent (version 00, 55
+	// characters) and TraceState at most MaxTraceState bytes.
 	Message record.Message
 	// Deliveries of the message, one per step; MessageID, Route, CreatedAt
 	// and UpdatedAt are filled in. Status is waiting or scheduled.
@@ -288,6 +290,9 @@ type TargetStats struct {
 	Waiting   int
 	Running   int
 	Dead      int
+	// OldestDue is when the longest-waiting due delivery became due (its
+	// next attempt time); zero when none is due.
+	OldestDue time.Time
 }
 
 // NowOr returns *now, or time.Now() when now is nil, in UTC.

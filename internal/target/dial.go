@@ -21,8 +21,11 @@ func withConnectTimeout(ctx context.Context, d time.Duration) context.Context {
 // dialer dials TCP and TLS for the shared transport, bounding both by the
 // connect timeout found in the context.
 type dialer struct {
-	net      net.Dialer
-	tls      *tls.Config // NextProtos offer h2 and http/1.1
+	net net.Dialer
+	tls *tls.Config // NextProtos offer h2 and http/1.1
+	// tlsFor, when set, builds each connection's config from tls (a
+	// target's own CA and client certificate, read anew when they change).
+	tlsFor   func(base *tls.Config) (*tls.Config, error)
 	fallback time.Duration
 }
 
@@ -57,6 +60,12 @@ func (d *dialer) dialTLSContext(ctx context.Context, network, addr string) (net.
 		return nil, connectErr(ctx, cctx, timeout, err)
 	}
 	cfg := d.tls.Clone()
+	if d.tlsFor != nil {
+		if cfg, err = d.tlsFor(d.tls); err != nil {
+			raw.Close()
+			return nil, err
+		}
+	}
 	if cfg.ServerName == "" {
 		host, _, err := net.SplitHostPort(addr)
 		if err != nil {
@@ -96,7 +105,7 @@ func newTransport(opts *CallerOptions) *http.Transport {
 	dialTLS := base.Clone()
 	dialTLS.NextProtos = []string{"h2", "http/1.1"}
 	d := &dialer{
-		net:      net.Dialer{KeepAlive: 30 * time.Second},
+		net:      net.Dialer{KeepAlive: 30 * time.Second, ControlContext: opts.DialControl},
 		tls:      dialTLS,
 		fallback: opts.DefaultConnectTimeout,
 	}

@@ -40,6 +40,11 @@ const (
 	// KindCanceled: the caller's context ended (shutdown, or the caller's
 	// own deadline) before the attempt finished. Transient.
 	KindCanceled = "canceled"
+	// KindAuth: the target's OAuth2 credentials failed: the token
+	// endpoint could not be reached or refused, or the target refused a
+	// cached access token (which is then dropped). Transient: a token
+	// endpoint comes back, and the next attempt fetches a fresh token.
+	KindAuth = "auth"
 	// KindOther: any other transport failure (e.g. a malformed response).
 	// Transient.
 	KindOther = "other"
@@ -224,8 +229,11 @@ func tlsKind(err error) (kind, detail string) {
 		header  tls.RecordHeaderError
 		alert   tls.AlertError
 		ecHello *tls.ECHRejectionError
+		load    *tlsLoadError
 	)
 	switch {
+	case errors.As(err, &load):
+		return KindTLS, load.Error()
 	case errors.As(err, &verr):
 		return KindTLS, verr.Error()
 	case errors.As(err, &unknown):
@@ -246,6 +254,11 @@ func tlsKind(err error) (kind, detail string) {
 		return KindTLS, "tls: alert: " + alert.Error()
 	case errors.As(err, &ecHello):
 		return KindTLS, ecHello.Error()
+	case strings.Contains(err.Error(), "remote error: tls: "):
+		// The server sent an alert, e.g. it refused tandem's client
+		// certificate (mutual TLS): no retry makes it accept.
+		msg := err.Error()
+		return KindTLS, "tls: the server refused the handshake: " + msg[strings.Index(msg, "remote error: tls: ")+len("remote error: tls: "):]
 	}
 	return "", ""
 }

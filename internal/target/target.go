@@ -8,12 +8,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+
+	"go.opentelemetry.io/otel/propagation"
+	"golang.org/x/oauth2"
 
 	"github.com/tandem-run/tandem/internal/record"
 )
@@ -58,6 +64,14 @@ type Endpoint struct {
 	// MaxResponseBody caps the response body kept; the rest is drained and
 	// dropped. Default DefaultMaxResponseBody; negative keeps nothing.
 	MaxResponseBody int64
+	// Sign signs every request (sign.go), each attempt anew. Default none.
+	Sign []Signer
+	// OAuth2 fetches the access token sent as "Authorization: Bearer"
+	// (oauth2.go). Default none.
+	OAuth2 *OAuth2
+	// TLS sets the CA, client certificate and server name for https
+	// (tls.go). Default: system roots, no client certificate.
+	TLS *TLSClient
 }
 
 // Auth holds an endpoint's credentials. Each non-empty kind is sent; the
@@ -151,6 +165,13 @@ type CallerOptions struct {
 	DefaultTotalTimeout time.Duration
 	// Now reads the clock for Retry-After dates. Default time.Now.
 	Now func() time.Time
+	// Propagator writes the span context of a call's ctx into its
+	// headers. Default W3C Trace Context (traceparent, tracestate).
+	Propagator propagation.TextMapPropagator
+	// DialControl, when set, is called for every connection with the
+	// resolved address ("ip:port") before it is made; an error refuses
+	// it (e.g. callbacks to private addresses). Default none.
+	DialControl func(ctx context.Context, network, address string, c syscall.RawConn) error
 }
 
 func (o *CallerOptions) setDefaults() {
@@ -175,6 +196,9 @@ func (o *CallerOptions) setDefaults() {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.Propagator == nil {
+		o.Propagator = propagation.TraceContext{}
+	}
 }
 
 // Caller makes calls to targets over one shared connection pool. It is safe
@@ -184,6 +208,9 @@ type Caller struct {
 	transport *http.Transport
 	client    *http.Client
 	userAgent string
+	// tlsClients holds one client per TLSClient (*TLSClient → *http.Client):
+	// a target with its own CA or client certificate gets its own pool.
+	tlsClients sync.Map
 }
 
 // NewCaller builds a Caller with one pooled transport (keep-alive, HTTP/2
@@ -194,18 +221,49 @@ func NewCaller(opts CallerOptions) *Caller {
 	return &Caller{
 		opts:      opts,
 		transport: t,
-		client: &http.Client{
-			Transport: t,
-			// A redirect is an answer: following it could turn a POST into
-			// a GET or send credentials elsewhere.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
+		client:    newClient(t),
 		userAgent: "tandem/" + opts.Version,
 	}
 }
 
+func newClient(t http.RoundTripper) *http.Client {
+	return &http.Client{
+		Transport: t,
+		// A redirect is an answer: following it could turn a POST into
+		// a GET or send credentials elsewhere.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// clientFor returns the HTTP client of ep: the shared one, or ep's own
+// when it has TLS settings.
+func (c *Caller) clientFor(ep *Endpoint) *http.Client {
+	if ep.TLS == nil {
+		return c.client
+	}
+	if cl, ok := c.tlsClients.Load(ep.TLS); ok {
+		return cl.(*http.Client)
+	}
+	opts := c.opts
+	t := newTransport(&opts)
+	t.DialTLSContext = (&dialer{
+		net:      net.Dialer{KeepAlive: 30 * time.Second},
+		tls:      t.TLSClientConfig.Clone(),
+		tlsFor:   ep.TLS.config,
+		fallback: opts.DefaultConnectTimeout,
+	}).dialTLSContext
+	cl, _ := c.tlsClients.LoadOrStore(ep.TLS, newClient(t))
+	return cl.(*http.Client)
+}
+
 // Close closes idle connections. Calls in flight are not affected.
-func (c *Caller) Close() { c.transport.CloseIdleConnections() }
+func (c *Caller) Close() {
+	c.transport.CloseIdleConnections()
+	c.tlsClients.Range(func(_, v any) bool {
+		v.(*http.Client).CloseIdleConnections()
+		return true
+	})
+}
 
 // Do makes one call and classifies it. It never returns nil; failures are
 // in Result.Err as an *Error. Cancelling ctx abandons the call with
@@ -245,16 +303,31 @@ func (c *Caller) do(ctx context.Context, r *Request, ep *Endpoint) *Result {
 	if err != nil {
 		return &Result{Err: err}
 	}
-	resp, err := c.client.Do(req)
+	tok, fresh, err := c.authorize(tctx, req, ep)
+	if err != nil {
+		if ctx.Err() != nil {
+			return &Result{Err: failure(ctx, tctx, total, err)}
+		}
+		return &Result{Err: &Error{Kind: KindAuth, Err: err, msg: "oauth2 token: " + err.Error()}}
+	}
+	resp, err := c.clientFor(ep).Do(req)
 	if err != nil {
 		return &Result{Err: failure(ctx, tctx, total, err), Unknown: wrote.Load()}
 	}
 	res := &Result{Status: resp.StatusCode, Header: resp.Header}
-	limit := ep.MaxResponseBody
-	if limit == 0 {
-		limit = DefaultMaxResponseBody
+	if resp.StatusCode == http.StatusUnauthorized && tok != nil {
+		ep.OAuth2.drop(tok)
+		if !fresh {
+			// The cached token was revoked or expired early: the next
+			// attempt fetches a new one. A freshly fetched token that is
+			// refused is the credentials' fault: permanent, as any 401.
+			res.Body, res.Truncated, _ = readBody(resp, bodyLimit(ep))
+			res.Err = &Error{Kind: KindAuth, Status: resp.StatusCode,
+				msg: "status 401 Unauthorized: the target refused the cached OAuth2 access token; it was dropped and the next attempt fetches a new one"}
+			return res
+		}
 	}
-	res.Body, res.Truncated, err = readBody(resp, limit)
+	res.Body, res.Truncated, err = readBody(resp, bodyLimit(ep))
 	if err != nil {
 		e := failure(ctx, tctx, total, err)
 		e.msg += " (reading the body)"
@@ -273,6 +346,31 @@ func (c *Caller) do(ctx context.Context, r *Request, ep *Endpoint) *Result {
 		}
 	}
 	return res
+}
+
+func bodyLimit(ep *Endpoint) int64 {
+	if ep.MaxResponseBody == 0 {
+		return DefaultMaxResponseBody
+	}
+	return ep.MaxResponseBody
+}
+
+// authorize sets ep's OAuth2 access token on req and returns it, with
+// whether it was fetched for this call; nil without OAuth2.
+func (c *Caller) authorize(ctx context.Context, req *http.Request, ep *Endpoint) (*oauth2.Token, bool, error) {
+	if ep.OAuth2 == nil {
+		return nil, false, nil
+	}
+	tok, fresh, err := ep.OAuth2.token(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	if !validHeaderValue(tok.AccessToken) {
+		ep.OAuth2.drop(tok)
+		return nil, false, errors.New("the access token has a control character")
+	}
+	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+	return tok, fresh, nil
 }
 
 // newRequest builds the HTTP request: URL check, headers in order of
@@ -328,6 +426,20 @@ func (c *Caller) newRequest(ctx context.Context, r *Request, ep *Endpoint) (*htt
 	ep.Auth.apply(req)
 	if r.IdempotencyKey != "" {
 		req.Header.Set("Idempotency-Key", r.IdempotencyKey)
+	}
+	// The attempt's span is the target's parent; it replaces any
+	// traceparent a template set.
+	c.opts.Propagator.Inject(ctx, propagation.HeaderCarrier(req.Header))
+	if len(ep.Sign) > 0 {
+		// Signed last, over the exact bytes sent, at this attempt's time.
+		id := r.IdempotencyKey
+		if id == "" {
+			id = randomID()
+		}
+		now := c.opts.Now()
+		for _, s := range ep.Sign {
+			s.Sign(req.Header, id, r.Body, now)
+		}
 	}
 	noResend(req)
 	// The transport would refuse these too, but as an untyped error that

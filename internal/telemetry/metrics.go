@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,11 +20,17 @@ import (
 // ingest durations: 1ms to 30s.
 var DurationBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
 
+// LatencyBuckets are the histogram buckets, in seconds, for the time from
+// accepting a message to delivering a step: 5ms to 6h, since retries
+// stretch it.
+var LatencyBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600}
+
 // Values of tandem_breaker_state.
 const (
 	BreakerClosed   = 0
 	BreakerHalfOpen = 1
 	BreakerOpen     = 2
+	BreakerDisabled = 3 // breaker.disabled: true; attempts are never held back
 )
 
 // Metrics holds tandem's Prometheus metrics. Its methods are safe for
@@ -41,6 +48,9 @@ type Metrics struct {
 	breakerState *prometheus.GaugeVec     // target
 	postponed    *prometheus.CounterVec   // target, reason
 	inFlight     *prometheus.GaugeVec     // target
+	delivered    *prometheus.HistogramVec // route, step, target
+	oldestDue    *prometheus.GaugeVec     // target
+	admin        *prometheus.CounterVec   // method, path, code
 	src          *sourceVecs              // source.go
 
 	err error // registration failures, see Err
@@ -102,16 +112,29 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"route"}),
 		breakerState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "tandem_breaker_state",
-			Help: "Circuit breaker state per target: 0 closed, 1 half-open, 2 open.",
+			Help: "Circuit breaker state per target: 0 closed, 1 half-open, 2 open, 3 disabled.",
 		}, []string{"target"}),
 		postponed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tandem_deliveries_postponed_total",
-			Help: "Claimed deliveries given back without an attempt, by reason (breaker_open, paused, rate_limit, shutdown).",
+			Help: "Claimed deliveries given back without an attempt, by reason (breaker_open, paused, rate_limit, shutdown, lease).",
 		}, []string{"target", "reason"}),
 		inFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "tandem_target_in_flight",
 			Help: "Deliveries of a target claimed by this process and not yet recorded (at most its concurrency).",
 		}, []string{"target"}),
+		delivered: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "tandem_accept_to_delivered_seconds",
+			Help:    "Time from accepting a message to its step's successful delivery, retries included.",
+			Buckets: LatencyBuckets,
+		}, stepLabels),
+		oldestDue: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tandem_oldest_due_age_seconds",
+			Help: "How long the longest-waiting due delivery of a target has been due (0: none due).",
+		}, []string{"target"}),
+		admin: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tandem_admin_requests_total",
+			Help: "Requests to the admin API, by method, path pattern and HTTP status code.",
+		}, []string{"method", "path", "code"}),
 		steps:   make(map[stepKey]*StepMetrics),
 		routes:  make(map[string]*RouteMetrics),
 		targets: make(map[string]*TargetMetrics),
@@ -132,6 +155,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.breakerState = register(reg, m.breakerState, &errs)
 		m.postponed = register(reg, m.postponed, &errs)
 		m.inFlight = register(reg, m.inFlight, &errs)
+		m.delivered = register(reg, m.delivered, &errs)
+		m.oldestDue = register(reg, m.oldestDue, &errs)
+		m.admin = register(reg, m.admin, &errs)
 		if err := errors.Join(errs...); err != nil {
 			m.err = fmt.Errorf("register metrics: %w", err)
 		}
@@ -175,9 +201,11 @@ func NewRegistry() *prometheus.Registry {
 	return reg
 }
 
-// Handler serves g's metrics in the Prometheus exposition format.
+// Handler serves g's metrics in the Prometheus text format, or in
+// OpenMetrics (which carries the exemplars: trace ids on the latency
+// histograms) to a scraper that asks for it.
 func Handler(g prometheus.Gatherer) http.Handler {
-	return promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+	return promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, EnableOpenMetrics: true})
 }
 
 // Step returns the series of one step of one route, calling one target,
@@ -205,6 +233,7 @@ func (m *Metrics) Step(route, step, target string) *StepMetrics {
 		transient:   m.attempts.WithLabelValues(route, step, target, string(record.OutcomeTransient)),
 		permanent:   m.attempts.WithLabelValues(route, step, target, string(record.OutcomePermanent)),
 		duration:    m.attemptDur.WithLabelValues(route, step, target),
+		latency:     m.delivered.WithLabelValues(route, step, target),
 		succeeded:   m.deliveries.WithLabelValues(route, step, target, string(record.DeliverySucceeded)),
 		dead:        m.deliveries.WithLabelValues(route, step, target, string(record.DeliveryDead)),
 		skipped:     m.deliveries.WithLabelValues(route, step, target, string(record.DeliverySkipped)),
@@ -297,13 +326,20 @@ type StepMetrics struct {
 	key stepKey
 
 	success, transient, permanent prometheus.Counter
-	duration                      prometheus.Observer
+	duration, latency             prometheus.Observer
+	durationX, latencyX           exemplars
 	succeeded, dead, skipped      prometheus.Counter
 	deadLetters                   prometheus.Counter
 }
 
 // Attempt counts one attempt by outcome and observes its duration.
 func (s *StepMetrics) Attempt(outcome record.Outcome, d time.Duration) {
+	s.AttemptTraced(outcome, d, "")
+}
+
+// AttemptTraced is Attempt with the trace id of the attempt's (sampled)
+// trace as the duration's exemplar ("" for none).
+func (s *StepMetrics) AttemptTraced(outcome record.Outcome, d time.Duration, traceID string) {
 	if s == nil {
 		return
 	}
@@ -318,7 +354,44 @@ func (s *StepMetrics) Attempt(outcome record.Outcome, d time.Duration) {
 		k := s.key
 		s.m.attempts.WithLabelValues(k.route, k.step, k.target, string(outcome)).Inc()
 	}
-	s.duration.Observe(d.Seconds())
+	observe(s.duration, &s.durationX, d, traceID)
+}
+
+// Delivered observes the time from accepting the message to delivering
+// this step, with the trace id of the message's (sampled) trace as
+// exemplar ("" for none).
+func (s *StepMetrics) Delivered(d time.Duration, traceID string) {
+	if s == nil {
+		return
+	}
+	observe(s.latency, &s.latencyX, d, traceID)
+}
+
+// exemplarEvery is the least time between two exemplars of one
+// histogram: a histogram keeps one exemplar per bucket, the latest, so
+// more would cost the hot path and show nothing new to a scrape.
+const exemplarEvery = 100 * time.Millisecond
+
+// exemplars rations the exemplars of one histogram series.
+type exemplars struct{ last atomic.Int64 } // unix nanoseconds of the last one
+
+// take reports whether an exemplar may be attached now.
+func (x *exemplars) take() bool {
+	now := time.Now().UnixNano()
+	last := x.last.Load()
+	return now-last >= int64(exemplarEvery) && x.last.CompareAndSwap(last, now)
+}
+
+// observe records d in seconds, with a trace_id exemplar when traceID is
+// set and the series had none for exemplarEvery.
+func observe(o prometheus.Observer, x *exemplars, d time.Duration, traceID string) {
+	if traceID != "" && x.take() {
+		if eo, ok := o.(prometheus.ExemplarObserver); ok {
+			eo.ObserveWithExemplar(d.Seconds(), prometheus.Labels{"trace_id": traceID})
+			return
+		}
+	}
+	o.Observe(d.Seconds())
 }
 
 // Finished counts a delivery that reached a final status; a dead one is
@@ -348,6 +421,7 @@ type RouteMetrics struct {
 	route    string
 	accepted prometheus.Counter
 	ingest   prometheus.Observer
+	ingestX  exemplars
 
 	mu    sync.RWMutex
 	codes map[int]prometheus.Counter
@@ -363,13 +437,21 @@ func (r *RouteMetrics) Accepted() {
 
 // Answered counts an answer with HTTP status code and observes d, the time
 // from receiving the request to answering it.
-func (r *RouteMetrics) Answered(code int, d time.Duration) {
+func (r *RouteMetrics) Answered(code int, d time.Duration) { r.AnsweredTraced(code, d, "") }
+
+// AnsweredTraced is Answered with the trace id of the ingest's (sampled)
+// trace as the duration's exemplar ("" for none).
+func (r *RouteMetrics) AnsweredTraced(code int, d time.Duration, traceID string) {
 	if r == nil {
 		return
 	}
 	r.code(code).Inc()
-	r.ingest.Observe(d.Seconds())
+	observe(r.ingest, &r.ingestX, d, traceID)
 }
+
+// Rejected counts an answer refusing a request before it reached the
+// engine (400, 401, 403, 405, 413, 415, ...), with the time taken.
+func (r *RouteMetrics) Rejected(code int, d time.Duration) { r.Answered(code, d) }
 
 func (r *RouteMetrics) code(code int) prometheus.Counter {
 	r.mu.RLock()
@@ -386,4 +468,13 @@ func (r *RouteMetrics) code(code int) prometheus.Counter {
 	c = r.m.answers.WithLabelValues(r.route, strconv.Itoa(code))
 	r.codes[code] = c
 	return c
+}
+
+// AdminRequest counts one admin API request: its method, the path
+// pattern it matched (e.g. /v1/messages/{id}) and the status code.
+func (m *Metrics) AdminRequest(method, pattern string, code int) {
+	if m == nil {
+		return
+	}
+	m.admin.WithLabelValues(method, pattern, strconv.Itoa(code)).Inc()
 }

@@ -147,7 +147,7 @@ func TestGaugesAndGroupCommit(t *testing.T) {
 # TYPE tandem_queue_depth gauge
 tandem_queue_depth{state="dead",target="payments"} 1
 tandem_queue_depth{state="due",target="payments"} 7
-# HELP tandem_breaker_state Circuit breaker state per target: 0 closed, 1 half-open, 2 open.
+# HELP tandem_breaker_state Circuit breaker state per target: 0 closed, 1 half-open, 2 open, 3 disabled.
 # TYPE tandem_breaker_state gauge
 tandem_breaker_state{target="payments"} 2
 # HELP tandem_group_commit_ops Operations committed together in one store transaction.
@@ -176,8 +176,15 @@ func TestMetricsLint(t *testing.T) {
 	m.DeliveryFinished("r", "s", "t", "succeeded")
 	m.ObserveIngest("r", 200, time.Millisecond)
 	m.SetQueueDepth("t", "due", 1)
-	m.SetBreakerState("t", BreakerClosed)
+	m.SetBreakerState("t", BreakerDisabled)
 	m.ObserveBatch(1)
+	m.Step("r", "s", "t").AttemptTraced(record.OutcomeSuccess, time.Millisecond, "4bf92f3577b34da6a3ce929d0e0e4736")
+	m.Step("r", "s", "t").Delivered(time.Second, "4bf92f3577b34da6a3ce929d0e0e4736")
+	m.Route("r").AnsweredTraced(202, time.Millisecond, "4bf92f3577b34da6a3ce929d0e0e4736")
+	m.Route("r").Rejected(413, time.Millisecond)
+	m.AdminRequest("GET", "/v1/messages/{id}", 200)
+	m.Target("t").Postponed(PostponeLease)
+	m.NewQueueWatch(&fakeStats{}, []string{"t"}, nil)
 	problems, err := testutil.GatherAndLint(reg)
 	if err != nil {
 		t.Fatal(err)

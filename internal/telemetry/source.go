@@ -10,7 +10,15 @@ import (
 type sourceVecs struct {
 	events *prometheus.CounterVec   // source, event
 	ackDur *prometheus.HistogramVec // source
+	gauges *prometheus.GaugeVec     // source, of: lag, in_flight, up
 }
+
+// Gauges of tandem_source (label "of").
+const (
+	SourceLag      = "lag"       // what the broker holds not yet delivered (-1: unknown)
+	SourceInFlight = "in_flight" // received, not yet settled
+	SourceUp       = "up"        // 1 while consuming, else 0
+)
 
 // Events of tandem_source_messages_total.
 const (
@@ -31,12 +39,17 @@ func newSourceVecs() *sourceVecs {
 			Help:    "Time from receiving a broker message to acknowledging it (commit included).",
 			Buckets: DurationBuckets,
 		}, []string{"source"}),
+		gauges: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tandem_source",
+			Help: "Per source: lag (messages the broker holds not yet delivered; -1 when the broker cannot say), in_flight (received, not settled), up (1 while consuming).",
+		}, []string{"source", "of"}),
 	}
 }
 
 func (v *sourceVecs) register(reg prometheus.Registerer, errs *[]error) {
 	v.events = register(reg, v.events, errs)
 	v.ackDur = register(reg, v.ackDur, errs)
+	v.gauges = register(reg, v.gauges, errs)
 }
 
 // SourceMetrics are the series of one source, resolved once. Its methods
@@ -44,6 +57,7 @@ func (v *sourceVecs) register(reg prometheus.Registerer, errs *[]error) {
 type SourceMetrics struct {
 	received, accepted, dead, redelivered prometheus.Counter
 	ack                                   prometheus.Observer
+	lag, inFlight, up                     prometheus.Gauge
 }
 
 // Source returns the series of source name.
@@ -58,6 +72,9 @@ func (m *Metrics) Source(name string) *SourceMetrics {
 		dead:        ev.WithLabelValues(name, SourceDeadLettered),
 		redelivered: ev.WithLabelValues(name, SourceRedelivered),
 		ack:         m.src.ackDur.WithLabelValues(name),
+		lag:         m.src.gauges.WithLabelValues(name, SourceLag),
+		inFlight:    m.src.gauges.WithLabelValues(name, SourceInFlight),
+		up:          m.src.gauges.WithLabelValues(name, SourceUp),
 	}
 }
 
@@ -93,5 +110,30 @@ func (s *SourceMetrics) Redelivered() {
 func (s *SourceMetrics) ObserveAck(d time.Duration) {
 	if s != nil {
 		s.ack.Observe(d.Seconds())
+	}
+}
+
+// Lag sets what the broker holds not yet delivered (-1: unknown).
+func (s *SourceMetrics) Lag(n int64) {
+	if s != nil {
+		s.lag.Set(float64(n))
+	}
+}
+
+// InFlight moves the count of messages received and not settled by d.
+func (s *SourceMetrics) InFlight(d int) {
+	if s != nil {
+		s.inFlight.Add(float64(d))
+	}
+}
+
+// Up sets whether the source is consuming.
+func (s *SourceMetrics) Up(up bool) {
+	if s != nil {
+		v := 0.0
+		if up {
+			v = 1
+		}
+		s.up.Set(v)
 	}
 }

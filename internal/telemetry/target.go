@@ -10,6 +10,13 @@ const (
 	PostponeShutdown    = "shutdown"     // shutdown cut the attempt short
 )
 
+// PostponeReasons are every reason of tandem_deliveries_postponed_total,
+// so each target's series exist at 0 from the start.
+var PostponeReasons = []string{PostponeBreakerOpen, PostponePaused, PostponeRateLimit, PostponeShutdown, PostponeLease}
+
+// PostponeLease: the claim's lease no longer covered a whole attempt.
+const PostponeLease = "lease"
+
 // TargetMetrics are the series of one target, resolved once. Its methods
 // are safe for concurrent use and do nothing on nil.
 type TargetMetrics struct {
@@ -42,6 +49,9 @@ func (m *Metrics) Target(name string) *TargetMetrics {
 		inFlight: m.inFlight.WithLabelValues(name),
 		breaker:  m.breakerState.WithLabelValues(name),
 	}
+	for _, r := range PostponeReasons {
+		m.postponed.WithLabelValues(name, r) // the series exists at 0
+	}
 	m.targets[name] = t
 	return t
 }
@@ -55,7 +65,7 @@ func (t *TargetMetrics) InFlight(delta int) {
 }
 
 // BreakerState sets the target's breaker state: BreakerClosed,
-// BreakerHalfOpen or BreakerOpen.
+// BreakerHalfOpen, BreakerOpen or BreakerDisabled.
 func (t *TargetMetrics) BreakerState(state int) {
 	if t == nil {
 		return

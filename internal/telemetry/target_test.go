@@ -20,13 +20,16 @@ func TestTargetMetrics(t *testing.T) {
 	tm.Postponed(PostponeBreakerOpen)
 	tm.Postponed(PostponePaused)
 	compare(t, reg, `
-# HELP tandem_breaker_state Circuit breaker state per target: 0 closed, 1 half-open, 2 open.
+# HELP tandem_breaker_state Circuit breaker state per target: 0 closed, 1 half-open, 2 open, 3 disabled.
 # TYPE tandem_breaker_state gauge
 tandem_breaker_state{target="payments"} 2
-# HELP tandem_deliveries_postponed_total Claimed deliveries given back without an attempt, by reason (breaker_open, paused, rate_limit, shutdown).
+# HELP tandem_deliveries_postponed_total Claimed deliveries given back without an attempt, by reason (breaker_open, paused, rate_limit, shutdown, lease).
 # TYPE tandem_deliveries_postponed_total counter
 tandem_deliveries_postponed_total{reason="breaker_open",target="payments"} 2
+tandem_deliveries_postponed_total{reason="lease",target="payments"} 0
 tandem_deliveries_postponed_total{reason="paused",target="payments"} 1
+tandem_deliveries_postponed_total{reason="rate_limit",target="payments"} 0
+tandem_deliveries_postponed_total{reason="shutdown",target="payments"} 0
 # HELP tandem_target_in_flight Deliveries of a target claimed by this process and not yet recorded (at most its concurrency).
 # TYPE tandem_target_in_flight gauge
 tandem_target_in_flight{target="payments"} 2

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/tandem-run/tandem/internal/record"
 	"github.com/tandem-run/tandem/internal/store"
@@ -216,7 +217,8 @@ func (s *Store) DeliveryStats(ctx context.Context, now *time.Time) ([]store.Targ
 			count(*) FILTER (WHERE status = 'scheduled' AND (next_attempt_at > $1 OR next_attempt_at IS NULL)),
 			count(*) FILTER (WHERE status = 'waiting'),
 			count(*) FILTER (WHERE status = 'running'),
-			count(*) FILTER (WHERE status = 'dead')
+			count(*) FILTER (WHERE status = 'dead'),
+			min(next_attempt_at) FILTER (WHERE status = 'scheduled' AND next_attempt_at <= $1)
 		FROM deliveries
 		WHERE status IN ('waiting', 'scheduled', 'running', 'dead')
 		GROUP BY target ORDER BY target`, at)
@@ -227,8 +229,12 @@ func (s *Store) DeliveryStats(ctx context.Context, now *time.Time) ([]store.Targ
 	var out []store.TargetStats
 	for rows.Next() {
 		var st store.TargetStats
-		if err := rows.Scan(&st.Target, &st.Due, &st.Scheduled, &st.Waiting, &st.Running, &st.Dead); err != nil {
+		var oldest pgtype.Timestamptz
+		if err := rows.Scan(&st.Target, &st.Due, &st.Scheduled, &st.Waiting, &st.Running, &st.Dead, &oldest); err != nil {
 			return nil, wrap("delivery stats", err)
+		}
+		if oldest.Valid {
+			st.OldestDue = oldest.Time.UTC()
 		}
 		out = append(out, st)
 	}

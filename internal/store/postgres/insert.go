@@ -74,10 +74,10 @@ func newInsertOp(p *store.MessageInsertParams) (*insertOp, error) {
 // quietly instead of failing the batch; the skipped messages' deliveries
 // are left out by the join on m.
 const insertSQL = `WITH m AS (
-	INSERT INTO messages (id, route, status, idempotency_key, body_hash, body, headers, query, created_at, updated_at)
-	SELECT x.id, x.route, 'accepted', x.key, x.hash, x.body, x.headers, x.query, x.at, x.at
-	FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[], $5::bytea[], $6::bytea[], $7::bytea[], $8::timestamptz[])
-		AS x(id, route, key, hash, body, headers, query, at)
+	INSERT INTO messages (id, route, status, idempotency_key, body_hash, body, headers, query, created_at, updated_at, traceparent, tracestate)
+	SELECT x.id, x.route, 'accepted', x.key, x.hash, x.body, x.headers, x.query, x.at, x.at, x.tp, x.ts
+	FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[], $5::bytea[], $6::bytea[], $7::bytea[], $8::timestamptz[], $23::text[], $24::text[])
+		AS x(id, route, key, hash, body, headers, query, at, tp, ts)
 	ON CONFLICT DO NOTHING
 	RETURNING id
 ), d AS (
@@ -154,6 +154,7 @@ func (s *Store) runInserts(ctx context.Context, ops []*insertOp) {
 func (s *Store) insertBatch(ctx context.Context, ops []*insertOp) error {
 	var (
 		mID, mRoute, mHash                        []string
+		mTraceParent, mTraceState                 []string
 		mKey, mBody, mHeaders, mQuery             [][]byte
 		mAt                                       []time.Time
 		dID, dMsg, dRoute, dStep, dTarget, dAfter []string
@@ -174,6 +175,8 @@ func (s *Store) insertBatch(ctx context.Context, ops []*insertOp) error {
 		mHeaders = append(mHeaders, op.keep)
 		mQuery = append(mQuery, op.qry)
 		mAt = append(mAt, m.CreatedAt)
+		mTraceParent = append(mTraceParent, m.TraceParent)
+		mTraceState = append(mTraceState, m.TraceState)
 		for _, d := range op.ds {
 			dID = append(dID, d.ID)
 			dMsg = append(dMsg, d.MessageID)
@@ -202,7 +205,8 @@ func (s *Store) insertBatch(ctx context.Context, ops []*insertOp) error {
 	// commits at its Sync: one round trip and one WAL flush for every op.
 	b := &pgx.Batch{}
 	b.Queue(insertSQL, mID, mRoute, mKey, mHash, mBody, mHeaders, mQuery, mAt,
-		dID, dMsg, dRoute, dStep, dTarget, dAfter, dRequired, dStatus, dNext, dAt, dReplays, dAtReplay, dReplayedAt, dCompUnknown)
+		dID, dMsg, dRoute, dStep, dTarget, dAfter, dRequired, dStatus, dNext, dAt, dReplays, dAtReplay, dReplayedAt, dCompUnknown,
+		mTraceParent, mTraceState)
 	br := s.pool.SendBatch(ctx, b)
 	inserted := map[string]bool{}
 	rows, err := br.Query()

@@ -128,7 +128,7 @@ func TestMigrate(t *testing.T) {
 		t.Fatalf("status after: %v", err)
 	}
 	for i, m := range st {
-		if !m.Applied || m.AppliedAt.IsZero() || m.Unknown || m.Version != i+1 || m.Name == "" {
+		if !m.Applied || m.AppliedAt.IsZero() || m.Unknown || (i > 0 && m.Version <= st[i-1].Version) || m.Name == "" {
 			t.Fatalf("after migrate: %+v", st)
 		}
 	}

@@ -17,11 +17,11 @@ import (
 // Column lists and scanners shared by every query, so a row always reads
 // the same way.
 
-const messageCols = `id, route, status, idempotency_key, body_hash, body, headers, query, created_at, updated_at`
+const messageCols = `id, route, status, idempotency_key, body_hash, body, headers, query, created_at, updated_at, traceparent, tracestate`
 
 // messageListCols leaves out the body, headers and query, which lists do
 // not show.
-const messageListCols = `id, route, status, idempotency_key, body_hash, NULL::bytea, NULL::bytea, NULL::bytea, created_at, updated_at`
+const messageListCols = `id, route, status, idempotency_key, body_hash, NULL::bytea, NULL::bytea, NULL::bytea, created_at, updated_at, traceparent, tracestate`
 
 const deliveryCols = `id, message_id, route, step, target, after_steps, required, status, attempts,
 	next_attempt_at, lease_owner, last_error, response_status, response_body, response_headers,
@@ -45,7 +45,7 @@ func scanMessage(row pgx.Row) (record.Message, error) {
 		status          string
 		created, update time.Time
 	)
-	if err := row.Scan(&m.ID, &m.Route, &status, &key, &m.BodyHash, &m.Body, &headers, &query, &created, &update); err != nil {
+	if err := row.Scan(&m.ID, &m.Route, &status, &key, &m.BodyHash, &m.Body, &headers, &query, &created, &update, &m.TraceParent, &m.TraceState); err != nil {
 		return m, err
 	}
 	m.Status = record.MessageStatus(status)

@@ -89,7 +89,7 @@ type scanner interface {
 }
 
 // messageCols are the columns scanMessage reads, in order.
-const messageCols = `id, route, status, idempotency_key, body_hash, body, headers, query, created_at, updated_at`
+const messageCols = `id, route, status, idempotency_key, body_hash, body, headers, query, created_at, updated_at, traceparent, tracestate`
 
 func scanMessage(sc scanner) (record.Message, error) {
 	var (
@@ -97,7 +97,7 @@ func scanMessage(sc scanner) (record.Message, error) {
 		headers, query       sql.NullString
 		createdAt, updatedAt int64
 	)
-	err := sc.Scan(&m.ID, &m.Route, &m.Status, &m.IdempotencyKey, &m.BodyHash, &m.Body, &headers, &query, &createdAt, &updatedAt)
+	err := sc.Scan(&m.ID, &m.Route, &m.Status, &m.IdempotencyKey, &m.BodyHash, &m.Body, &headers, &query, &createdAt, &updatedAt, &m.TraceParent, &m.TraceState)
 	if err != nil {
 		return m, err
 	}

@@ -139,7 +139,7 @@ func (s *Store) MessageList(ctx context.Context, p *store.MessageListParams) (*s
 	}
 	// One row more than the page tells whether there is a next page, so the
 	// last page has no cursor.
-	q := `SELECT id, route, status, idempotency_key, body_hash, NULL, NULL, NULL, created_at, updated_at
+	q := `SELECT id, route, status, idempotency_key, body_hash, NULL, NULL, NULL, created_at, updated_at, traceparent, tracestate
 		FROM messages` + w.String() + ` ORDER BY created_at DESC, id DESC LIMIT ?`
 	rows, err := s.rdb.QueryContext(ctx, q, append(w.args, limit+1)...)
 	if err != nil {
@@ -215,7 +215,7 @@ func (s *Store) DeliveryStats(ctx context.Context, now *time.Time) ([]store.Targ
 		}
 		return st
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT target, status, next_attempt_at <= ?, count(*) FROM deliveries
+	rows, err := tx.QueryContext(ctx, `SELECT target, status, next_attempt_at <= ?, count(*), min(next_attempt_at) FROM deliveries
 		WHERE status IN ('scheduled', 'running') GROUP BY 1, 2, 3`, at)
 	if err != nil {
 		return nil, fmt.Errorf("delivery stats: %w", err)
@@ -225,8 +225,9 @@ func (s *Store) DeliveryStats(ctx context.Context, now *time.Time) ([]store.Targ
 			target, status string
 			due            bool
 			n              int
+			oldest         int64
 		)
-		if err := rows.Scan(&target, &status, &due, &n); err != nil {
+		if err := rows.Scan(&target, &status, &due, &n, &oldest); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("delivery stats: %w", err)
 		}
@@ -236,6 +237,7 @@ func (s *Store) DeliveryStats(ctx context.Context, now *time.Time) ([]store.Targ
 			st.Running += n
 		case due:
 			st.Due += n
+			st.OldestDue = fromNanos(oldest)
 		default:
 			st.Scheduled += n
 		}

@@ -44,8 +44,8 @@ func (st *statements) list() []struct {
 		// the planner needs before it will use that partial index.
 		{&st.idemGet, `SELECT ` + messageCols + ` FROM messages
 			WHERE route = ? AND idempotency_key = ? AND idempotency_key <> ''`},
-		{&st.msgInsert, `INSERT INTO messages (id, route, status, idempotency_key, body_hash, body, headers, query, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+		{&st.msgInsert, `INSERT INTO messages (id, route, status, idempotency_key, body_hash, body, headers, query, created_at, updated_at, traceparent, tracestate)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
 
 		// The WHERE repeats the partial index's condition word for word, so
 		// SQLite can use deliveries_due (see TestClaimUsesIndex).

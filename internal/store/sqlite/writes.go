@@ -61,7 +61,7 @@ func (s *Store) MessageInsert(ctx context.Context, p *store.MessageInsertParams)
 			}
 		}
 		_, err := t.st.msgInsert.ExecContext(t.ctx, m.ID, m.Route, string(m.Status), m.IdempotencyKey, m.BodyHash,
-			m.Body, headers, query, at, at)
+			m.Body, headers, query, at, at, m.TraceParent, m.TraceState)
 		if err != nil {
 			return fmt.Errorf("insert message: %w", err)
 		}

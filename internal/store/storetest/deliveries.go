@@ -326,13 +326,17 @@ func testStats(t *testing.T, open Opener) {
 
 	got := statsByTarget(t, s, at(0))
 	want := map[string]store.TargetStats{
-		"ta": {Target: "ta", Due: 2, Scheduled: 1, Waiting: 1, Running: 1, Dead: 1},
-		"tb": {Target: "tb", Due: 1},
+		"ta": {Target: "ta", Due: 2, Scheduled: 1, Waiting: 1, Running: 1, Dead: 1, OldestDue: t0.Add(-time.Second)},
+		"tb": {Target: "tb", Due: 1, OldestDue: t0.Add(-time.Second)},
 		"tc": {Target: "tc"},
 	}
 	for name, w := range want {
 		g := got[name]
 		g.Target = name
+		if !g.OldestDue.Equal(w.OldestDue) {
+			t.Fatalf("stats of %s: oldest due %v, want %v", name, g.OldestDue, w.OldestDue)
+		}
+		g.OldestDue = w.OldestDue
 		if g != w {
 			t.Fatalf("stats of %s: got %+v, want %+v", name, g, w)
 		}

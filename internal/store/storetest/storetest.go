@@ -61,6 +61,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"MayHave", testMayHave},
 		{"Optional", testOptional},
 		{"Purge", RunPurge},
+		{"TraceContext", testTraceContext},
+		{"OnComplete", testOnComplete},
 	}
 	// Every case opens its own stores and sets its own clock, so the cases
 	// run side by side.
