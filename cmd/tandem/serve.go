@@ -16,6 +16,7 @@ import (
 	"github.com/tandem-run/tandem/internal/certfile"
 	"github.com/tandem-run/tandem/internal/config"
 	"github.com/tandem-run/tandem/internal/engine"
+	"github.com/tandem-run/tandem/internal/events"
 	"github.com/tandem-run/tandem/internal/source"
 	"github.com/tandem-run/tandem/internal/store"
 	"github.com/tandem-run/tandem/internal/store/postgres"
@@ -80,20 +81,32 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ln net.
 		cancel()
 		return nil, err
 	}
+	// The engine, the sources and the API write through the hub's
+	// wrapper, so the live events (GET /v1/events, /ui/) see every change;
+	// replica work (startReplica) uses st itself.
+	hub := events.New(events.Options{Store: st, Logger: logger})
+	wst := hub.Wrap(st)
 	pubs := source.NewPublishers(cfg) // on_complete publish
-	eng, err := engine.New(engine.Options{Config: cfg, Store: st, Logger: logger, Metrics: metrics, Tracing: tracing, Publisher: pubs})
+	eng, err := engine.New(engine.Options{Config: cfg, Store: wst, Logger: logger, Metrics: metrics, Tracing: tracing, Publisher: pubs})
 	if err != nil {
 		cancel()
 		closeStore(st)
 		return nil, err
 	}
-	srcs, err := source.New(source.Options{Config: cfg, Engine: eng, Store: st, Metrics: metrics, Tracing: tracing, Logger: logger})
+	srcs, err := source.New(source.Options{Config: cfg, Engine: eng, Store: wst, Metrics: metrics, Tracing: tracing, Logger: logger})
 	if err != nil {
 		cancel()
 		closeStore(st)
 		return nil, err
 	}
-	h, err := api.New(api.Options{Engine: eng, Config: cfg, Registry: reg, Metrics: metrics, Logger: logger, Version: shortVersion(), Sources: srcs, Context: bg})
+	stream := api.NewEventStream(api.EventStreamOptions{Hub: hub, Store: st, Logger: logger})
+	dash, err := newDashboard(cfg, eng, hub, stream, reg, logger)
+	if err != nil {
+		cancel()
+		closeStore(st)
+		return nil, err
+	}
+	h, err := api.New(api.Options{Engine: eng, Config: cfg, Registry: reg, Metrics: metrics, Logger: logger, Version: shortVersion(), Sources: srcs, Context: bg, Events: stream, UI: dash})
 	if err != nil {
 		cancel()
 		closeStore(st)
@@ -120,6 +133,7 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ln net.
 		return nil, err
 	}
 	srcs.Start(bg)
+	go hub.Run(bg)
 	if st != nil {
 		go metrics.NewQueueWatch(st, slices.Sorted(maps.Keys(cfg.Targets)), nil).Run(bg, 5*time.Second)
 		startReplica(bg, st, eng, logger)
@@ -139,6 +153,9 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ln net.
 			TLSConfig:         tlsCfg,
 		},
 	}
+	// Event streams never end by themselves: end them when shutdown begins,
+	// or http.Server.Shutdown would wait the whole grace for them.
+	s.http.RegisterOnShutdown(hub.Close)
 	go func() {
 		if tlsCfg != nil {
 			// The certificate comes from TLSConfig.GetCertificate, reloaded

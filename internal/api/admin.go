@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"time"
 
 	"github.com/danielgtaylor/huma/v2"
 
@@ -22,10 +23,13 @@ import (
 // JSON a 400 problem.
 
 type listMessagesInput struct {
-	Status string `query:"status" enum:"accepted,running,succeeded,partially_succeeded,failed,compensated" doc:"Only messages in this state."`
-	Route  string `query:"route" maxLength:"256" doc:"Only messages of this route."`
-	Limit  int    `query:"limit" minimum:"1" maximum:"1000" default:"50" doc:"Page size."`
-	Cursor string `query:"cursor" maxLength:"1024" doc:"next_cursor of the previous page."`
+	Status         string    `query:"status" enum:"accepted,running,succeeded,partially_succeeded,failed,compensated" doc:"Only messages in this state."`
+	Route          string    `query:"route" maxLength:"256" doc:"Only messages of this route."`
+	IdempotencyKey string    `query:"idempotency_key" maxLength:"255" doc:"Only messages accepted with this inbound Idempotency-Key (on any route)."`
+	CreatedFrom    time.Time `query:"created_from" doc:"Only messages created at or after this time (RFC 3339)."`
+	CreatedBefore  time.Time `query:"created_before" doc:"Only messages created before this time (RFC 3339)."`
+	Limit          int       `query:"limit" minimum:"1" maximum:"1000" default:"50" doc:"Page size."`
+	Cursor         string    `query:"cursor" maxLength:"1024" doc:"next_cursor of the previous page."`
 }
 
 type getMessageInput struct {
@@ -118,6 +122,7 @@ func (s *server) listMessages(ctx context.Context, in *listMessagesInput) (*body
 	}
 	res, err := st.MessageList(ctx, &store.MessageListParams{
 		Status: record.MessageStatus(in.Status), Route: in.Route, Limit: in.Limit, Cursor: in.Cursor,
+		IdempotencyKey: in.IdempotencyKey, CreatedFrom: in.CreatedFrom, CreatedBefore: in.CreatedBefore,
 	})
 	if err != nil {
 		return nil, s.errorProblem(ctx, "list messages", false, err)

@@ -47,6 +47,11 @@ type Options struct {
 	// Context ends the handler's background work (the JWKS refresh of
 	// auth.jwt.jwks_url). Default context.Background().
 	Context context.Context
+	// Events, when set, serves GET /v1/events and
+	// GET /v1/messages/{id}/events (events.go).
+	Events *EventStream
+	// UI, when set, is served at /ui/ (the dashboard, internal/ui).
+	UI http.Handler
 }
 
 // server is the state shared by all handlers.
@@ -142,6 +147,17 @@ func (s *server) routes(opts Options) error {
 			continue // fed by a broker (internal/source), not served
 		}
 		if err := s.registerRoute(api, rt); err != nil {
+			return err
+		}
+	}
+	if opts.Events != nil {
+		documentEvents(api)
+		if err := s.registerEvents(opts.Events); err != nil {
+			return err
+		}
+	}
+	if opts.UI != nil {
+		if err := s.mountUI(opts.UI); err != nil {
 			return err
 		}
 	}

@@ -25,6 +25,12 @@
 //     and API keys are never logged: only their sha256 is kept.
 //   - With no auth keys the admin API, /metrics and /openapi.json answer
 //     loopback clients only; /healthz and /readyz are always open.
+//   - The event streams (GET /v1/events, GET /v1/messages/{id}/events,
+//     events.go) never hold anything up: each write has a deadline, a
+//     client that falls behind is dropped by the hub (internal/events), and
+//     every stream ends when shutdown begins (events.Hub.Close). The
+//     dashboard (Options.UI, internal/ui) is mounted at /ui/ and does its
+//     own auth; it reads through Admin, the same views and operations.
 //   - Route paths are exact; paths of tandem's own endpoints (/v1, /ui,
 //     /metrics, /healthz, /readyz, /openapi.json, and below them) cannot be
 //     routes: config.ReservedPath is the one list.

@@ -132,8 +132,15 @@ type MessageInsertResult struct {
 type MessageListParams struct {
 	Status record.MessageStatus
 	Route  string
-	Limit  int    // default 50, at most 1000
-	Cursor string // from the previous page's NextCursor
+	// IdempotencyKey: only messages accepted with this inbound key (on
+	// any route).
+	IdempotencyKey string
+	// CreatedFrom and CreatedBefore: only messages created at or after
+	// CreatedFrom and before CreatedBefore.
+	CreatedFrom   time.Time
+	CreatedBefore time.Time
+	Limit         int    // default 50, at most 1000
+	Cursor        string // from the previous page's NextCursor
 }
 
 // MessageListResult is one page of messages.
@@ -327,4 +334,24 @@ type Heartbeater interface {
 // Migrator is a store with versioned schema migrations.
 type Migrator interface {
 	MigrationStatus(ctx context.Context) ([]migration.State, error)
+}
+
+// ChangeFeed is a store shared by several replicas that passes notices of
+// changed messages between them, so each replica's live event stream
+// (GET /v1/events) shows the work the others do. ChangeNotify queues the
+// ids of messages the caller changed, under origin (the caller's name,
+// so it can skip its own notices); it never blocks and may merge or,
+// when the database cannot be reached, lose notices. ChangeListen returns
+// the notices of every replica; a Change with no MessageIDs means
+// "notices may have been missed" (sent on every (re)connect, the first
+// included). The channel closes when ctx ends or the store closes.
+type ChangeFeed interface {
+	ChangeNotify(origin string, messageIDs []string)
+	ChangeListen(ctx context.Context) <-chan Change
+}
+
+// Change is one notice of a ChangeFeed: messages that Origin changed.
+type Change struct {
+	Origin     string
+	MessageIDs []string
 }

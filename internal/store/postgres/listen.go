@@ -41,17 +41,18 @@ func (s *Store) Listen(ctx context.Context) <-chan string {
 	go func() {
 		defer s.listeners.Done()
 		defer close(in)
-		s.listen(ctx, in)
+		s.listen(ctx, s.channel, in)
 	}()
 	go forward(in, out)
 	return out
 }
 
-// listen keeps a LISTEN session open until ctx ends, passing payloads to in.
-func (s *Store) listen(ctx context.Context, in chan<- string) {
+// listen keeps a LISTEN session on channel open until ctx ends, passing
+// payloads to in, and "" after each (re)connect.
+func (s *Store) listen(ctx context.Context, channel string, in chan<- string) {
 	backoff := time.Duration(0)
 	for ctx.Err() == nil {
-		conn, err := s.listenConn(ctx)
+		conn, err := s.listenConn(ctx, channel)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -91,12 +92,12 @@ func (s *Store) listen(ctx context.Context, in chan<- string) {
 	}
 }
 
-func (s *Store) listenConn(ctx context.Context) (*pgx.Conn, error) {
+func (s *Store) listenConn(ctx context.Context, channel string) (*pgx.Conn, error) {
 	conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{s.channel}.Sanitize()); err != nil {
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{channel}.Sanitize()); err != nil {
 		_ = conn.Close(context.WithoutCancel(ctx))
 		return nil, err
 	}

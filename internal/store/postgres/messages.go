@@ -85,6 +85,15 @@ func (s *Store) MessageList(ctx context.Context, p *store.MessageListParams) (*s
 	var f filter
 	f.eq("status", string(p.Status))
 	f.eq("route", p.Route)
+	if p.IdempotencyKey != "" {
+		f.where = append(f.where, "idempotency_key = "+f.arg([]byte(p.IdempotencyKey))+" AND idempotency_key <> ''")
+	}
+	if !p.CreatedFrom.IsZero() {
+		f.where = append(f.where, "created_at >= "+f.arg(micro(p.CreatedFrom)))
+	}
+	if !p.CreatedBefore.IsZero() {
+		f.where = append(f.where, "created_at < "+f.arg(micro(p.CreatedBefore)))
+	}
 	q := f.page(`SELECT `+messageListCols+` FROM messages`, cur, limit)
 	rows, err := s.pool.Query(ctx, q, f.args...)
 	if err != nil {

@@ -19,13 +19,16 @@ type notifier struct {
 	s       *Store
 	mu      sync.Mutex
 	pending map[string]bool
+	// changes are the message ids queued by ChangeNotify, by origin
+	// (changes.go); they go out in the same small transaction.
+	changes map[string]map[string]bool
 	kick    chan struct{}
 	quit    chan struct{} // closed by stop
 	done    chan struct{} // closed when loop has returned
 }
 
 func newNotifier(s *Store) *notifier {
-	n := &notifier{s: s, pending: map[string]bool{}, kick: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
+	n := &notifier{s: s, pending: map[string]bool{}, changes: map[string]map[string]bool{}, kick: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
 	go n.loop()
 	return n
 }
@@ -68,7 +71,7 @@ func (n *notifier) stop() {
 
 func (n *notifier) flush() {
 	n.mu.Lock()
-	if len(n.pending) == 0 {
+	if len(n.pending) == 0 && len(n.changes) == 0 {
 		n.mu.Unlock()
 		return
 	}
@@ -77,6 +80,8 @@ func (n *notifier) flush() {
 		targets = append(targets, t)
 	}
 	clear(n.pending)
+	changes := changePayloads(n.changes)
+	clear(n.changes)
 	n.mu.Unlock()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -84,7 +89,12 @@ func (n *notifier) flush() {
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	b.Queue("SET LOCAL synchronous_commit TO OFF")
-	b.Queue(notifySQL, n.s.channel, targets)
+	if len(targets) > 0 {
+		b.Queue(notifySQL, n.s.channel, targets)
+	}
+	if len(changes) > 0 {
+		b.Queue(notifySQL, n.s.changesChannel(), changes)
+	}
 	b.Queue("COMMIT")
 	if err := n.s.pool.SendBatch(ctx, b).Close(); err != nil {
 		n.s.log.Debug("postgres notify", "targets", targets, "error", err)

@@ -134,6 +134,15 @@ func (s *Store) MessageList(ctx context.Context, p *store.MessageListParams) (*s
 	if p.Status != "" {
 		w.addStatus(string(p.Status), p.Status.Valid())
 	}
+	if p.IdempotencyKey != "" {
+		w.add(`idempotency_key = ? AND idempotency_key <> ''`, p.IdempotencyKey)
+	}
+	if !p.CreatedFrom.IsZero() {
+		w.add(`created_at >= ?`, nanos(p.CreatedFrom))
+	}
+	if !p.CreatedBefore.IsZero() {
+		w.add(`created_at < ?`, nanos(p.CreatedBefore))
+	}
 	if err := w.addCursor(p.Cursor); err != nil {
 		return nil, fmt.Errorf("list messages: %w", err)
 	}

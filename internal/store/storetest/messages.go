@@ -303,7 +303,11 @@ func testMessageList(t *testing.T, open Opener) {
 			target = "bad"
 		}
 		id := fmt.Sprintf("m%d", i)
-		insert(t, s, at(time.Duration(i)*time.Second), msg(id, route), due("d"+id[1:], "s", target, time.Duration(i)*time.Second))
+		m := msg(id, route)
+		if i == 1 || i == 5 {
+			m.IdempotencyKey = fmt.Sprintf("key-%d", i)
+		}
+		insert(t, s, at(time.Duration(i)*time.Second), m, due("d"+id[1:], "s", target, time.Duration(i)*time.Second))
 	}
 	for _, d := range claim(t, s, "ok", "w", 10, lease, at(time.Hour)) {
 		complete(t, s, d, record.DeliverySucceeded, at(time.Hour))
@@ -324,6 +328,11 @@ func testMessageList(t *testing.T, open Opener) {
 		{"accepted", store.MessageListParams{Status: record.MessageAccepted}, []string{"m7", "m5", "m3", "m1"}},
 		{"route and status", store.MessageListParams{Route: "r1", Status: record.MessageFailed}, []string{"m6"}},
 		{"no match", store.MessageListParams{Route: "nope"}, nil},
+		{"idempotency key", store.MessageListParams{IdempotencyKey: "key-5"}, []string{"m5"}},
+		{"unknown idempotency key", store.MessageListParams{IdempotencyKey: "key-2"}, nil},
+		{"created between", store.MessageListParams{CreatedFrom: t0.Add(2 * time.Second), CreatedBefore: t0.Add(5 * time.Second)}, []string{"m4", "m3", "m2"}},
+		{"created from, route", store.MessageListParams{Route: "r1", CreatedFrom: t0.Add(3 * time.Second)}, []string{"m6", "m3"}},
+		{"created before", store.MessageListParams{CreatedBefore: t0.Add(time.Second)}, []string{"m0"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -342,7 +351,9 @@ func testMessageList(t *testing.T, open Opener) {
 				}
 			}
 			for _, limit := range []int{1, 2, 4} {
-				got := walkMessages(t, s, store.MessageListParams{Route: tt.p.Route, Status: tt.p.Status, Limit: limit})
+				p := tt.p
+				p.Limit = limit
+				got := walkMessages(t, s, p)
 				wantIDs(t, fmt.Sprintf("pages of %d", limit), got, tt.want)
 			}
 		})

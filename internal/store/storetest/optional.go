@@ -10,7 +10,7 @@ import (
 )
 
 // testOptional runs the cases of the optional features (store.Listener,
-// store.Heartbeater, store.Migrator) that the store has, and says which it
+// store.Heartbeater, store.Migrator, store.ChangeFeed) that the store has, and says which it
 // lacks.
 func testOptional(t *testing.T, open Opener) {
 	t.Run("MigrationStatus", func(t *testing.T) {
@@ -90,6 +90,8 @@ func testOptional(t *testing.T, open Opener) {
 			t.Error("a heartbeat without an owner: no error")
 		}
 	})
+
+	t.Run("ChangeFeed", func(t *testing.T) { testChangeFeed(t, open) })
 }
 
 // wantNotice waits (bounded) for a notice naming target, skipping others.
