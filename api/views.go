@@ -169,6 +169,18 @@ type Target struct {
 	Concurrency      int        `json:"concurrency" doc:"The configured cap on in_flight."`
 	ConcurrencyLimit int        `json:"concurrency_limit" doc:"The cap in force: concurrency, lowered while the target fails transiently (AIMD) and raised again by successes."`
 	PausedUntil      *time.Time `json:"paused_until" doc:"When the target asked to wait (429 or 503 with Retry-After), the end of that pause; null otherwise."`
+	Hosts            []Host     `json:"hosts,omitempty" doc:"The target's hosts, when it lists several urls (this replica's view)."`
+}
+
+// Host is one host of a target with several urls.
+type Host struct {
+	URL          string     `json:"url"`
+	State        string     `json:"state" enum:"healthy,ejected,probing" doc:"ejected: failed eject.failures times in a row, left out until ejected_until; probing: one attempt is trying it again."`
+	InFlight     int        `json:"in_flight" doc:"Attempts on the host now."`
+	Failures     int        `json:"failures" doc:"Failures in a row (transport errors, timeouts, 5xx)."`
+	EjectedUntil *time.Time `json:"ejected_until" doc:"When the cool-off ends; null unless ejected."`
+	Attempts     int64      `json:"attempts" doc:"Attempts sent to the host since start."`
+	Ejections    int64      `json:"ejections" doc:"Times the host was ejected since start."`
 }
 
 // Breaker is a target's circuit breaker.

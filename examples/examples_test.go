@@ -26,6 +26,7 @@ import (
 type gateway struct {
 	url      string
 	services map[string]*sampleapi.Service
+	servers  map[string]*httptest.Server // by env, as services
 	client   *http.Client
 }
 
@@ -39,8 +40,10 @@ func startExample(t *testing.T, name string) *gateway {
 	if err != nil {
 		t.Fatal(err)
 	}
+	servers := map[string]*httptest.Server{}
 	for env, s := range svcs {
 		srv := httptest.NewServer(s)
+		servers[env] = srv
 		t.Cleanup(srv.Close)
 		t.Cleanup(s.Release) // a held service must not block srv.Close
 		t.Setenv(env, srv.URL)
@@ -73,7 +76,7 @@ func startExample(t *testing.T, name string) *gateway {
 		_ = eng.Shutdown(sctx)
 		_ = st.Close()
 	})
-	return &gateway{url: gw.URL, services: svcs, client: &http.Client{Timeout: 20 * time.Second}}
+	return &gateway{url: gw.URL, services: svcs, servers: servers, client: &http.Client{Timeout: 20 * time.Second}}
 }
 
 func (g *gateway) post(t *testing.T, path, body string) (int, []byte) {

@@ -9,7 +9,10 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
 	"slices"
+	"syscall"
 	"time"
 
 	"github.com/tandem-run/tandem/internal/api"
@@ -42,10 +45,23 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP) // reload.go: SIGHUP reloads the config
+	defer signal.Stop(hup)
 	srv, err := start(ctx, cfg, logger, nil)
 	if err != nil {
 		return err
 	}
+	srv.reloader.setOverride(func(c *config.Config) {
+		if *listen != "" {
+			c.Server.Listen = *listen
+		}
+	})
+	go func() {
+		for range hup {
+			_, _ = srv.reloader.reload(ctx, "SIGHUP", false)
+		}
+	}()
 	<-ctx.Done()
 	logger.Info("shutting down", "grace", cfg.Server.ShutdownGrace.D().String())
 	return srv.stop()
@@ -64,6 +80,8 @@ type server struct {
 	addr    net.Addr
 	served  chan error
 	cancel  context.CancelFunc
+	// reloader reloads the config file (reload.go).
+	reloader *reloader
 }
 
 // start opens the store, starts the engine and serves HTTP. With ln nil it
@@ -100,13 +118,13 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ln net.
 		return nil, err
 	}
 	stream := api.NewEventStream(api.EventStreamOptions{Hub: hub, Store: st, Logger: logger})
-	dash, err := newDashboard(cfg, eng, hub, stream, reg, logger)
-	if err != nil {
-		cancel()
-		closeStore(st)
-		return nil, err
-	}
-	h, err := api.New(api.Options{Engine: eng, Config: cfg, Registry: reg, Metrics: metrics, Logger: logger, Version: shortVersion(), Sources: srcs, Context: bg, Events: stream, UI: dash})
+	// The handler in force is swapped by a reload (reload.go).
+	rl := newReloader(cfg, configBytes(cfg), time.Now())
+	rl.log, rl.eng, rl.live, rl.reg, rl.metrics, rl.srcs = logger, eng, &liveHandler{}, reg, metrics, srcs
+	rl.base = api.Options{Context: bg, Events: stream}
+	rl.dashboard = func(c *config.Config) (http.Handler, error) { return newDashboard(c, eng, hub, stream, reg, logger) }
+	metrics.ConfigVersion(1)
+	h, err := rl.handler(cfg)
 	if err != nil {
 		cancel()
 		closeStore(st)
@@ -134,6 +152,12 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ln net.
 	}
 	srcs.Start(bg)
 	go hub.Run(bg)
+	rl.live.set(h)
+	if cfg.Server.WatchConfig && cfg.File != "" {
+		if err := rl.watch(bg, 250*time.Millisecond); err != nil {
+			logger.Warn("server.watch_config: the config file is not watched", "error", err)
+		}
+	}
 	if st != nil {
 		go metrics.NewQueueWatch(st, slices.Sorted(maps.Keys(cfg.Targets)), nil).Run(bg, 5*time.Second)
 		startReplica(bg, st, eng, logger)
@@ -143,10 +167,10 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ln net.
 		}
 	}
 	s := &server{
-		cfg: cfg, log: logger, engine: eng, sources: srcs, pubs: pubs, store: st, tracing: tracing, addr: ln.Addr(), cancel: cancel,
+		cfg: cfg, log: logger, engine: eng, sources: srcs, pubs: pubs, store: st, tracing: tracing, addr: ln.Addr(), cancel: cancel, reloader: rl,
 		served: make(chan error, 1),
 		http: &http.Server{
-			Handler:           h,
+			Handler:           rl.live,
 			ReadHeaderTimeout: 10 * time.Second,
 			MaxHeaderBytes:    64 << 10,
 			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),

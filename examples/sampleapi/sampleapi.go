@@ -51,6 +51,7 @@ type Service struct {
 	seen   map[string]answer // Idempotency-Key → first answer
 	seq    map[string]int
 	held   chan struct{} // non-nil while held: closed by Release
+	header http.Header   // sent with every answer (catalog.go)
 	notify chan struct{} // closed and replaced on every call
 }
 
@@ -163,6 +164,9 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.calls = append(s.calls, c)
 	close(s.notify)
 	s.notify = make(chan struct{})
+	for k, vs := range s.header {
+		w.Header()[k] = vs
+	}
 	s.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(a.status)

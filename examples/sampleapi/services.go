@@ -210,6 +210,8 @@ func Example(name string) (map[string]*Service, error) {
 		}, nil
 	case "registration":
 		return map[string]*Service{"USERS_URL": Users(), "EMAIL_URL": Email(), "CRM_URL": CRM()}, nil
+	case "hosts-cache":
+		return map[string]*Service{"PRODUCTS_A_URL": Products("products-a"), "PRODUCTS_B_URL": Products("products-b"), "LEVELS_URL": Levels()}, nil
 	case "publishing":
 		return map[string]*Service{"ARTICLES_URL": Articles(), "SEARCH_URL": Search(), "SUBSCRIBERS_URL": Subscribers()}, nil
 	case "events":
@@ -231,6 +233,7 @@ var Offsets = map[string]int{
 	"USERS_URL": 2, "EMAIL_URL": 3, "CRM_URL": 4,
 	"ARTICLES_URL": 5, "SEARCH_URL": 6, "SUBSCRIBERS_URL": 7,
 	"BILLING_URL": 8, "SHIPPING_URL": 9,
+	"PRODUCTS_A_URL": 10, "PRODUCTS_B_URL": 11, "LEVELS_URL": 12,
 }
 
 // Names lists the examples that have sample services.

@@ -99,6 +99,7 @@ func (s *server) registerAdmin(api huma.API) (err error) {
 		Tags: []string{"dead letters"}, Errors: []int{401, 403, 404, 409, 503},
 	}), s.replayDelivery)
 	s.registerPurge(api)
+	s.registerConfig(api) // config.go
 	huma.Register(api, secured(huma.Operation{
 		OperationID: "list-routes", Method: http.MethodGet, Path: "/v1/routes",
 		Summary: "List routes", Tags: []string{"config"}, Errors: []int{401, 403, 503},
@@ -271,6 +272,7 @@ func (s *server) listTargets(ctx context.Context, _ *struct{}) (*body[tapi.Targe
 		v := targetOf(s.targets[n], n, stats[n])
 		if h := live[n]; h != nil {
 			withHealth(&v, h)
+			redactHosts(&v, s.targets[n]) // hosts.go
 		}
 		out.Body.Targets = append(out.Body.Targets, v)
 	}

@@ -52,6 +52,9 @@ type Options struct {
 	Events *EventStream
 	// UI, when set, is served at /ui/ (the dashboard, internal/ui).
 	UI http.Handler
+	// Reloader, when set, serves GET /v1/config and POST
+	// /v1/config/reload (config.go).
+	Reloader ConfigReloader
 }
 
 // server is the state shared by all handlers.
@@ -72,6 +75,8 @@ type server struct {
 	metrics *telemetry.Metrics
 	// routeOf maps a route's ServeMux pattern to the route's name.
 	routeOf map[string]string
+	// reloader reloads the config file (config.go).
+	reloader ConfigReloader
 }
 
 // New builds tandem's HTTP handler: the configured routes, the admin API
@@ -102,15 +107,16 @@ func New(opts Options) (http.Handler, error) {
 		return nil, fmt.Errorf("api: %w", err)
 	}
 	s := &server{
-		eng:     opts.Engine,
-		cfg:     cfg,
-		log:     opts.Logger,
-		auth:    auth,
-		maxBody: int64(cfg.Server.MaxBody),
-		mux:     http.NewServeMux(),
-		targets: cfg.Redacted().Targets,
-		sources: opts.Sources,
-		metrics: opts.Metrics,
+		eng:      opts.Engine,
+		cfg:      cfg,
+		log:      opts.Logger,
+		auth:     auth,
+		maxBody:  int64(cfg.Server.MaxBody),
+		mux:      http.NewServeMux(),
+		targets:  cfg.Redacted().Targets,
+		sources:  opts.Sources,
+		metrics:  opts.Metrics,
+		reloader: opts.Reloader,
 	}
 	if s.maxBody <= 0 {
 		s.maxBody = defaultMaxBody

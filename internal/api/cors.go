@@ -11,7 +11,7 @@ import (
 )
 
 // exposedHeaders are the answer headers a cross-origin page may read.
-var exposedHeaders = strings.Join([]string{"Location", "Idempotent-Replayed", "Retry-After", "WWW-Authenticate", "Allow"}, ", ")
+var exposedHeaders = strings.Join([]string{"Location", "Idempotent-Replayed", "Retry-After", "WWW-Authenticate", "Allow", "Tandem-Cache", "Age"}, ", ")
 
 // safelistedHeaders need no permission (the CORS-safelisted request
 // headers a browser may still name in a preflight).

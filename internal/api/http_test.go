@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -386,7 +387,7 @@ func TestTargetsHideSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := targetView{Name: "payments", URL: "http://xxxxx@127.0.0.1:1/charge?token=xxxxx", Method: "POST"}
-	if len(got.Targets) != 1 || got.Targets[0] != want {
+	if len(got.Targets) != 1 || !reflect.DeepEqual(got.Targets[0], want) {
 		t.Errorf("targets %+v, want [%+v]", got.Targets, want)
 	}
 }

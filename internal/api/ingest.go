@@ -121,7 +121,7 @@ func (s *server) readInbound(w http.ResponseWriter, r *http.Request) (*engine.In
 	for _, h := range strippedHeaders {
 		header.Del(h)
 	}
-	return &engine.Inbound{Body: body, Header: header, Query: query, IdempotencyKey: key}, nil
+	return &engine.Inbound{Body: body, Header: header, Query: query, IdempotencyKey: key, Caller: callerOf(r.Header)}, nil
 }
 
 // idempotencyKey returns the request's Idempotency-Key: at most 255
@@ -220,6 +220,9 @@ func (s *server) writeAnswer(w http.ResponseWriter, r *http.Request, ans *engine
 	}
 	if ans.Repeat {
 		h.Set("Idempotent-Replayed", "true")
+	}
+	for k, vs := range ans.Header {
+		h[k] = vs
 	}
 	h.Set("Content-Type", "application/json")
 	w.WriteHeader(status)

@@ -139,7 +139,7 @@ func targetOf(t *config.Target, name string, st store.TargetStats) tapi.Target {
 		method = "POST"
 	}
 	return tapi.Target{
-		Name: name, URL: redactURL(t.URL), Method: method,
+		Name: name, URL: redactURL(t.Hosts()[0]), Method: method, // hosts.go
 		Queue:       tapi.Queue{Due: st.Due, Scheduled: st.Scheduled, Waiting: st.Waiting, Running: st.Running, Dead: st.Dead},
 		Concurrency: t.Concurrency, ConcurrencyLimit: t.Concurrency,
 	}
@@ -151,6 +151,7 @@ func withHealth(v *tapi.Target, h *engine.TargetHealth) {
 	if !h.PausedUntil.IsZero() {
 		v.PausedUntil = &h.PausedUntil
 	}
+	v.Hosts = hostsOf(h.Hosts) // hosts.go
 	b := h.Breaker
 	v.Breaker = &tapi.Breaker{
 		State: b.State.String(), FailureRatio: b.FailureRatio, Requests: b.Requests, Failures: b.Failures, Probes: b.Probes,

@@ -8,7 +8,11 @@
 // is the reference for every key.
 package config
 
-import "time"
+import (
+	"time"
+
+	"github.com/tandem-run/tandem/internal/contract"
+)
 
 // Config is a whole tandem.yaml.
 type Config struct {
@@ -50,6 +54,10 @@ type Server struct {
 	// TLS serves HTTPS, optionally with client certificates (mutual TLS).
 	// Default nil: plain HTTP.
 	TLS *ServerTLS `yaml:"tls"`
+	// WatchConfig reloads the config file when it changes on disk (the
+	// directory is watched, so an editor's replace counts), as SIGHUP and
+	// POST /v1/config/reload do. Default false.
+	WatchConfig bool `yaml:"watch_config"`
 }
 
 // CORS configures cross-origin requests from browsers (server.cors).
@@ -203,8 +211,22 @@ const (
 type Target struct {
 	// Name is the key under targets (set by the loader).
 	Name string `yaml:"-"`
-	// URL of the endpoint, http or https. Required.
+	// URL of the endpoint, http or https. Exactly one of url and urls
+	// must be set.
 	URL string `yaml:"url"`
+	// URLs lists several hosts serving the same API, instead of URL;
+	// attempts spread over the healthy ones (Balance, Eject). Default none.
+	URLs []string `yaml:"urls"`
+	// Balance picks a host of URLs per attempt: round_robin or
+	// least_in_flight. Default round_robin.
+	Balance string `yaml:"balance"`
+	// Eject is the passive health check of URLs' hosts: a host that fails
+	// Failures times in a row is left out for CoolOff.
+	Eject Eject `yaml:"eject"`
+	// Contract names the target's own OpenAPI document and operation:
+	// bodies are checked against it at load and before each send, and
+	// answers after it. Default none.
+	Contract *Contract `yaml:"contract"`
 	// Method is the HTTP method. Default POST.
 	Method string `yaml:"method"`
 	// Headers are sent on every call (values may use ${env:...}).
@@ -231,6 +253,37 @@ type Target struct {
 	// TLS sets the CA, client certificate and server name for an https
 	// url. Default: system roots, no client certificate.
 	TLS *TargetTLS `yaml:"tls"`
+}
+
+// Eject is the passive health check of a target's hosts (targets.*.eject).
+type Eject struct {
+	// Failures is how many failures in a row (a transport error, a
+	// timeout or a 5xx) eject a host. Default 5.
+	Failures int `yaml:"failures"`
+	// CoolOff is how long an ejected host is left out; then one attempt
+	// probes it. Default 30s.
+	CoolOff Duration `yaml:"cool_off"`
+}
+
+// Contract is a target's OpenAPI operation (targets.*.contract).
+type Contract struct {
+	// OpenAPI is the path of the OpenAPI 3.0 or 3.1 document (YAML or
+	// JSON), relative to the config file. Required.
+	OpenAPI string `yaml:"openapi"`
+	// Operation is the operationId of the operation the target serves.
+	// Required.
+	Operation string `yaml:"operation"`
+
+	// op is the loaded operation, set by validation.
+	op *contract.Operation
+}
+
+// Op returns the contract's loaded operation (nil before validation).
+func (c *Contract) Op() *contract.Operation {
+	if c == nil {
+		return nil
+	}
+	return c.op
 }
 
 // Timeout bounds one attempt.
@@ -358,6 +411,26 @@ type Route struct {
 	// Auth lists scopes that grant sending to this route, beside
 	// ingest:<route>. Default none.
 	Auth *RouteAuth `yaml:"auth"`
+	// Cache keeps merged answers of a durable: false route in memory.
+	// Default nil: no cache.
+	Cache *Cache `yaml:"cache"`
+}
+
+// Cache is a durable: false route's response cache (routes[].cache).
+type Cache struct {
+	// TTL is how long an answer is served from the cache; a target's
+	// Cache-Control max-age (or s-maxage) lowers it. Required.
+	TTL Duration `yaml:"ttl"`
+	// Key is a string template over request.* naming what makes two
+	// requests the same. Default the route's method and path with the
+	// sorted query. Required for routes other than GET and HEAD.
+	Key string `yaml:"key"`
+	// MaxBytes bounds the cache's memory (answers and keys); the least
+	// recently used answers go first. Default 16MiB.
+	MaxBytes Size `yaml:"max_bytes"`
+	// Shared lets callers with different credentials share answers.
+	// Default false: the caller's identity is part of the key.
+	Shared bool `yaml:"shared"`
 }
 
 // IsDurable reports whether the route's messages go through the store.

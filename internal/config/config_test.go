@@ -111,6 +111,7 @@ func TestDefaults(t *testing.T) {
 	}
 	wantTarget := &Target{
 		Name: "pay", URL: "http://127.0.0.1:9/pay", Method: "POST",
+		Balance: "round_robin", Eject: Eject{Failures: 5, CoolOff: Duration(30 * time.Second)},
 		Timeout: Timeout{Connect: Duration(2 * time.Second), Total: Duration(10 * time.Second)},
 		Retry: Retry{MaxAttempts: 8, Initial: Duration(500 * time.Millisecond), Max: Duration(5 * time.Minute),
 			Multiplier: 2, MaxAge: Duration(24 * time.Hour), MaxRetryAfter: Duration(5 * time.Minute)},

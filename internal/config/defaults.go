@@ -91,6 +91,7 @@ func setDefaults(c *Config) {
 		}
 		r.Deadline = or(r.Deadline, DefaultDeadline)
 		r.IdempotencyTTL = or(r.IdempotencyTTL, DefaultIdempotencyTTL)
+		cacheDefaults(r)
 		for j, st := range r.Steps {
 			if st == nil {
 				st = &Step{}
@@ -143,6 +144,7 @@ func targetDefaults(t *Target) {
 
 	t.Concurrency = or(t.Concurrency, DefaultConcurrency)
 	t.MaxResponseBody = or(t.MaxResponseBody, DefaultMaxResponseBody)
+	strategyDefaults(t)
 }
 
 // or returns v, or def when v is the zero value.

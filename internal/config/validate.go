@@ -167,7 +167,7 @@ func validHash(h string) bool {
 
 func (v *validator) target(p string, t *Target) {
 	v.name(p, t.Name, "target")
-	v.url(joinKey(p, "url"), t.URL)
+	v.targetHosts(p, t) // url or urls, balance, eject, contract (strategies.go)
 	v.method(joinKey(p, "method"), t.Method)
 	v.headers(joinKey(p, "headers"), t.Headers, true)
 	v.targetAuth(joinKey(p, "auth"), t.Auth)
@@ -460,6 +460,7 @@ func (v *validator) route(p string, r *Route) {
 		}
 	}
 	v.compileRoute(p, r)
+	v.routeStrategies(p, r) // cache, contracts (strategies.go)
 
 	rp := joinKey(p, "respond")
 	if r.Respond.Mode == RespondSteps {

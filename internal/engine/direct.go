@@ -77,7 +77,7 @@ func (e *Engine) fanOut(ctx context.Context, rp *routePlan, in *Inbound) (*Answe
 		body.Steps[d.Step] = stepAnswer(d, durations[i])
 	}
 	code := mergedCode(status)
-	ans := &Answer{HTTPStatus: code, Body: body}
+	ans := &Answer{HTTPStatus: code, Body: body, fresh: freshnessOf(results)} // cache.go
 	e.shape(rp, ans, msg, results)
 	return ans, nil
 }
@@ -126,6 +126,7 @@ func (e *Engine) callWithin(ctx context.Context, route string, sp *stepPlan, req
 		switch dec.Verdict {
 		case verdictSucceeded:
 			d.Status = record.DeliverySucceeded
+			d.LastError = res.Violation // a broken contract is flagged, not failed
 			return time.Since(start)
 		case verdictRetry:
 		default:

@@ -62,4 +62,15 @@
 //     compensation, on any replica and after any restart, is a client
 //     span under it, in one trace; the target gets the attempt's span as
 //     its traceparent.
+//   - The config in force is one generation (reload.go), read through
+//     cur(); nothing keeps routes or targets elsewhere. A reload swaps the
+//     whole generation at once; an unchanged target keeps its runner (and
+//     breaker, limiter, pause), a replaced runner stops claiming and its
+//     attempts in flight finish and are recorded. A stored delivery finds
+//     its step in the route in force, else in the route as it was before
+//     a reload removed or changed it; it is always sent with the runner
+//     of the target that claimed it.
+//   - Caches of durable: false routes (cache.go) keep only answers whose
+//     every step succeeded, keyed by the caller's credentials unless
+//     shared, and start empty at each reload.
 package engine

@@ -68,9 +68,9 @@ func (e *Engine) Drain(ctx context.Context, p DrainParams) (*DrainResult, error)
 
 	res := &DrainResult{}
 	end := e.opts.Now().Add(p.Window)
-	runners := make([]*targetRunner, 0, len(e.targets))
-	cases := make([]reflect.SelectCase, 0, len(e.targets)+2)
-	for _, tr := range e.targets {
+	runners := make([]*targetRunner, 0, len(e.cur().targets))
+	cases := make([]reflect.SelectCase, 0, len(e.cur().targets)+2)
+	for _, tr := range e.cur().targets {
 		runners = append(runners, tr)
 		cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(tr.wakeCh)})
 	}
@@ -149,7 +149,7 @@ func (e *Engine) Drain(ctx context.Context, p DrainParams) (*DrainResult, error)
 // inFlight counts this engine's claimed deliveries not yet recorded.
 func (e *Engine) inFlight() int {
 	n := 0
-	for _, tr := range e.targets {
+	for _, tr := range e.cur().targets {
 		n += len(tr.slots)
 	}
 	return n
@@ -164,7 +164,7 @@ func (e *Engine) dueBy(ctx context.Context, at time.Time) (int, error) {
 	}
 	n := 0
 	for _, s := range stats {
-		if e.targets[s.Target] != nil {
+		if e.cur().targets[s.Target] != nil {
 			n += s.Due
 		}
 	}
@@ -184,7 +184,7 @@ func (e *Engine) leftOver(ctx context.Context, now, end time.Time, res *DrainRes
 		return fmt.Errorf("delivery stats: %w", err)
 	}
 	for _, s := range stats {
-		if e.targets[s.Target] == nil {
+		if e.cur().targets[s.Target] == nil {
 			continue
 		}
 		res.Due += s.Due

@@ -72,16 +72,18 @@ type Engine struct {
 	metrics *telemetry.Metrics
 	tracing *telemetry.Tracing
 
-	routes  map[string]*routePlan
-	targets map[string]*targetRunner
-	names   []string // route names in config order
+	// gen is the config in force, compiled: routes, targets and their
+	// runners. A reload swaps it whole (reload.go).
+	gen      atomic.Pointer[generation]
+	reloadMu sync.Mutex                           // one reload at a time
+	loopCtx  context.Context                      // the claim loops' context, set by Start
+	stops    map[*targetRunner]context.CancelFunc // each runner's loop; under reloadMu
+	retiring sync.WaitGroup                       // runners replaced by a reload, draining
 
 	waitMu  sync.Mutex
 	waiters map[string]chan struct{} // message id → closed on any change
 
 	memo *memo // idempotency keys of durable: false routes
-
-	oc *onCompleteState // on_complete deliveries and callbacks (oncomplete.go)
 
 	// gate orders every inflight.Add against Shutdown: an ingest enters
 	// (Add) only under it and only while closing is false, and Shutdown
@@ -104,6 +106,7 @@ type routePlan struct {
 	plan   *route.Plan // step graph and templates (request.go)
 	steps  []*stepPlan
 	byName map[string]*stepPlan // forward steps, and compensations by their "<step>.compensate" name
+	cache  *routeCache          // cache.go; nil without routes[].cache
 }
 
 // stepPlan is one step of a plan, forward or compensation, with its
@@ -155,34 +158,18 @@ func New(opts Options) (*Engine, error) {
 		caller:    opts.Caller,
 		metrics:   opts.Metrics,
 		tracing:   opts.Tracing,
-		routes:    map[string]*routePlan{},
-		targets:   map[string]*targetRunner{},
+		stops:     map[*targetRunner]context.CancelFunc{},
 		waiters:   map[string]chan struct{}{},
 		memo:      newMemo(memoMax),
 		closingCh: make(chan struct{}),
 	}
 	e.hardCtx, e.hardStop = context.WithCancel(context.Background())
-	for name, tc := range opts.Config.Targets {
-		tr := newTargetRunner(e, tc)
-		if err := trustEndpoint(tr.endpoint, tc); err != nil {
-			return nil, fmt.Errorf("engine: target %s: %w", name, err)
-		}
-		e.targets[name] = tr
-	}
-	if err := e.setupOnComplete(); err != nil {
+	g, err := e.compile(opts.Config, nil)
+	if err != nil {
 		return nil, err
 	}
-	for _, rc := range opts.Config.Routes {
-		rp := &routePlan{cfg: rc}
-		if rc.IsDurable() && opts.Store == nil {
-			return nil, fmt.Errorf("engine: route %s is durable but there is no store", rc.Name)
-		}
-		if err := e.compilePlan(rp); err != nil {
-			return nil, err
-		}
-		e.routes[rc.Name] = rp
-		e.names = append(e.names, rc.Name)
-	}
+	e.gen.Store(g)
+	e.metrics.SetHosts(e.hostSamples)
 	e.initMetrics()
 	return e, nil
 }
@@ -204,13 +191,12 @@ func (e *Engine) Start(ctx context.Context) error {
 	}
 	e.discardStranded(ctx)
 	loopCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	e.reloadMu.Lock()
+	defer e.reloadMu.Unlock()
 	e.stopLoops = cancel
-	for _, tr := range e.targets {
-		e.loops.Add(1)
-		go func() {
-			defer e.loops.Done()
-			tr.loop(loopCtx)
-		}()
+	e.loopCtx = loopCtx
+	for _, tr := range e.cur().targets {
+		e.startLoop(tr)
 	}
 	return nil
 }
@@ -230,25 +216,31 @@ func (e *Engine) discardStranded(ctx context.Context) {
 		return
 	}
 	for _, ts := range stats {
-		if e.targets[ts.Target] != nil || ts.Due+ts.Scheduled+ts.Waiting+ts.Running == 0 {
+		if e.cur().targets[ts.Target] != nil || ts.Due+ts.Scheduled+ts.Waiting+ts.Running == 0 {
 			continue
 		}
-		reason := fmt.Sprintf("target %q is no longer configured", ts.Target)
-		total := 0
-		for {
-			n, err := e.store.DeliveryDiscard(ctx, &store.DeliveryDiscardParams{Target: ts.Target, Reason: reason, Limit: discardBatch, Now: &now})
-			total += n
-			if err != nil {
-				e.log.Warn("dead-letter deliveries of a removed target", "target", ts.Target, "error", err)
-				break
-			}
-			if n < discardBatch {
-				break
-			}
+		e.discardTarget(ctx, ts.Target, now)
+	}
+}
+
+// discardTarget dead-letters the open deliveries of one target that is
+// no longer configured (running ones whose lease has not ended excepted).
+func (e *Engine) discardTarget(ctx context.Context, name string, now time.Time) {
+	reason := fmt.Sprintf("target %q is no longer configured", name)
+	total := 0
+	for {
+		n, err := e.store.DeliveryDiscard(ctx, &store.DeliveryDiscardParams{Target: name, Reason: reason, Limit: discardBatch, Now: &now})
+		total += n
+		if err != nil {
+			e.log.Warn("dead-letter deliveries of a removed target", "target", name, "error", err)
+			break
 		}
-		if total > 0 {
-			e.log.Warn("deliveries of a target that is no longer configured dead-lettered; replay them once it is back", "target", ts.Target, "deliveries", total)
+		if n < discardBatch {
+			break
 		}
+	}
+	if total > 0 {
+		e.log.Warn("deliveries of a target that is no longer configured dead-lettered; replay them once it is back", "target", name, "deliveries", total)
 	}
 }
 
@@ -271,6 +263,7 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	e.loops.Wait()
 	done := make(chan struct{})
 	go func() {
+		e.retiring.Wait()
 		e.attempts.Wait()
 		e.inflight.Wait()
 		close(done)
@@ -312,16 +305,17 @@ func (e *Engine) Tracing() *telemetry.Tracing { return e.tracing }
 func (e *Engine) Store() store.Store { return e.store }
 
 // Config returns the engine's config.
-func (e *Engine) Config() *config.Config { return e.opts.Config }
+func (e *Engine) Config() *config.Config { return e.cur().cfg }
 
 // Owner returns the name this engine's workers hold leases under.
 func (e *Engine) Owner() string { return e.opts.Owner }
 
 // Routes describes the configured routes, in config order.
 func (e *Engine) Routes() []RouteInfo {
-	out := make([]RouteInfo, 0, len(e.names))
-	for _, n := range e.names {
-		rc := e.routes[n].cfg
+	g := e.cur()
+	out := make([]RouteInfo, 0, len(g.names))
+	for _, n := range g.names {
+		rc := g.routes[n].cfg
 		ri := RouteInfo{Name: rc.Name, Method: rc.Method, Path: rc.Path, Durable: rc.IsDurable(), Saga: rc.Saga, Deadline: rc.Deadline.D()}
 		if rc.Method == "" {
 			ri.Method = http.MethodPost
@@ -335,7 +329,7 @@ func (e *Engine) Routes() []RouteInfo {
 			ri.Respond = rc.Respond.Steps
 		}
 		seen := map[string]bool{}
-		for _, s := range e.routes[n].plan.Steps {
+		for _, s := range g.routes[n].plan.Steps {
 			ri.Steps = append(ri.Steps, s.Name)
 			if !seen[s.Target] {
 				seen[s.Target] = true
@@ -394,7 +388,7 @@ func (e *Engine) Ready(ctx context.Context) error {
 func (e *Engine) Wake(targetName string) { e.wake(targetName) }
 
 func (e *Engine) wake(targetName string) {
-	if tr := e.targets[targetName]; tr != nil {
+	if tr := e.cur().targets[targetName]; tr != nil {
 		tr.poke()
 	}
 }

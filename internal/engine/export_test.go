@@ -9,3 +9,9 @@ func SetReserveHook(f func(target string, at time.Time)) (restore func()) {
 	testHookReserve.Store(&f)
 	return func() { testHookReserve.Store(nil) }
 }
+
+// CacheJoined counts the misses of a route's cache that waited for
+// another request's miss of the same key.
+func CacheJoined(e *Engine, route string) int64 {
+	return e.cur().routes[route].cache.joined.Load()
+}

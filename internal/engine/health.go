@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tandem-run/tandem/internal/resilience"
+	"github.com/tandem-run/tandem/internal/target"
 )
 
 // TargetHealth is one target's live state on this replica, for
@@ -31,13 +32,17 @@ type TargetHealth struct {
 	ConcurrencyLimit int
 	// Lease is how long a claim of this target's deliveries lasts.
 	Lease time.Duration
+	// Hosts are the target's hosts when it lists several urls; nil
+	// otherwise.
+	Hosts []target.HostSnapshot
 }
 
 // TargetHealth returns every target's live state, sorted by name.
 func (e *Engine) TargetHealth() []TargetHealth {
 	now := e.opts.Now()
-	out := make([]TargetHealth, 0, len(e.targets))
-	for name, tr := range e.targets {
+	targets := e.cur().targets
+	out := make([]TargetHealth, 0, len(targets))
+	for name, tr := range targets {
 		out = append(out, TargetHealth{
 			Name:             name,
 			Breaker:          tr.breaker.Snapshot(),
@@ -48,6 +53,7 @@ func (e *Engine) TargetHealth() []TargetHealth {
 			Concurrency:      tr.limit,
 			ConcurrencyLimit: tr.adaptive.Limit(),
 			Lease:            tr.lease,
+			Hosts:            tr.endpoint.Hosts.Snapshot(),
 		})
 	}
 	slices.SortFunc(out, func(a, b TargetHealth) int { return strings.Compare(a.Name, b.Name) })
@@ -60,7 +66,7 @@ func (e *Engine) TargetHealth() []TargetHealth {
 // command calls it when the live replica count changes.
 func (e *Engine) SetReplicas(n int) {
 	now := e.opts.Now()
-	for _, tr := range e.targets {
+	for _, tr := range e.cur().targets {
 		tr.limiter.SetReplicas(n, now)
 	}
 }

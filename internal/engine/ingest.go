@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -30,7 +31,7 @@ func newID() string {
 // ErrIdempotencyInFlight (409: the key's first request still waits for
 // its answer), store.ErrUnavailable (503).
 func (e *Engine) Ingest(ctx context.Context, route string, in *Inbound) (*Answer, error) {
-	rp := e.routes[route]
+	rp := e.cur().routes[route]
 	if rp == nil {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownRoute, route)
 	}
@@ -48,7 +49,7 @@ func (e *Engine) Ingest(ctx context.Context, route string, in *Inbound) (*Answer
 	if rp.cfg.IsDurable() {
 		ans, err = e.ingestDurable(ctx, rp, in)
 	} else {
-		ans, err = e.fanOutOnce(ctx, rp, in)
+		ans, err = e.fanOutCached(ctx, rp, in) // cache.go
 	}
 	code := IngestCode(err)
 	if err == nil {
@@ -291,8 +292,8 @@ func (e *Engine) shape(rp *routePlan, ans *Answer, msg *record.Message, ds []rec
 // attempts took.
 func stepAnswer(d record.Delivery, took time.Duration) StepAnswer {
 	sa := StepAnswer{Status: d.Status, HTTPStatus: d.ResponseStatus, Attempts: d.Attempts, Error: d.LastError, DurationMS: took.Milliseconds()}
-	if d.Status == record.DeliverySucceeded {
-		sa.Error = ""
+	if d.Status == record.DeliverySucceeded && !strings.HasPrefix(d.LastError, "contract: ") {
+		sa.Error = "" // but a broken contract stays flagged
 	}
 	if len(d.ResponseBody) > 0 {
 		sa.Body = record.JSONBody(d.ResponseBody)

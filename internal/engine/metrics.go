@@ -5,8 +5,9 @@ package engine
 // a rate() over a series that appears only with its first event misses
 // that event, and an alert on an absent series never fires.
 func (e *Engine) initMetrics() {
-	for _, name := range e.names {
-		rp := e.routes[name]
+	g := e.cur()
+	for _, name := range g.names {
+		rp := g.routes[name]
 		e.metrics.Route(name)
 		for _, s := range rp.plan.Steps {
 			e.metrics.Step(name, s.Name, s.Target)
@@ -15,7 +16,7 @@ func (e *Engine) initMetrics() {
 			e.metrics.Step(name, c.Name, c.Target)
 		}
 	}
-	for name := range e.targets {
+	for name := range g.targets {
 		e.metrics.Target(name)
 	}
 }

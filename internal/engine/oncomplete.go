@@ -72,43 +72,51 @@ type onCompleteState struct {
 	caller    *target.Caller // for callbacks: refuses internal addresses
 }
 
-// setupOnComplete adds the runners of the targets on_complete deliveries
-// go to that are not configured targets: one per source published to,
-// and one per durable route when callbacks are allowed.
-func (e *Engine) setupOnComplete() error {
-	cfg := e.opts.Config
-	e.oc = &onCompleteState{callbacks: newCallbackPolicy(cfg.Server.CallbackHosts)}
+// setupOnComplete adds to g the runners of the targets on_complete
+// deliveries go to that are not configured targets: one per source
+// published to, and one per durable route when callbacks are allowed. A
+// reload keeps old's runners of those it still has.
+func (e *Engine) setupOnComplete(g *generation, old *generation) error {
+	cfg := g.cfg
+	g.oc = &onCompleteState{callbacks: newCallbackPolicy(cfg.Server.CallbackHosts)}
+	builtin := func(name string, send func(context.Context, *record.Delivery, *target.Request) *target.Result) {
+		if g.targets[name] != nil {
+			return
+		}
+		if old != nil {
+			if tr := old.targets[name]; tr != nil && tr.send != nil {
+				g.targets[name] = tr
+				return
+			}
+		}
+		tr := newTargetRunner(e, builtinTarget(name))
+		tr.send = send
+		g.targets[name] = tr
+	}
 	for _, rc := range cfg.Routes {
 		oc := rc.OnComplete
 		if oc == nil {
 			continue
 		}
-		if oc.Target != "" && e.targets[oc.Target] == nil {
+		if oc.Target != "" && g.targets[oc.Target] == nil {
 			return fmt.Errorf("engine: route %s on_complete: unknown target %q", rc.Name, oc.Target)
 		}
 		if pb := oc.Publish; pb != nil {
 			if e.opts.Publisher == nil {
 				return fmt.Errorf("engine: route %s publishes its outcome to %s, but no publisher was given", rc.Name, pb.Source)
 			}
-			name := PublishTarget(pb.Source)
-			if e.targets[name] == nil {
-				tr := newTargetRunner(e, builtinTarget(name))
-				tr.send = e.publishSend(pb.Source)
-				e.targets[name] = tr
-			}
+			builtin(PublishTarget(pb.Source), e.publishSend(pb.Source))
 		}
 	}
-	if e.oc.callbacks.enabled() {
-		e.oc.caller = target.NewCaller(target.CallerOptions{
+	if g.oc.callbacks.enabled() {
+		g.oc.caller = target.NewCaller(target.CallerOptions{
 			DialControl: dialGuard,
 			// No proxy: the guard must see the address really dialled.
 			Proxy: func(*http.Request) (*url.URL, error) { return nil, nil },
 		})
 		for _, rc := range cfg.Routes {
 			if rc.IsDurable() {
-				tr := newTargetRunner(e, builtinTarget(CallbackTarget(rc.Name)))
-				tr.send = e.callbackSend
-				e.targets[tr.cfg.Name] = tr
+				builtin(CallbackTarget(rc.Name), e.callbackSend)
 			}
 		}
 	}
@@ -139,7 +147,7 @@ func (e *Engine) checkCallback(rp *routePlan, in *Inbound) error {
 	if !rp.cfg.IsDurable() {
 		return &CallbackError{URL: raw, Reason: "route " + rp.cfg.Name + " is durable: false; a callback needs a durable route"}
 	}
-	_, _, err := e.oc.callbacks.check(raw)
+	_, _, err := e.cur().oc.callbacks.check(raw)
 	return err
 }
 
@@ -185,11 +193,11 @@ func (tr *targetRunner) requestOf(ctx context.Context, sp *stepPlan, d *record.D
 	req := &target.Request{Endpoint: tr.endpoint, Body: body, Header: h, IdempotencyKey: d.MessageID + "." + d.Step}
 	if d.Step == record.OnCompleteStep(OnCompleteCallback) {
 		raw := http.Header(md.Message.Headers).Get(CallbackHeader)
-		u, exact, err := tr.e.oc.callbacks.check(raw)
+		u, exact, err := tr.e.cur().oc.callbacks.check(raw)
 		if err != nil {
 			return nil, err // the list changed since: a dead letter, with the reason
 		}
-		if err := tr.e.oc.callbacks.resolve(ctx, raw, u, exact); err != nil {
+		if err := tr.e.cur().oc.callbacks.resolve(ctx, raw, u, exact); err != nil {
 			return nil, err
 		}
 		req.URL, req.Method = raw, http.MethodPost
@@ -227,12 +235,17 @@ func (tr *targetRunner) call(ctx context.Context, d *record.Delivery, req *targe
 
 // callbackSend calls a Callback-Url through the guarded caller.
 func (e *Engine) callbackSend(ctx context.Context, _ *record.Delivery, req *target.Request) *target.Result {
+	oc := e.cur().oc
 	if u, err := url.Parse(req.URL); err == nil {
-		if _, exact := e.oc.callbacks.allowed(u.Hostname()); exact {
+		if _, exact := oc.callbacks.allowed(u.Hostname()); exact {
 			ctx = context.WithValue(ctx, exactHostKey{}, true)
 		}
 	}
-	return e.oc.caller.Do(ctx, req)
+	if oc.caller == nil {
+		// A reload turned callbacks off: this one is not sent.
+		return &target.Result{Outcome: record.OutcomePermanent, Err: errors.New("callbacks are no longer allowed (server.callback_hosts is empty)")}
+	}
+	return oc.caller.Do(ctx, req)
 }
 
 // errPublish marks a publish that failed: it is retried.
@@ -243,7 +256,11 @@ func (e *Engine) publishSend(source string) func(context.Context, *record.Delive
 	return func(ctx context.Context, d *record.Delivery, req *target.Request) *target.Result {
 		start := time.Now()
 		res := &target.Result{Outcome: record.OutcomeSuccess}
-		rp := e.routes[d.Route]
+		g := e.cur()
+		rp := g.routes[d.Route]
+		if rp == nil {
+			rp = g.retired[d.Route]
+		}
 		if rp == nil || rp.cfg.OnComplete == nil || rp.cfg.OnComplete.Publish == nil || rp.cfg.OnComplete.Publish.Source != source {
 			res.Outcome = record.OutcomePermanent
 			res.Err = fmt.Errorf("%w: route %q no longer publishes its outcome to source %q", errPublish, d.Route, source)

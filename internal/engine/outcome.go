@@ -119,10 +119,10 @@ func capRetryAfter(d, limit time.Duration) time.Duration {
 // errorText is an attempt's error as kept in attempts and dead letters.
 func errorText(res *target.Result) string {
 	if res.Err != nil {
-		return res.Err.Error()
+		return withViolation(res.Err.Error(), res)
 	}
 	if res.Outcome == record.OutcomeSuccess {
-		return ""
+		return withViolation("", res) // strategies.go: a broken contract is flagged
 	}
-	return fmt.Sprintf("status %d", res.Status)
+	return withViolation(fmt.Sprintf("status %d", res.Status), res)
 }

@@ -23,7 +23,7 @@ var errReadLater = errors.New("read step results")
 // step's compiled form. In a saga each compensation becomes a step of its
 // own under its delivery's name, "<step>.compensate", so a worker finds it
 // the way it finds any step.
-func (e *Engine) compilePlan(rp *routePlan) error {
+func (e *Engine) compilePlan(rp *routePlan, targets map[string]*targetRunner) error {
 	plan, err := route.Compile(rp.cfg.Spec())
 	if err != nil {
 		return fmt.Errorf("engine: %w", err)
@@ -31,7 +31,7 @@ func (e *Engine) compilePlan(rp *routePlan) error {
 	rp.plan = plan
 	rp.byName = make(map[string]*stepPlan, len(plan.Steps)+len(plan.Compensations))
 	for _, st := range slices.Concat(plan.Steps, plan.Compensations) {
-		tr := e.targets[st.Target]
+		tr := targets[st.Target]
 		if tr == nil {
 			return fmt.Errorf("engine: route %s step %s: unknown target %q", rp.cfg.Name, st.Name, st.Target)
 		}

@@ -28,6 +28,10 @@ type Inbound struct {
 	Header         http.Header // auth headers already removed by the caller
 	Query          url.Values
 	IdempotencyKey string // the inbound Idempotency-Key header, if any
+	// Caller identifies the caller's credentials (a digest, never the
+	// credential); a route's cache keeps answers apart by it unless
+	// cache.shared. "" for an anonymous caller.
+	Caller string
 }
 
 // Answer is what the caller of a route gets back.
@@ -44,6 +48,11 @@ type Answer struct {
 	Raw json.RawMessage
 	// Repeat is true when an idempotency key matched an earlier message.
 	Repeat bool
+	// Header holds extra answer headers (Tandem-Cache and Age on a cached
+	// route).
+	Header http.Header
+
+	fresh *freshness // what the targets' Cache-Control allows (cache.go)
 }
 
 // MessageAnswer is the JSON body of a route's answer (DESIGN "Answers").

@@ -146,7 +146,7 @@ func (e *Engine) attemptAttrs(d *record.Delivery, n, more int) []attribute.KeyVa
 	if undoes, ok := record.Compensates(d.Step); ok {
 		attrs = append(attrs, attrCompensates.String(undoes))
 	}
-	if tr := e.targets[d.Target]; tr != nil {
+	if tr := e.cur().targets[d.Target]; tr != nil {
 		attrs = append(attrs, attrHTTPMethod.String(tr.endpoint.Method))
 	}
 	return attrs

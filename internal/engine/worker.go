@@ -70,7 +70,7 @@ func newTargetRunner(e *Engine, tc *config.Target) *targetRunner {
 	tr := &targetRunner{
 		e:        e,
 		cfg:      tc,
-		endpoint: Endpoint(tc),
+		endpoint: endpoint(e, tc), // strategies.go: Endpoint with hosts and contract
 		policy: resilience.Policy{
 			MaxAttempts: tc.Retry.MaxAttempts,
 			Initial:     tc.Retry.Initial.D(),
@@ -406,11 +406,7 @@ func (tr *targetRunner) run(d *record.Delivery, hold time.Duration) {
 		}
 		d.Message = &md.Message
 	}
-	rp := e.routes[d.Route]
-	var sp *stepPlan
-	if rp != nil {
-		sp = rp.byName[d.Step]
-	}
+	sp := e.cur().step(d.Route, d.Step) // reload.go: a removed route's too
 	if sp == nil && !record.IsOnComplete(d.Step) {
 		// The config changed under a stored message: nothing can be sent.
 		tr.fail(d, fmt.Errorf("route %q has no step %q in the current config", d.Route, d.Step))

@@ -43,7 +43,7 @@ func TestOnCompleteSagaAndCallback(t *testing.T) {
 targets:
   pay: {url: %q}
   ship: {url: %q, retry: {max_attempts: 1}}
-  crm: {url: %q, auth: {bearer: s3cret}, retry: {initial: 10ms, max: 50ms}}
+  crm: {url: %q, auth: {bearer: s3cret}, sign: {standard_webhooks: {secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}}, retry: {initial: 10ms, max: 50ms}}
 routes:
   - name: orders
     path: /orders
@@ -91,6 +91,9 @@ routes:
 	}
 	if got := crm.hdr[ans.ID].Get("Authorization"); got != "Bearer s3cret" {
 		t.Errorf("the on_complete target got Authorization %q: the target's auth applies", got)
+	}
+	if got := crm.hdr[ans.ID].Get("Webhook-Signature"); !strings.HasPrefix(got, "v1,") || crm.hdr[ans.ID].Get("Webhook-Id") == "" {
+		t.Errorf("the on_complete target got webhook-signature %q: the target's signing applies", got)
 	}
 	if got := cb.hdr[ans.ID].Get("Authorization"); got != "" {
 		t.Errorf("a callback got Authorization %q", got)

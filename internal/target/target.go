@@ -72,6 +72,12 @@ type Endpoint struct {
 	// TLS sets the CA, client certificate and server name for https
 	// (tls.go). Default: system roots, no client certificate.
 	TLS *TLSClient
+	// Hosts, when set, spreads attempts over several hosts (hosts.go);
+	// URL is then the first host's. Default nil: URL alone.
+	Hosts *HostPool
+	// Contract, when set, checks requests before they are sent and
+	// answers after (hosts.go). Default nil.
+	Contract Contract
 }
 
 // Auth holds an endpoint's credentials. Each non-empty kind is sent; the
@@ -138,6 +144,12 @@ type Result struct {
 	// body broke off. The target may have acted on it; a saga compensates
 	// such a step if it ends dead.
 	Unknown bool
+	// Host is the base URL of the host the attempt went to, when the
+	// endpoint has a HostPool.
+	Host string
+	// Violation says how the answer breaks the endpoint's Contract; ""
+	// when it keeps it, or there is none. It does not change Outcome.
+	Violation string
 }
 
 // CallerOptions configure a Caller.
@@ -277,7 +289,7 @@ func (c *Caller) Do(ctx context.Context, r *Request) *Result {
 		ep = &Endpoint{}
 	}
 	start := time.Now()
-	res := c.do(ctx, r, ep)
+	res := c.send(ctx, r, ep) // hosts.go: contract, host pool, c.do
 	res.Duration = time.Since(start)
 	res.Outcome = Classify(res.Status, res.Err, ep.SuccessStatus)
 	return res

@@ -52,6 +52,7 @@ type Metrics struct {
 	oldestDue    *prometheus.GaugeVec     // target
 	admin        *prometheus.CounterVec   // method, path, code
 	src          *sourceVecs              // source.go
+	strat        *strategyVecs            // strategies.go
 
 	err error // registration failures, see Err
 
@@ -139,10 +140,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		routes:  make(map[string]*RouteMetrics),
 		targets: make(map[string]*TargetMetrics),
 		src:     newSourceVecs(),
+		strat:   newStrategyVecs(),
 	}
 	if reg != nil {
 		var errs []error
 		m.src.register(reg, &errs)
+		m.strat.register(reg, &errs)
 		m.attempts = register(reg, m.attempts, &errs)
 		m.attemptDur = register(reg, m.attemptDur, &errs)
 		m.deliveries = register(reg, m.deliveries, &errs)
