@@ -77,6 +77,7 @@ func commands() []command {
 		{"health", "check a running server's /healthz (or /readyz): exit 0 when healthy", (*Main).health},
 		{"schema", "print the JSON Schema of tandem.yaml, for editors", (*Main).schema},
 		{"completion", "print a shell completion script (bash|zsh|fish)", (*Main).completion},
+		{"bench", "measure this machine: tandem against baselines, as ratios", (*Main).bench},
 		{"version", "print the version", (*Main).printVersion},
 	}
 }

@@ -45,6 +45,12 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	tuneGC(m.Getenv)
+	stopProfiles, err := startProfiles(m.Getenv("TANDEM_PROFILE_DIR"))
+	if err != nil {
+		return err
+	}
+	defer stopProfiles()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP) // reload.go: SIGHUP reloads the config
 	defer signal.Stop(hup)

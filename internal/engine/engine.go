@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tandem-run/tandem/internal/config"
+	"github.com/tandem-run/tandem/internal/record"
 	"github.com/tandem-run/tandem/internal/resilience"
 	"github.com/tandem-run/tandem/internal/route"
 	"github.com/tandem-run/tandem/internal/store"
@@ -81,7 +82,7 @@ type Engine struct {
 	retiring sync.WaitGroup                       // runners replaced by a reload, draining
 
 	waitMu  sync.Mutex
-	waiters map[string]chan struct{} // message id → closed on any change
+	waiters map[string]*waiter // message id → its waiting caller's wake-ups
 
 	memo *memo // idempotency keys of durable: false routes
 
@@ -159,7 +160,7 @@ func New(opts Options) (*Engine, error) {
 		metrics:   opts.Metrics,
 		tracing:   opts.Tracing,
 		stops:     map[*targetRunner]context.CancelFunc{},
-		waiters:   map[string]chan struct{}{},
+		waiters:   map[string]*waiter{},
 		memo:      newMemo(memoMax),
 		closingCh: make(chan struct{}),
 	}
@@ -393,16 +394,35 @@ func (e *Engine) wake(targetName string) {
 	}
 }
 
-// subscribe returns a channel closed at the next change of the message.
-func (e *Engine) subscribe(id string) <-chan struct{} {
+// waiter is how a caller waiting for its message (respond: all or a list
+// of steps) hears of changes: ch is closed at each change and replaced,
+// under Engine.waitMu, so no change falls between two waits; status is
+// the message's status the change left, when the change knew it.
+type waiter struct {
+	ch     chan struct{}
+	status record.MessageStatus // "" when the change did not say
+}
+
+// subscribe returns the message's waiter, made if need be, and the
+// channel closed at its next change: taken now, so a change that comes
+// before the caller first waits is not missed.
+func (e *Engine) subscribe(id string) (*waiter, <-chan struct{}) {
 	e.waitMu.Lock()
 	defer e.waitMu.Unlock()
-	ch := e.waiters[id]
-	if ch == nil {
-		ch = make(chan struct{})
-		e.waiters[id] = ch
+	w := e.waiters[id]
+	if w == nil {
+		w = &waiter{ch: make(chan struct{})}
+		e.waiters[id] = w
 	}
-	return ch
+	return w, w.ch
+}
+
+// next returns the channel closed at the waiter's next change, and the
+// status the last change left.
+func (e *Engine) next(w *waiter) (<-chan struct{}, record.MessageStatus) {
+	e.waitMu.Lock()
+	defer e.waitMu.Unlock()
+	return w.ch, w.status
 }
 
 func (e *Engine) unsubscribe(id string) {
@@ -411,15 +431,23 @@ func (e *Engine) unsubscribe(id string) {
 	e.waitMu.Unlock()
 }
 
-// notify wakes everyone waiting on the message.
-func (e *Engine) notify(id string) {
+// notify wakes everyone waiting on the message; they read it again.
+func (e *Engine) notify(id string) { e.notifyStatus(id, "") }
+
+// notifyStatus wakes everyone waiting on the message and tells them its
+// status now, so a caller whose answer needs a final status need not read
+// the message while it has none.
+func (e *Engine) notifyStatus(id string, status record.MessageStatus) {
 	e.waitMu.Lock()
-	ch := e.waiters[id]
-	if ch != nil {
-		delete(e.waiters, id)
-	}
-	e.waitMu.Unlock()
-	if ch != nil {
-		close(ch)
+	defer e.waitMu.Unlock()
+	if w := e.waiters[id]; w != nil {
+		// Completions committed together notify in any order: a status
+		// that is not terminal never hides a terminal one told before it
+		// (a read, which a terminal status brings, shows the truth).
+		if status == "" || !w.status.Terminal() {
+			w.status = status
+		}
+		close(w.ch)
+		w.ch = make(chan struct{})
 	}
 }

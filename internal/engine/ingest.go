@@ -93,10 +93,13 @@ func (e *Engine) ingestDurable(ctx context.Context, rp *routePlan, in *Inbound) 
 	e.keepTraceContext(ctx, &msg)
 	ds := append(rp.deliveries(now), rp.onCompleteDeliveries(in)...)
 	waiting := rp.cfg.Respond.Mode != "" && rp.cfg.Respond.Mode != config.RespondAccepted
-	var changed <-chan struct{}
+	var (
+		w       *waiter
+		changed <-chan struct{}
+	)
 	if waiting {
 		// Subscribe before the insert so no completion can slip between.
-		changed = e.subscribe(msg.ID)
+		w, changed = e.subscribe(msg.ID)
 		defer e.unsubscribe(msg.ID)
 	}
 	res, err := e.store.MessageInsert(ctx, &store.MessageInsertParams{Message: msg, Deliveries: ds, Now: &now})
@@ -134,7 +137,7 @@ func (e *Engine) ingestDurable(ctx context.Context, rp *routePlan, in *Inbound) 
 			Repeat:     res.Existing,
 		}, nil
 	}
-	ans, err := e.await(ctx, rp, id, changed)
+	ans, err := e.await(ctx, rp, id, w, changed, !res.Existing)
 	if err != nil {
 		return nil, err
 	}
@@ -184,34 +187,72 @@ func (rp *routePlan) deliveries(now time.Time) []record.Delivery {
 
 // await waits until the route's respond point is reached for message id,
 // or the route's deadline passes (then 202 with the current status).
-func (e *Engine) await(ctx context.Context, rp *routePlan, id string, changed <-chan struct{}) (*Answer, error) {
+//
+// A fresh message (just inserted) has no final delivery yet, so await
+// does not read it at once. A respond: all caller is told the message's
+// status by each local completion, and reads the message (deliveries,
+// attempts) only once that status is terminal: one read per request, not
+// one per finished delivery. A wake-up that does not say (a replay) and
+// the poll (another replica may be delivering) read it anyway.
+func (e *Engine) await(ctx context.Context, rp *routePlan, id string, w *waiter, changed <-chan struct{}, fresh bool) (*Answer, error) {
 	timer := time.NewTimer(routeDeadline(rp))
 	defer timer.Stop()
 	poll := time.NewTicker(e.opts.WaitPoll)
 	defer poll.Stop()
-	for {
-		md, err := e.store.MessageGet(context.WithoutCancel(ctx), id)
+	all := rp.cfg.Respond.Mode == config.RespondAll
+	var md *record.MessageDetail
+	read := func() error {
+		var err error
+		md, err = e.store.MessageGet(context.WithoutCancel(ctx), id)
 		if err != nil {
-			return nil, fmt.Errorf("read message: %w", err)
+			return fmt.Errorf("read message: %w", err)
 		}
-		if ans, done := e.answerFor(rp, md, false); done {
-			return ans, nil
+		return nil
+	}
+	// late answers where the message is now, reading it if need be.
+	late := func() (*Answer, error) {
+		if md == nil {
+			if err := read(); err != nil {
+				return nil, err
+			}
+		}
+		ans, _ := e.answerFor(rp, md, true)
+		return ans, nil
+	}
+	stale := !fresh
+	for {
+		if stale {
+			if err := read(); err != nil {
+				return nil, err
+			}
+			if ans, done := e.answerFor(rp, md, false); done {
+				return ans, nil
+			}
+			stale = false
 		}
 		select {
 		case <-changed:
-			changed = e.subscribe(id)
+			var status record.MessageStatus
+			changed, status = e.next(w)
+			// A status that is not terminal cannot complete a respond:
+			// all answer; anything else, read.
+			stale = !all || status == "" || status.Terminal()
+			if !stale {
+				md = nil // what was read is older than this change
+			}
 		case <-poll.C:
+			stale = true
 		case <-timer.C:
-			ans, _ := e.answerFor(rp, md, true)
-			return ans, nil
+			md = nil
+			return late()
 		case <-e.closingCh:
 			// Shutting down: the message is durable; answer where it is.
-			ans, _ := e.answerFor(rp, md, true)
-			return ans, nil
+			md = nil
+			return late()
 		case <-ctx.Done():
 			// The caller left; the message is durable and goes on.
-			ans, _ := e.answerFor(rp, md, true)
-			return ans, nil
+			md = nil
+			return late()
 		}
 	}
 }

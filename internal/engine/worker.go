@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -51,6 +52,10 @@ type targetRunner struct {
 	// send, when set, makes the attempts instead of the HTTP caller (a
 	// publish, a guarded callback: oncomplete.go).
 	send func(context.Context, *record.Delivery, *target.Request) *target.Result
+	// looping is true while loop runs: a result claims the next delivery
+	// (chain) only then, so a runner whose loop has ended (shutdown, or a
+	// runner replaced by a new config) stops taking work.
+	looping atomic.Bool
 
 	wakeCh chan struct{} // buffered 1: work may be due
 	slots  chan struct{} // one token per delivery claimed and not yet recorded
@@ -188,6 +193,8 @@ func (tr *targetRunner) poke() {
 // target paused, it does not touch the store at all.
 func (tr *targetRunner) loop(ctx context.Context) {
 	e := tr.e
+	tr.looping.Store(true)
+	defer tr.looping.Store(false)
 	poll := time.NewTimer(e.opts.PollInterval)
 	defer poll.Stop()
 	backoff := time.Duration(0)
@@ -309,12 +316,12 @@ func (tr *targetRunner) admit(now time.Time) (int, time.Duration) {
 
 // start runs one claimed delivery in its own goroutine: it takes a slot,
 // and a rate limit token (waiting for it in memory, at most maxHold).
+// When the delivery's result comes back with the next due delivery of the
+// target claimed in the same commit (chain), the goroutine goes on with
+// that one in the same slot.
 func (tr *targetRunner) start(d *record.Delivery, now time.Time) {
 	e := tr.e
-	hold, ok := tr.limiter.Reserve(now, maxHold)
-	if h := testHookReserve.Load(); h != nil && ok && tr.limiter != nil {
-		(*h)(tr.cfg.Name, now.Add(hold))
-	}
+	hold, ok := tr.reserve(now)
 	tr.slots <- struct{}{}
 	tr.metrics.InFlight(1)
 	e.attempts.Add(1)
@@ -325,14 +332,60 @@ func (tr *targetRunner) start(d *record.Delivery, now time.Time) {
 			e.attempts.Done()
 			tr.poke()
 		}()
-		if !ok {
-			// The rate went down (fewer tokens than admit counted on):
-			// give the delivery back for when a token will be there.
-			tr.postpone(d, now.Add(hold), telemetry.PostponeRateLimit, "")
-			return
+		for {
+			if !ok {
+				// The rate went down (fewer tokens than admit counted on):
+				// give the delivery back for when a token will be there.
+				tr.postpone(d, now.Add(hold), telemetry.PostponeRateLimit, "")
+				return
+			}
+			next := tr.run(d, hold)
+			if len(next) == 0 {
+				return
+			}
+			d = &next[0]
+			for i := range next[1:] {
+				// A store claims at most ClaimNext's Limit (1); any more
+				// go back at once rather than wait for a slot.
+				tr.postpone(&next[1+i], e.opts.Now(), postponeChain, "")
+			}
+			if e.closing.Load() {
+				tr.postpone(d, e.opts.Now(), telemetry.PostponeShutdown, "")
+				return
+			}
+			now = e.opts.Now().UTC()
+			hold, ok = tr.reserve(now)
 		}
-		tr.run(d, hold)
 	}()
+}
+
+// reserve takes a rate limit token for an attempt that may start at now,
+// waiting at most maxHold.
+func (tr *targetRunner) reserve(now time.Time) (time.Duration, bool) {
+	hold, ok := tr.limiter.Reserve(now, maxHold)
+	if h := testHookReserve.Load(); h != nil && ok && tr.limiter != nil {
+		(*h)(tr.cfg.Name, now.Add(hold))
+	}
+	return hold, ok
+}
+
+// chain says what to claim with a result recorded at now, in the same
+// commit: the next due delivery for the slot the attempt frees, when the
+// gates would let the loop claim it (not closing, the cap not lowered
+// below the attempts in flight, no pause, the breaker admitting, a rate
+// limit token within maxHold); nil otherwise, and the loop claims.
+func (tr *targetRunner) chain(now time.Time) *store.DeliveryClaimParams {
+	switch {
+	case tr.e.closing.Load(), !tr.looping.Load(),
+		len(tr.slots) > tr.adaptive.Limit(),
+		!tr.paused(now).IsZero(),
+		tr.limiter.Available(now, maxHold) < 1:
+		return nil
+	}
+	if n, _ := tr.breaker.Capacity(); n <= 0 {
+		return nil
+	}
+	return &store.DeliveryClaimParams{Target: tr.cfg.Name, Limit: 1, LeaseFor: tr.lease, Owner: tr.e.opts.Owner}
 }
 
 // paused returns when the target's Retry-After pause ends, or zero when
@@ -368,9 +421,14 @@ func (tr *targetRunner) pause(now, until time.Time) {
 // covers a whole attempt.
 const postponeLease = "lease"
 
+// postponeChain counts a delivery claimed with a result beyond the one
+// its slot goes on with (a store claims at most ClaimNext's Limit, 1).
+const postponeChain = "chain"
+
 // run makes one attempt of a claimed delivery and records its outcome.
 // hold is how long to wait first for a rate limit token.
-func (tr *targetRunner) run(d *record.Delivery, hold time.Duration) {
+// It returns the delivery claimed with its result (see chain), if any.
+func (tr *targetRunner) run(d *record.Delivery, hold time.Duration) (next []record.Delivery) {
 	e := tr.e
 	ctx := e.hardCtx
 	if hold > 0 {
@@ -468,7 +526,7 @@ func (tr *targetRunner) run(d *record.Delivery, hold time.Duration) {
 	}
 	e.endAttempt(span, d, d.Attempts+1, res, verdictStatus(dec.Verdict))
 	tr.observe(permit, res)
-	tr.finish(d, res, started, dec)
+	return tr.finish(d, res, started, dec, true)
 }
 
 // spare is how much of d's lease is left beyond one whole attempt (the
@@ -520,7 +578,7 @@ func (tr *targetRunner) fail(d *record.Delivery, err error) {
 	_, span := tr.e.startAttempt(messageContext(context.Background(), d.Message), d)
 	dec := decide(tr.facts(d, res, now, false))
 	tr.e.endAttempt(span, d, d.Attempts+1, res, verdictStatus(dec.Verdict))
-	tr.finish(d, res, now, dec)
+	tr.finish(d, res, now, dec, false)
 }
 
 // observe feeds an attempt's outcome to the breaker, the adaptive
@@ -547,8 +605,10 @@ func (tr *targetRunner) observe(permit resilience.Permit, res *target.Result) {
 	}
 }
 
-// finish records the attempt and the delivery's next state as dec says.
-func (tr *targetRunner) finish(d *record.Delivery, res *target.Result, started time.Time, dec decision) {
+// finish records the attempt and the delivery's next state as dec says;
+// with chained, it claims the target's next due delivery in the same
+// commit and returns it.
+func (tr *targetRunner) finish(d *record.Delivery, res *target.Result, started time.Time, dec decision, chained bool) []record.Delivery {
 	e := tr.e
 	now := e.opts.Now().UTC()
 	n := d.Attempts + 1
@@ -569,6 +629,9 @@ func (tr *targetRunner) finish(d *record.Delivery, res *target.Result, started t
 	// after an attempt that may have reached the target.
 	p.Unknown = res.Unknown && res.Outcome != record.OutcomeSuccess
 	p.Now = &now
+	if chained {
+		p.ClaimNext = tr.chain(now)
+	}
 	route := d.Route
 	sm := e.metrics.Step(route, d.Step, d.Target)
 	var traceID string
@@ -580,30 +643,39 @@ func (tr *targetRunner) finish(d *record.Delivery, res *target.Result, started t
 	if err != nil {
 		if errors.Is(err, store.ErrLeaseLost) {
 			e.log.Warn("lease lost before the attempt was recorded", "message_id", d.MessageID, "delivery_id", d.ID, "step", d.Step, "attempt", n)
-			return
+			return nil
 		}
 		// The attempt is not recorded; the lease runs out and the delivery
 		// is claimed again (at-least-once).
 		e.log.Error("record attempt", "message_id", d.MessageID, "delivery_id", d.ID, "step", d.Step, "attempt", n, "error", err)
-		return
+		return nil
 	}
-	log := e.log.With("message_id", d.MessageID, "delivery_id", d.ID, "route", route, "step", d.Step, "target", d.Target, "attempt", n)
-	if id := traceLogID(d.Message); id != "" {
-		log = log.With("trace_id", id)
+	// The attributes are built only for a line that will be written: a
+	// success logs at debug, and building them for every delivery cost an
+	// allocation per attribute.
+	logger := func() *slog.Logger {
+		log := e.log.With("message_id", d.MessageID, "delivery_id", d.ID, "route", route, "step", d.Step, "target", d.Target, "attempt", n)
+		if id := traceLogID(d.Message); id != "" {
+			log = log.With("trace_id", id)
+		}
+		return log
 	}
 	switch dec.Verdict {
 	case verdictSucceeded:
-		log.Debug("delivered", "http_status", res.Status, "duration_ms", res.Duration.Milliseconds())
+		if e.log.Enabled(context.Background(), slog.LevelDebug) {
+			logger().Debug("delivered", "http_status", res.Status, "duration_ms", res.Duration.Milliseconds())
+		}
 		sm.Finished(record.DeliverySucceeded)
 		if d.Message != nil && !d.Message.CreatedAt.IsZero() {
 			sm.Delivered(now.Sub(d.Message.CreatedAt), traceID)
 		}
 	case verdictRetry:
-		log.Info("retry scheduled", "http_status", res.Status, "error", errText, "next_attempt_at", dec.At)
+		logger().Info("retry scheduled", "http_status", res.Status, "error", errText, "next_attempt_at", dec.At)
 		if dec.At.Sub(now) < e.opts.PollInterval {
 			tr.poke()
 		}
 	default:
+		log := logger()
 		log.Warn("dead letter", "http_status", res.Status, "reason", dec.Reason)
 		if step, ok := record.Compensates(d.Step); ok {
 			log.Error("compensation failed: a person must undo the step, or replay this dead letter", "undoes", step)
@@ -613,7 +685,8 @@ func (tr *targetRunner) finish(d *record.Delivery, res *target.Result, started t
 	for _, r := range res2.Ready {
 		e.wake(r.Target)
 	}
-	e.notify(d.MessageID)
+	e.notifyStatus(d.MessageID, res2.MessageStatus)
+	return res2.Claimed
 }
 
 // postpone gives a claimed delivery back, due at at, without counting an

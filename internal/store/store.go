@@ -181,6 +181,16 @@ type DeliveryCompleteParams struct {
 	// (see record.Completion).
 	Unknown bool
 	Now     *time.Time
+	// ClaimNext, when set, asks the store to claim due deliveries in the
+	// same transaction as the complete, as DeliveryClaim would (a fencing
+	// token raised, a reclaimed running delivery marked outcome unknown,
+	// the lease written before the answer): a worker that has just freed
+	// its slot goes on with the next delivery without a claim of its own.
+	// A store may claim nothing (PostgreSQL does not claim with a
+	// complete); the claims come back in DeliveryCompleteResult.Claimed,
+	// with their messages attached. Its Now is ignored: the complete's is
+	// used. Default nil.
+	ClaimNext *DeliveryClaimParams
 }
 
 // DeliveryCompleteResult is the output of DeliveryComplete.
@@ -190,6 +200,10 @@ type DeliveryCompleteResult struct {
 	// Ready holds deliveries of the message that Resolve made scheduled, so
 	// the engine can wake their targets' workers.
 	Ready []record.Delivery
+	// Claimed holds the deliveries claimed for ClaimNext, leased to its
+	// Owner; empty when none was due or the store does not claim with a
+	// complete.
+	Claimed []record.Delivery
 }
 
 // DeliveryPostponeParams is the input of DeliveryPostpone.

@@ -16,6 +16,11 @@ type op struct {
 	fn   func(*wtx) error
 	err  error
 	done chan struct{}
+	// due is, for an insert, how many deliveries it makes due at once;
+	// for a delivery op (claim, complete, postpone), 1: the share rule
+	// of the writer weighs inserts against delivery work with it.
+	due    int
+	insert bool // a message insert (the ingest queue)
 }
 
 func newOp(ctx context.Context, fn func(*wtx) error) *op {
@@ -25,13 +30,37 @@ func newOp(ctx context.Context, fn func(*wtx) error) *op {
 // writer owns the one write connection. Its loop takes every op that is
 // waiting (up to maxBatch), runs them in one transaction with a savepoint
 // each, commits once, and only then answers the callers.
+//
+// Ops come in two queues. queue carries delivery work (claims, completes,
+// postpones, replays, purges) and is served first; ingest carries message
+// inserts. While deliveries flow (delivery ops in this batch, or in the
+// recent ones: finishAvg), the inserts taken with a batch may make at
+// most as many deliveries due as the batch's delivery ops finish (or the
+// recent average, if higher), plus ingestFloor: ingest cannot starve
+// delivery, so under a load the machine can carry the backlog stays flat,
+// and accepts slow down (their callers wait in the queue) instead of the
+// backlog growing without bound. With no delivery work for a while (idle
+// targets, an open breaker, a dead target) inserts fill the batch:
+// accepting never depends on delivering.
 type writer struct {
 	conn     *sql.Conn
-	queue    chan *op
+	queue    chan *op // delivery work
+	ingest   chan *op // message inserts
 	maxBatch int
 	onBatch  func(int)
 	tx       *wtx
+	// finishAvg is a moving average of the delivery ops per batch (each
+	// batch weighs a quarter): the rate deliveries finish at, which the
+	// share rule holds inserts to even in a batch that happens to hold no
+	// delivery op.
+	finishAvg float64
 }
+
+// ingestFloor is how many deliveries a batch's inserts may make due beyond
+// those its delivery ops finish: room for a new burst to start while work
+// is in flight, and the most the backlog can grow per batch while
+// deliveries flow.
+const ingestFloor = 4
 
 // wtx is what an op sees: the write connection's prepared statements,
 // inside the open batch transaction.
@@ -49,7 +78,7 @@ func newWriter(ctx context.Context, db *sql.DB, maxBatch int, onBatch func(int))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite writer: %w", err)
 	}
-	w := &writer{conn: conn, queue: make(chan *op, 4*maxBatch), maxBatch: maxBatch, onBatch: onBatch}
+	w := &writer{conn: conn, queue: make(chan *op, 4*maxBatch), ingest: make(chan *op, 4*maxBatch), maxBatch: maxBatch, onBatch: onBatch}
 	w.tx = &wtx{conn: conn, ctx: context.Background()}
 	if err := w.tx.st.prepare(ctx, conn); err != nil {
 		w.tx.st.close()
@@ -70,36 +99,83 @@ func (w *writer) close() error {
 	return w.conn.Close()
 }
 
-// loop runs until the queue is closed and drained.
+// loop runs until both queues are closed and drained.
 func (w *writer) loop() {
 	batch := make([]*op, 0, w.maxBatch)
-	for {
-		o, ok := <-w.queue
-		if !ok {
-			return
-		}
-		batch = append(batch[:0], o)
-		open := true
-	drain:
-		for len(batch) < w.maxBatch {
+	queue, ingest := w.queue, w.ingest
+	var held *op // an insert the share rule left for the next batch
+	for queue != nil || ingest != nil || held != nil {
+		batch = batch[:0]
+		if held != nil {
+			batch = append(batch, held)
+			held = nil
+		} else {
 			select {
-			case o, ok := <-w.queue:
+			case o, ok := <-queue:
 				if !ok {
-					open = false
-					break drain
+					queue = nil
+					continue
+				}
+				batch = append(batch, o)
+			case o, ok := <-ingest:
+				if !ok {
+					ingest = nil
+					continue
+				}
+				batch = append(batch, o)
+			}
+		}
+		// Delivery work first, all that waits.
+	work:
+		for queue != nil && len(batch) < w.maxBatch {
+			select {
+			case o, ok := <-queue:
+				if !ok {
+					queue = nil
+					break work
 				}
 				batch = append(batch, o)
 			default:
-				break drain
+				break work
 			}
 		}
+		// Then inserts, within the share delivery work leaves them.
+		finishes, due := 0, 0
+		for _, o := range batch {
+			if o.isInsert() {
+				due += o.due
+			} else {
+				finishes += o.due
+			}
+		}
+		flowing := finishes > 0 || w.finishAvg >= 0.5
+		share := max(float64(finishes), w.finishAvg) + ingestFloor
+	inserts:
+		for ingest != nil && len(batch) < w.maxBatch {
+			select {
+			case o, ok := <-ingest:
+				if !ok {
+					ingest = nil
+					break inserts
+				}
+				if flowing && float64(due+o.due) > share {
+					held = o
+					break inserts
+				}
+				due += o.due
+				batch = append(batch, o)
+			default:
+				break inserts
+			}
+		}
+		w.finishAvg = 0.75*w.finishAvg + 0.25*float64(finishes)
 		w.run(batch)
 		clear(batch)
-		if !open {
-			return
-		}
 	}
 }
+
+// isInsert tells a message insert from delivery work.
+func (o *op) isInsert() bool { return o.insert }
 
 // run executes one batch and answers its ops.
 //

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -92,7 +93,7 @@ func TestBatchIsolation(t *testing.T) {
 		testMessage("m4", "k", "body"),       // a repeat of m0
 		testMessage("m5", "", "x"),
 	)
-	waitUntil(t, "five queued ops", func() bool { return len(s.w.queue) == 5 })
+	waitUntil(t, "five queued ops", func() bool { return len(s.w.ingest) == 5 })
 	release()
 
 	want := []struct {
@@ -138,17 +139,18 @@ func TestCommitFailure(t *testing.T) {
 	release := stallWriter(t, s)
 	results := insertAsync(s, testMessage("m1", "", "x"))
 	// m1 must run first: statements after the ROLLBACK would autocommit.
-	waitUntil(t, "the insert queued", func() bool { return len(s.w.queue) == 1 })
+	waitUntil(t, "the insert queued", func() bool { return len(s.w.ingest) == 1 })
 	breakErr := make(chan error, 1)
 	go func() {
-		breakErr <- s.submit(ctx, func(t *wtx) error {
+		// On the ingest queue, behind m1: delivery work would run first.
+		breakErr <- s.submitInsert(ctx, 0, func(t *wtx) error {
 			// Ends the batch's transaction under the writer's feet, so
 			// its COMMIT fails.
 			_, err := t.conn.ExecContext(t.ctx, "ROLLBACK")
 			return err
 		})
 	}()
-	waitUntil(t, "two queued ops", func() bool { return len(s.w.queue) == 2 })
+	waitUntil(t, "two queued ops", func() bool { return len(s.w.ingest) == 2 })
 	release()
 	if r := <-results[0]; !errors.Is(r.err, store.ErrUnavailable) {
 		t.Fatalf("insert in a failed batch: got %v, want ErrUnavailable", r.err)
@@ -280,5 +282,111 @@ func TestInvalidCursor(t *testing.T) {
 	_, err = s.DeliveryList(context.Background(), &store.DeliveryListParams{Cursor: store.EncodeCursor(time.Time{}, "x")[1:]})
 	if !errors.Is(err, store.ErrInvalidCursor) {
 		t.Fatalf("delivery list: got %v, want ErrInvalidCursor", err)
+	}
+}
+
+// TestIngestShare: while delivery work shares a batch, inserts may make
+// at most as many deliveries due as the work ops finish, plus
+// ingestFloor; the rest wait for the next batch, and all commit. Without
+// delivery work, inserts fill the batch.
+func TestIngestShare(t *testing.T) {
+	var mu sync.Mutex
+	var batches []int
+	s := openTest(t, Config{OnBatch: func(n int) { mu.Lock(); batches = append(batches, n); mu.Unlock() }})
+	ctx := context.Background()
+	noop := func(*wtx) error { return nil }
+	run := func(s *Store, work, inserts int) []int {
+		t.Helper()
+		mu.Lock()
+		batches = nil
+		mu.Unlock()
+		// The stall is an insert, so it finishes no delivery.
+		entered, gate := make(chan struct{}), make(chan struct{})
+		go func() {
+			_ = s.submitInsert(ctx, 0, func(*wtx) error { close(entered); <-gate; return nil })
+		}()
+		<-entered
+		release := func() { close(gate) }
+		var wg sync.WaitGroup
+		errs := make(chan error, work+inserts)
+		for range inserts {
+			wg.Add(1)
+			go func() { defer wg.Done(); errs <- s.submitInsert(ctx, 2, noop) }()
+		}
+		for range work {
+			wg.Add(1)
+			go func() { defer wg.Done(); errs <- s.submit(ctx, noop) }()
+		}
+		waitUntil(t, "ops queued", func() bool { return len(s.w.queue) == work && len(s.w.ingest) == inserts })
+		release()
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(batches[1:]) // the first is the stall
+	}
+	// 10 work ops finish 10 deliveries: 14 may become due, 7 inserts.
+	got := run(s, 10, 40)
+	if len(got) < 2 || got[0] != 10+(10+ingestFloor)/2 {
+		t.Errorf("with delivery work: batches %v, want the first to hold 10 work ops and %d inserts", got, (10+ingestFloor)/2)
+	}
+	if sum(got) != 50 {
+		t.Errorf("batches %v: want 50 ops committed", got)
+	}
+	// The batch after still holds inserts to the recent rate: a batch
+	// that happens to hold no delivery op does not open the gate.
+	if len(got) < 2 || got[1] >= 40-(10+ingestFloor)/2 {
+		t.Errorf("after delivery work: batches %v, want the next one held to the recent rate", got)
+	}
+	// A store whose deliveries do not flow (dead targets) takes them all.
+	fresh := openTest(t, Config{OnBatch: func(n int) { mu.Lock(); batches = append(batches, n); mu.Unlock() }})
+	got = run(fresh, 0, 40)
+	if len(got) != 1 || got[0] != 40 {
+		t.Errorf("inserts alone: batches %v, want one of 40", got)
+	}
+}
+
+func sum(xs []int) int {
+	n := 0
+	for _, x := range xs {
+		n += x
+	}
+	return n
+}
+
+// TestClaimAttachesRecent: a claim attaches the message from the recent
+// inserts (a copy each, the body its own), and reads one the ring has
+// let go.
+func TestClaimAttachesRecent(t *testing.T) {
+	s := openTest(t, Config{})
+	s.recent = newRecent(2)
+	ctx := context.Background()
+	for _, id := range []string{"m1", "m2", "m3"} {
+		p := testMessage(id, "", "body of "+id)
+		if _, err := s.MessageInsert(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		p.Message.Body[0] = 'X' // the caller reuses its buffer
+	}
+	if missing := s.recent.attach([]record.Delivery{{MessageID: "m1"}}); len(missing) != 1 {
+		t.Fatalf("m1 should have left the ring of 2: missing %v", missing)
+	}
+	now := time.Date(2030, 1, 1, 1, 0, 0, 0, time.UTC)
+	ds, err := s.DeliveryClaim(ctx, &store.DeliveryClaimParams{Target: "ta", Limit: 10, LeaseFor: time.Minute, Owner: "w", Now: &now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ds) != 3 {
+		t.Fatalf("claimed %d, want 3", len(ds))
+	}
+	for _, d := range ds {
+		if d.Message == nil || d.Message.ID != d.MessageID || string(d.Message.Body) != "body of "+d.MessageID {
+			t.Errorf("delivery %s: message %+v", d.ID, d.Message)
+		}
 	}
 }

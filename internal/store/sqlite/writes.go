@@ -45,8 +45,14 @@ func (s *Store) MessageInsert(ctx context.Context, p *store.MessageInsertParams)
 			nanos(d.NextAttemptAt), at, at, boolInt(!d.NoCompensateUnknown))
 	}
 
+	due := 0
+	for _, d := range ds {
+		if d.Status == record.DeliveryScheduled && !d.NextAttemptAt.After(now) {
+			due++
+		}
+	}
 	var res store.MessageInsertResult
-	err = s.submit(ctx, func(t *wtx) error {
+	err = s.submitInsert(ctx, due, func(t *wtx) error {
 		if m.IdempotencyKey != "" {
 			old, err := scanMessage(t.st.idemGet.QueryRowContext(t.ctx, m.Route, m.IdempotencyKey))
 			switch {
@@ -85,6 +91,9 @@ func (s *Store) MessageInsert(ctx context.Context, p *store.MessageInsertParams)
 		}
 		return nil, err
 	}
+	if !res.Existing {
+		s.recent.put(res.Message)
+	}
 	return &res, nil
 }
 
@@ -109,56 +118,11 @@ func (s *Store) DeliveryClaim(ctx context.Context, p *store.DeliveryClaimParams)
 		return nil, fmt.Errorf("claim deliveries: %w: %w", store.ErrUnavailable, err)
 	}
 
-	until, at := nanos(now.Add(p.LeaseFor)), now.UnixNano()
 	var out []record.Delivery
 	err = s.submit(ctx, func(t *wtx) error {
-		out = out[:0]
-		rows, err := t.st.claimSelect.QueryContext(t.ctx, p.Target, at, p.Limit)
-		if err != nil {
-			return clean(fmt.Errorf("claim deliveries: %w", err))
-		}
-		order := map[int64]int{}
-		for rows.Next() {
-			var id int64
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
-				return clean(fmt.Errorf("claim deliveries: %w", err))
-			}
-			order[id] = len(order)
-		}
-		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-			return clean(fmt.Errorf("claim deliveries: %w", err))
-		}
-		if len(order) == 0 {
-			return nil
-		}
-		out = make([]record.Delivery, len(order))
-		rows, err = t.st.claimUpdate.QueryContext(t.ctx, p.Owner, until, at, p.Target, p.Limit)
-		if err != nil {
-			return fmt.Errorf("claim deliveries: %w", err)
-		}
-		defer rows.Close()
-		n := 0
-		for rows.Next() {
-			var rowid int64
-			d, err := scanDelivery(rowidScanner{rows, &rowid})
-			if err != nil {
-				return fmt.Errorf("claim deliveries: %w", err)
-			}
-			i, ok := order[rowid]
-			if !ok {
-				return fmt.Errorf("claim deliveries: delivery %s was not selected", d.ID)
-			}
-			out[i] = d
-			n++
-		}
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("claim deliveries: %w", err)
-		}
-		if n != len(order) {
-			return fmt.Errorf("claim deliveries: leased %d of %d", n, len(order))
-		}
-		return nil
+		var err error
+		out, err = t.claim(p, now)
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -166,6 +130,86 @@ func (s *Store) DeliveryClaim(ctx context.Context, p *store.DeliveryClaimParams)
 	if err := s.attachMessages(ctx, out); err != nil {
 		// The claim stands; the worker reads the message itself.
 		s.log.Warn("claim deliveries: read their messages", "err", err)
+	}
+	return out, nil
+}
+
+// claim leases up to p.Limit of p.Target's due deliveries at now, inside
+// the batch transaction: DeliveryClaim's op, and ClaimNext's inside a
+// complete. A failed read is clean; a failed write is not.
+func (t *wtx) claim(p *store.DeliveryClaimParams, now time.Time) ([]record.Delivery, error) {
+	until, at := nanos(now.Add(p.LeaseFor)), now.UnixNano()
+	if p.Limit == 1 {
+		// One row has no order to keep: the update alone (a chained claim,
+		// one per result, takes this way).
+		return t.claimOne(p, until, at)
+	}
+	rows, err := t.st.claimSelect.QueryContext(t.ctx, p.Target, at, p.Limit)
+	if err != nil {
+		return nil, clean(fmt.Errorf("claim deliveries: %w", err))
+	}
+	order := map[int64]int{}
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, clean(fmt.Errorf("claim deliveries: %w", err))
+		}
+		order[id] = len(order)
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return nil, clean(fmt.Errorf("claim deliveries: %w", err))
+	}
+	if len(order) == 0 {
+		return nil, nil
+	}
+	out := make([]record.Delivery, len(order))
+	rows, err = t.st.claimUpdate.QueryContext(t.ctx, p.Owner, until, at, p.Target, p.Limit)
+	if err != nil {
+		return nil, fmt.Errorf("claim deliveries: %w", err)
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var rowid int64
+		d, err := scanDelivery(rowidScanner{rows, &rowid})
+		if err != nil {
+			return nil, fmt.Errorf("claim deliveries: %w", err)
+		}
+		i, ok := order[rowid]
+		if !ok {
+			return nil, fmt.Errorf("claim deliveries: delivery %s was not selected", d.ID)
+		}
+		out[i] = d
+		n++
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("claim deliveries: %w", err)
+	}
+	if n != len(order) {
+		return nil, fmt.Errorf("claim deliveries: leased %d of %d", n, len(order))
+	}
+	return out, nil
+}
+
+// claimOne leases the target's oldest due delivery, if any.
+func (t *wtx) claimOne(p *store.DeliveryClaimParams, until, at int64) ([]record.Delivery, error) {
+	rows, err := t.st.claimUpdate.QueryContext(t.ctx, p.Owner, until, at, p.Target, 1)
+	if err != nil {
+		return nil, fmt.Errorf("claim deliveries: %w", err)
+	}
+	defer rows.Close()
+	var out []record.Delivery
+	for rows.Next() {
+		var rowid int64
+		d, err := scanDelivery(rowidScanner{rows, &rowid})
+		if err != nil {
+			return nil, fmt.Errorf("claim deliveries: %w", err)
+		}
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("claim deliveries: %w", err)
 	}
 	return out, nil
 }
@@ -178,7 +222,11 @@ func (s *Store) attachMessages(ctx context.Context, ds []record.Delivery) error 
 	if len(ds) == 0 {
 		return nil
 	}
-	list, err := json.Marshal(store.MessageIDs(ds))
+	missing := s.recent.attach(ds)
+	if len(missing) == 0 {
+		return nil
+	}
+	list, err := json.Marshal(missing)
 	if err != nil {
 		return err
 	}
@@ -190,7 +238,15 @@ func (s *Store) attachMessages(ctx context.Context, ds []record.Delivery) error 
 	if err != nil {
 		return err
 	}
-	store.AttachMessages(ds, ms)
+	byID := make(map[string]*record.Message, len(ms))
+	for i := range ms {
+		byID[ms[i].ID] = &ms[i]
+	}
+	for i := range ds {
+		if ds[i].Message == nil {
+			ds[i].Message = byID[ds[i].MessageID]
+		}
+	}
 	return nil
 }
 
@@ -228,10 +284,25 @@ func (s *Store) DeliveryComplete(ctx context.Context, p *store.DeliveryCompleteP
 			}
 			res.Ready = append(res.Ready, full)
 		}
+		if p.ClaimNext != nil && p.ClaimNext.Limit > 0 {
+			// The slot this attempt held goes on to the next due delivery:
+			// its lease commits with this result, before any request.
+			if res.Claimed, err = t.claim(p.ClaimNext, now); err != nil {
+				var ce cleanError
+				if errors.As(err, &ce) {
+					err = ce.err // the complete wrote: nothing is clean now
+				}
+				return err
+			}
+		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
+	}
+	if err := s.attachMessages(ctx, res.Claimed); err != nil {
+		// The claim stands; the worker reads the message itself.
+		s.log.Warn("claim deliveries: read their messages", "err", err)
 	}
 	return &res, nil
 }

@@ -59,6 +59,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"InputChecks", testInputChecks},
 		{"Discard", testDiscard},
 		{"MayHave", testMayHave},
+		{"ClaimNext", testClaimNext},
 		{"Optional", testOptional},
 		{"Purge", RunPurge},
 		{"TraceContext", testTraceContext},
