@@ -204,7 +204,7 @@ func (e *Engine) leftOver(ctx context.Context, now, end time.Time, res *DrainRes
 func (e *Engine) Await(ctx context.Context, id string) (*MessageAnswer, error) {
 	poll := time.NewTicker(e.opts.WaitPoll)
 	defer poll.Stop()
-	changed := e.subscribe(id)
+	w, changed := e.subscribe(id)
 	defer e.unsubscribe(id)
 	for {
 		md, err := e.store.MessageGet(context.WithoutCancel(ctx), id)
@@ -217,7 +217,7 @@ func (e *Engine) Await(ctx context.Context, id string) (*MessageAnswer, error) {
 		}
 		select {
 		case <-changed:
-			changed = e.subscribe(id)
+			changed, _ = e.next(w)
 		case <-poll.C:
 		case <-ctx.Done():
 			return ans, ctx.Err()
