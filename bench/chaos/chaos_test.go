@@ -84,16 +84,17 @@ func TestTargetModes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run("mode "+tt.mode, func(t *testing.T) {
-			tg := newTarget("x", 1, 100*time.Millisecond, 0)
+			tg := newTarget("x", 1, time.Second, 0)
 			tg.basePct = 0
 			if tt.mode != "" {
 				tg.setRule(1, rule{mode: tt.mode, pct: 100})
 			}
 			ts := httptest.NewServer(tg)
 			defer ts.Close()
-			// The client gives up after 150ms, as tandem would after its
-			// timeout: a stall (200ms) outlasts it, a slow answer does not.
-			c := &http.Client{Timeout: 150 * time.Millisecond, Transport: &http.Transport{DisableKeepAlives: true}}
+			// The client gives up after 1.5s, as tandem would after its
+			// timeout: a stall (2s) outlasts it, a slow answer does not (a loaded
+			// machine needs the room).
+			c := &http.Client{Timeout: 1500 * time.Millisecond, Transport: &http.Transport{DisableKeepAlives: true}}
 			req, _ := http.NewRequest(http.MethodPost, ts.URL+"/x", strings.NewReader("{}"))
 			req.Header.Set("Idempotency-Key", "m1.a")
 			req.Header.Set(senderHeader, "1-3")
@@ -133,7 +134,7 @@ func TestTargetModes(t *testing.T) {
 
 // Once a key's work is done, the target answers it 2xx whatever its rules.
 func TestTargetIsIdempotent(t *testing.T) {
-	tg := newTarget("x", 1, 100*time.Millisecond, 0)
+	tg := newTarget("x", 1, time.Second, 0)
 	tg.markDone("m1.a")
 	tg.setRule(1, rule{mode: modeFail, pct: 100})
 	if mode, done := tg.decide("m1.a", 5); !done || mode != "" {

@@ -64,6 +64,9 @@ type reloader struct {
 	// override applies the command line's overrides (--listen) to each
 	// file loaded, as serve did to the first.
 	override func(*config.Config)
+	// pending ends the background work of the handler handler built
+	// last; current that of the handler in force.
+	pending, current context.CancelFunc
 }
 
 // setOverride sets what the command line overrides in every file loaded.
@@ -88,14 +91,29 @@ func (r *reloader) handler(cfg *config.Config) (http.Handler, error) {
 	o := r.base
 	o.Engine, o.Config, o.Registry, o.Metrics, o.Logger = r.eng, cfg, r.reg, r.metrics, r.log
 	o.Version, o.Sources, o.Reloader = shortVersion(), r.srcs, r
+	// The handler's background work (a JWKS refresh) ends when a reload
+	// replaces it: each handler runs under its own context.
+	parent := o.Context
+	if parent == nil {
+		parent = context.Background()
+	}
+	ctx, cancel := context.WithCancel(parent)
+	o.Context = ctx
 	if r.dashboard != nil {
 		ui, err := r.dashboard(cfg)
 		if err != nil {
+			cancel()
 			return nil, err
 		}
 		o.UI = ui
 	}
-	return api.New(o)
+	h, err := api.New(o)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	r.pending = cancel
+	return h, nil
 }
 
 // ConfigInfo describes the config in force.
@@ -166,11 +184,17 @@ func (r *reloader) swap(ctx context.Context, data []byte, hash string) (*api.Rel
 	if err != nil {
 		return nil, err
 	}
+	stop := r.pending
 	res, err := r.eng.Reload(ctx, cfg)
 	if err != nil {
+		stop()
 		return nil, err
 	}
 	r.live.set(h)
+	if r.current != nil {
+		r.current() // the replaced handler's background work
+	}
+	r.current = stop
 	r.cfg = cfg
 	r.info = api.ConfigInfo{Version: r.info.Version + 1, Hash: hash, LoadedAt: time.Now().UTC()}
 	r.log.Info("config reloaded", "version", r.info.Version, "hash", hash[:12],

@@ -159,6 +159,7 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ln net.
 	srcs.Start(bg)
 	go hub.Run(bg)
 	rl.live.set(h)
+	rl.current = rl.pending
 	if cfg.Server.WatchConfig && cfg.File != "" {
 		if err := rl.watch(bg, 250*time.Millisecond); err != nil {
 			logger.Warn("server.watch_config: the config file is not watched", "error", err)

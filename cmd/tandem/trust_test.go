@@ -13,6 +13,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"os"
@@ -417,6 +418,38 @@ func TestTrustEndToEnd(t *testing.T) {
 					t.Errorf("GET %s: %d %s", p, code, b)
 				}
 			}
+			// The dashboard, logged in with the admin key (a real form
+			// post with its CSRF token, the session in a cookie).
+			jar, _ := cookiejar.New(nil)
+			client.Jar = jar
+			_, login := do("GET", "/ui/login", "", "")
+			_, rest, ok := strings.Cut(string(login), `name="csrf" value="`)
+			csrf, _, _ := strings.Cut(rest, `"`)
+			if !ok || csrf == "" {
+				t.Fatalf("no CSRF token on the login page:\n%s", login)
+			}
+			form := url.Values{"csrf": {csrf}, "key": {sec.apiKey}, "next": {"/ui/"}}
+			req, _ := http.NewRequest("POST", base+"/ui/login", strings.NewReader(form.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			page, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			answers.Write(page)
+			if resp.StatusCode != 200 {
+				t.Fatalf("dashboard login: %d", resp.StatusCode)
+			}
+			for _, p := range []string{"/ui/", "/ui/messages", "/ui/messages/" + ans.ID, "/ui/messages/" + quick.ID, "/ui/dead-letters", "/ui/targets"} {
+				if code, b := do("GET", p, "", ""); code != 200 && code != 404 {
+					t.Errorf("GET %s: %d %.300s", p, code, b)
+				}
+			}
+			if !strings.Contains(answers.String(), "<html") {
+				t.Error("no dashboard page was read")
+			}
+			client.Jar = nil
 			do("GET", "/v1/targets", "wrong-key", "")
 			do("POST", "/v1/dead-letters/replay", sec.apiKey, `{"ids":["nope"]}`)
 			if err := stop(); err != nil {

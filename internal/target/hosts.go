@@ -248,6 +248,11 @@ func hostVerdict(res *Result) hostVerdictKind {
 		switch te.Kind {
 		case KindCanceled, KindRequest, KindURL:
 			return verdictNeutral
+		case KindAuth:
+			if te.Status != 0 {
+				return verdictUp // the host answered (401)
+			}
+			return verdictNeutral // the token endpoint failed, not the host
 		case KindStatus:
 		default:
 			return verdictDown

@@ -259,6 +259,8 @@ func TestHostVerdict(t *testing.T) {
 		{"timeout", &Result{Err: &Error{Kind: KindTimeout}}, verdictDown},
 		{"cancelled by tandem", &Result{Err: &Error{Kind: KindCanceled}}, verdictNeutral},
 		{"never sent", &Result{Err: &Error{Kind: KindRequest}}, verdictNeutral},
+		{"the token endpoint failed", &Result{Err: &Error{Kind: KindAuth}}, verdictNeutral},
+		{"the host refused the token", &Result{Status: 401, Err: &Error{Kind: KindAuth, Status: 401}}, verdictUp},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -126,6 +126,8 @@ func TestBrowserReplayDeadLetter(t *testing.T) {
 		chromedp.SendKeys(chromedp.ID("key"), adminKey+kb.Enter),
 		chromedp.WaitVisible(chromedp.ID("dead-count")),
 	)
+	// A fresh load of the overview, so no key of the login form is in flight.
+	run(t, ctx, "reload the overview", chromedp.Navigate(s.srv.URL+"/ui/"), chromedp.WaitVisible(chromedp.ID("dead-count")))
 	run(t, ctx, "tab to the skip link", chromedp.KeyEvent(kb.Tab))
 	if active := js[string](t, ctx, "read the focus", `document.activeElement.className`); active != "skip" {
 		t.Errorf("the first Tab focused %q, want the skip link", active)
@@ -222,7 +224,8 @@ func TestBrowserScreenshots(t *testing.T) {
 	dead := s.send(t, "/orders", `{"total": 7}`)
 	s.inventory.status.Store(409)
 	s.payments.failFirst.Store(2) // two transient failures, then success
-	saga := s.send(t, "/place-order", `{"items": ["a", "b"], "total": 12}`, "Idempotency-Key", "order-1001")
+	saga := s.send(t, "/place-order", `{"items": ["a", "b"], "total": 12}`, "Idempotency-Key", "order-1001",
+		"Traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
 	waitFor(t, "the saga to be compensated", func() bool { return s.messageStatus(t, saga) == "compensated" })
 	waitFor(t, "the dead letter", func() bool { return s.messageStatus(t, dead) == "partially_succeeded" })
 

@@ -205,7 +205,8 @@ type messageData struct {
 
 type stepView struct {
 	tapi.Delivery
-	Response string
+	Response   string
+	Replayable bool // dead, and the admin API would replay it
 }
 
 func (u *UI) message(r *http.Request, _ *session) (*view, error) {
@@ -226,8 +227,16 @@ func (u *UI) message(r *http.Request, _ *session) (*view, error) {
 	d.TraceURL = u.traceURL(d.TraceID)
 	d.Graph = stepGraph(m.Deliveries)
 	d.Timeline = attemptTimeline(m.Deliveries)
+	// Once a saga's compensation has begun its forward steps cannot be
+	// replayed (the admin API refuses them): offer no button for those.
+	began := false
 	for _, dl := range m.Deliveries {
-		sv := stepView{Delivery: dl}
+		if dl.Status == "compensating" || dl.Status == "compensated" || (dl.Compensates != "" && len(dl.Attempts) > 0) {
+			began = true
+		}
+	}
+	for _, dl := range m.Deliveries {
+		sv := stepView{Delivery: dl, Replayable: dl.Status == "dead" && (dl.Compensates != "" || !began)}
 		if dl.Response != nil {
 			sv.Response = excerpt(dl.Response.Body)
 		}

@@ -54,7 +54,8 @@ func TestPagesRenderWithoutKeys(t *testing.T) {
 	s := newStack(t, false)
 	dead := s.send(t, "/orders", `{"total": 3, "password": "hunter2"}`)
 	waitFor(t, "a dead letter", func() bool { return s.messageStatus(t, dead) == "partially_succeeded" })
-	saga := s.send(t, "/place-order", `{}`, "Idempotency-Key", "key-77")
+	saga := s.send(t, "/place-order", `{}`, "Idempotency-Key", "key-77",
+		"Traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
 	waitFor(t, "the saga", func() bool { return s.messageStatus(t, saga) == "succeeded" })
 	c := client(t)
 	for _, c2 := range []struct{ path, want string }{
@@ -66,6 +67,7 @@ func TestPagesRenderWithoutKeys(t *testing.T) {
 		{"/ui/messages?route=orders&from=2000-01-01T00:00", dead},
 		{"/ui/messages/" + dead, "ship"},
 		{"/ui/messages/" + saga, "charge.compensate"},
+		{"/ui/messages/" + saga, `<a href="http://127.0.0.1:16686/trace/4bf92f3577b34da6a3ce929d0e0e4736" rel="noopener">4bf92f3577b34da6a3ce929d0e0e4736</a>`},
 		{"/ui/dead-letters", "Replay selected"},
 		{"/ui/targets", "shipping"},
 	} {
