@@ -33,11 +33,14 @@ const (
 // exitCode maps Run's error to the process's exit code.
 func exitCode(err error) int {
 	var u *usageError
+	var x *exitError
 	switch {
 	case err == nil, errors.Is(err, errHelpShown):
 		return exitOK
 	case errors.As(err, &u):
 		return exitUsage
+	case errors.As(err, &x):
+		return x.code
 	}
 	return exitFailure
 }
@@ -66,6 +69,7 @@ func commands() []command {
 		{"validate", "check a config file and print ok or its errors", (*Main).validate},
 		{"demo", "run a self-contained demo with two sample APIs", (*Main).demo},
 		{"sample-targets", "serve the examples' sample APIs on fixed ports (9001...)", (*Main).sampleTargets},
+		{"worker", "deliver without the HTTP front: until stopped, or --once what is due", (*Main).worker},
 		{"migrate", "apply or show the store's schema migrations", (*Main).migrate},
 		{"send", "send one message to a route of a running server", (*Main).send},
 		{"messages", "list messages or show one's journey (list|show ID)", (*Main).messages},

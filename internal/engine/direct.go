@@ -34,7 +34,7 @@ func (e *Engine) fanOut(ctx context.Context, rp *routePlan, in *Inbound) (*Answe
 	var wg sync.WaitGroup
 	for i, sp := range rp.steps {
 		wg.Add(1)
-		go func() {
+		step := func() {
 			defer wg.Done()
 			defer close(done[i])
 			d := &results[i]
@@ -58,7 +58,16 @@ func (e *Engine) fanOut(ctx context.Context, rp *routePlan, in *Inbound) (*Answe
 				return
 			}
 			durations[i] = e.callWithin(ctx, rp.cfg.Name, sp, req, d)
-		}()
+		}
+		if i == n-1 {
+			// The last step runs in the caller's goroutine, whose stack has
+			// grown already: one goroutine, and its stack growth, fewer per
+			// fan-out (measured in fanout's BenchmarkLibraryVsStdlib). The
+			// steps before it are running, so one it waits for finishes.
+			step()
+			continue
+		}
+		go step()
 	}
 	wg.Wait()
 	e.countFanOut(ctx, rp.cfg.Name, results, start)

@@ -390,20 +390,26 @@ func (c *Caller) authorize(ctx context.Context, req *http.Request, ep *Endpoint)
 func (c *Caller) newRequest(ctx context.Context, r *Request, ep *Endpoint) (*http.Request, error) {
 	method := firstNonEmpty(r.Method, ep.Method, http.MethodPost)
 	rawURL := firstNonEmpty(r.URL, ep.URL)
-	if err := checkURL(rawURL); err != nil {
-		return nil, err
+	if rawURL == "" {
+		return nil, urlError("empty")
 	}
 	var body io.Reader
 	if len(r.Body) > 0 {
 		body = bytes.NewReader(r.Body)
 	}
+	// The URL is parsed once, here, and checked on the request: a parse
+	// per call costs as much as building the rest of the request.
 	req, err := http.NewRequestWithContext(ctx, method, rawURL, body)
 	if err != nil {
 		var ue *url.Error
 		if errors.As(err, &ue) {
-			err = ue.Err
+			// The raw URL may hold credentials: leave it out.
+			return nil, &Error{Kind: KindURL, Err: ue.Err, msg: "invalid url: " + ue.Err.Error()}
 		}
 		return nil, &Error{Kind: KindRequest, Err: err, msg: "invalid request: " + err.Error()}
+	}
+	if err := checkURL(req.URL); err != nil {
+		return nil, err
 	}
 	for _, h := range []http.Header{ep.Header, r.Header} {
 		for k, vs := range h {
@@ -496,30 +502,21 @@ func noResend(req *http.Request) {
 	}
 }
 
-// checkURL rejects what no retry can fix: an unparsable URL, a scheme other
-// than http or https, a missing host.
-func checkURL(raw string) error {
-	bad := func(why string) error {
-		return &Error{Kind: KindURL, msg: "invalid url: " + why}
-	}
-	if raw == "" {
-		return bad("empty")
-	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // the raw URL may hold credentials: leave it out
-		}
-		return &Error{Kind: KindURL, Err: err, msg: "invalid url: " + err.Error()}
-	}
+// checkURL rejects what no retry can fix: a scheme other than http or
+// https, or no host. (An unparsable URL is refused where it is parsed.)
+func checkURL(u *url.URL) error {
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return bad(fmt.Sprintf("scheme %q is not http or https", u.Scheme))
+		return urlError(fmt.Sprintf("scheme %q is not http or https", u.Scheme))
 	}
 	if u.Host == "" {
-		return bad("no host")
+		return urlError("no host")
 	}
 	return nil
+}
+
+// urlError is a permanent failure for a URL that cannot be called.
+func urlError(why string) error {
+	return &Error{Kind: KindURL, msg: "invalid url: " + why}
 }
 
 // failure turns a transport error into an *Error. The caller's own
