@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 
@@ -14,8 +15,8 @@ import (
 )
 
 // newDashboard builds the dashboard served at /ui/.
-func newDashboard(cfg *config.Config, eng *engine.Engine, hub *events.Hub, stream *api.EventStream, reg prometheus.Gatherer, logger *slog.Logger) (http.Handler, error) {
-	admin, err := api.NewAdmin(eng, cfg, logger)
+func newDashboard(ctx context.Context, cfg *config.Config, eng *engine.Engine, hub *events.Hub, stream *api.EventStream, reg prometheus.Gatherer, logger *slog.Logger) (http.Handler, error) {
+	admin, err := api.NewAdminContext(ctx, eng, cfg, logger)
 	if err != nil {
 		return nil, err
 	}

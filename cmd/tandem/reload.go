@@ -55,7 +55,7 @@ type reloader struct {
 	// (live events, the background context); dashboard builds /ui/ for a
 	// config. Both optional.
 	base      api.Options
-	dashboard func(*config.Config) (http.Handler, error)
+	dashboard func(context.Context, *config.Config) (http.Handler, error)
 
 	mu     sync.Mutex // one reload at a time; guards the fields below
 	cfg    *config.Config
@@ -100,7 +100,7 @@ func (r *reloader) handler(cfg *config.Config) (http.Handler, error) {
 	ctx, cancel := context.WithCancel(parent)
 	o.Context = ctx
 	if r.dashboard != nil {
-		ui, err := r.dashboard(cfg)
+		ui, err := r.dashboard(ctx, cfg)
 		if err != nil {
 			cancel()
 			return nil, err

@@ -128,7 +128,9 @@ func start(ctx context.Context, cfg *config.Config, logger *slog.Logger, ln net.
 	rl := newReloader(cfg, configBytes(cfg), time.Now())
 	rl.log, rl.eng, rl.live, rl.reg, rl.metrics, rl.srcs = logger, eng, &liveHandler{}, reg, metrics, srcs
 	rl.base = api.Options{Context: bg, Events: stream}
-	rl.dashboard = func(c *config.Config) (http.Handler, error) { return newDashboard(c, eng, hub, stream, reg, logger) }
+	rl.dashboard = func(ctx context.Context, c *config.Config) (http.Handler, error) {
+		return newDashboard(ctx, c, eng, hub, stream, reg, logger)
+	}
 	metrics.ConfigVersion(1)
 	h, err := rl.handler(cfg)
 	if err != nil {

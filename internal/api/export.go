@@ -21,6 +21,12 @@ type Admin struct {
 
 // NewAdmin returns the admin operations of eng under cfg.
 func NewAdmin(eng *engine.Engine, cfg *config.Config, log *slog.Logger) (*Admin, error) {
+	return NewAdminContext(context.Background(), eng, cfg, log)
+}
+
+// NewAdminContext is NewAdmin whose background work (the JWKS refresh of
+// auth.jwt.jwks_url) ends with ctx.
+func NewAdminContext(ctx context.Context, eng *engine.Engine, cfg *config.Config, log *slog.Logger) (*Admin, error) {
 	if cfg == nil && eng != nil {
 		cfg = eng.Config()
 	}
@@ -30,7 +36,7 @@ func NewAdmin(eng *engine.Engine, cfg *config.Config, log *slog.Logger) (*Admin,
 	if log == nil {
 		log = slog.Default()
 	}
-	auth, err := newAuthenticator(cfg, jwtOptions{Logger: log})
+	auth, err := newAuthenticator(cfg, jwtOptions{Ctx: ctx, Logger: log})
 	if err != nil {
 		return nil, err
 	}

@@ -72,6 +72,9 @@ func (s *Store) MessageGet(ctx context.Context, id string) (*record.MessageDetai
 // MessageList lists messages newest first (by CreatedAt, then ID), without
 // their bodies, headers and query.
 func (s *Store) MessageList(ctx context.Context, p *store.MessageListParams) (*store.MessageListResult, error) {
+	if p == nil {
+		p = &store.MessageListParams{}
+	}
 	if err := s.checkOpen(); err != nil {
 		return nil, err
 	}

@@ -123,6 +123,9 @@ func (w *where) String() string {
 // MessageList lists messages newest first. Body, Headers and Query are
 // left empty.
 func (s *Store) MessageList(ctx context.Context, p *store.MessageListParams) (*store.MessageListResult, error) {
+	if p == nil {
+		p = &store.MessageListParams{}
+	}
 	if s.isClosed() {
 		return nil, errClosed
 	}

@@ -316,6 +316,11 @@ func testMessageList(t *testing.T, open Opener) {
 		complete(t, s, d, record.DeliveryDead, at(time.Hour))
 	}
 
+	// No params at all is the first page of everything, not a panic.
+	if all, err := s.MessageList(ctx, nil); err != nil || len(all.Messages) != 9 {
+		t.Fatalf("MessageList(nil) = %v, %v; want the nine messages", all, err)
+	}
+
 	tests := []struct {
 		name string
 		p    store.MessageListParams
