@@ -59,28 +59,11 @@ func (s *Store) ChangeNotify(origin string, messageIDs []string) {
 // the listener wait, so read promptly.
 func (s *Store) ChangeListen(ctx context.Context) <-chan store.Change {
 	out := make(chan store.Change, 256)
-	s.listenMu.Lock()
-	defer s.listenMu.Unlock()
-	if s.checkOpen() != nil {
+	in, ctx := s.subscribe(ctx, s.changesChannel())
+	if in == nil {
 		close(out)
 		return out
 	}
-	in := make(chan string, 256)
-	ctx, cancel := context.WithCancel(ctx)
-	s.listeners.Add(2)
-	go func() {
-		defer s.listeners.Done()
-		select {
-		case <-ctx.Done():
-		case <-s.closed:
-		}
-		cancel()
-	}()
-	go func() {
-		defer s.listeners.Done()
-		defer close(in)
-		s.listen(ctx, s.changesChannel(), in)
-	}()
 	go func() {
 		defer close(out)
 		for p := range in {

@@ -21,11 +21,24 @@ import (
 // closes.
 func (s *Store) Listen(ctx context.Context) <-chan string {
 	out := make(chan string, 64)
+	in, _ := s.subscribe(ctx, s.channel)
+	if in == nil {
+		close(out)
+		return out
+	}
+	go forward(in, out)
+	return out
+}
+
+// subscribe starts a LISTEN session on channel, on its own connection,
+// for as long as ctx and the store live. It returns the payloads ("" after
+// each (re)connect), closed when the session ends, and a context that ends
+// with it; nil when the store is closed.
+func (s *Store) subscribe(ctx context.Context, channel string) (<-chan string, context.Context) {
 	s.listenMu.Lock()
 	defer s.listenMu.Unlock()
 	if s.checkOpen() != nil {
-		close(out)
-		return out
+		return nil, nil
 	}
 	in := make(chan string, 256)
 	ctx, cancel := context.WithCancel(ctx)
@@ -41,10 +54,9 @@ func (s *Store) Listen(ctx context.Context) <-chan string {
 	go func() {
 		defer s.listeners.Done()
 		defer close(in)
-		s.listen(ctx, s.channel, in)
+		s.listen(ctx, channel, in)
 	}()
-	go forward(in, out)
-	return out
+	return in, ctx
 }
 
 // listen keeps a LISTEN session on channel open until ctx ends, passing
