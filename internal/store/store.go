@@ -186,10 +186,9 @@ type DeliveryCompleteParams struct {
 	// token raised, a reclaimed running delivery marked outcome unknown,
 	// the lease written before the answer): a worker that has just freed
 	// its slot goes on with the next delivery without a claim of its own.
-	// A store may claim nothing (PostgreSQL does not claim with a
-	// complete); the claims come back in DeliveryCompleteResult.Claimed,
-	// with their messages attached. Its Now is ignored: the complete's is
-	// used. Default nil.
+	// A store may claim fewer, or none; the claims come back in
+	// DeliveryCompleteResult.Claimed, with their messages attached. Its
+	// Now is ignored: the complete's is used. Default nil.
 	ClaimNext *DeliveryClaimParams
 }
 

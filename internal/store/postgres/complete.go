@@ -180,9 +180,19 @@ func (s *Store) completeBatch(ctx context.Context, ops []*completeOp) (err error
 		return err
 	}
 	n := b.Len()
+	claims := queueClaims(b, ops, errs, now)
 	b.Queue("COMMIT")
 	br = conn.SendBatch(ctx, b)
 	err = execAll(br, n)
+	for i := range claims {
+		if err != nil {
+			break
+		}
+		var rows pgx.Rows
+		if rows, err = br.Query(); err == nil {
+			claims[i].got, err = scanClaimed(rows)
+		}
+	}
 	if err == nil {
 		var tag pgconn.CommandTag
 		tag, err = br.Exec()
@@ -198,6 +208,8 @@ func (s *Store) completeBatch(ctx context.Context, ops []*completeOp) (err error
 	}
 	committed = true
 	s.notes.add(targets)
+	s.attachClaimed(ctx, claims)
+	claimed := dealClaims(claims, len(ops))
 
 	readyDone := map[string]bool{}
 	for i, op := range ops {
@@ -214,9 +226,85 @@ func (s *Store) completeBatch(ctx context.Context, ops []*completeOp) (err error
 			readyDone[w.MessageID] = true
 			r.Ready = readyOf(f, w)
 		}
+		r.Claimed = claimed[i]
 		op.finish(r, nil)
 	}
 	return nil
+}
+
+// claimGroup is one claim queued with a batch of completes: the ops that
+// asked ClaimNext of one target, owner and lease share it.
+type claimGroup struct {
+	p    store.DeliveryClaimParams
+	want []int // op indexes, in op order, one entry per delivery asked
+	got  []record.Delivery
+}
+
+// queueClaims queues, in the completes' transaction, the claims their
+// ClaimNext asked for (one statement per target, owner and lease, for the
+// sum of their limits), so a worker's next lease commits with its last
+// result instead of costing a commit of its own. An op that failed asks
+// nothing.
+func queueClaims(b *pgx.Batch, ops []*completeOp, errs []error, now time.Time) []*claimGroup {
+	type key struct {
+		target, owner string
+		lease         time.Duration
+	}
+	var groups []*claimGroup
+	by := map[key]*claimGroup{}
+	for i, op := range ops {
+		c := op.p.ClaimNext
+		if errs[i] != nil || c == nil || c.Limit <= 0 || c.Owner == "" {
+			continue
+		}
+		k := key{c.Target, c.Owner, c.LeaseFor}
+		g := by[k]
+		if g == nil {
+			g = &claimGroup{p: *c}
+			by[k] = g
+			groups = append(groups, g)
+		}
+		for range c.Limit {
+			g.want = append(g.want, i)
+		}
+	}
+	for _, g := range groups {
+		b.Queue(claimQuery, g.p.Target, now, len(g.want), g.p.Owner, now.Add(g.p.LeaseFor))
+	}
+	return groups
+}
+
+// attachClaimed attaches the messages of every group's claims, with one
+// query.
+func (s *Store) attachClaimed(ctx context.Context, groups []*claimGroup) {
+	var all []record.Delivery
+	for _, g := range groups {
+		all = append(all, g.got...)
+	}
+	if len(all) == 0 {
+		return
+	}
+	if err := s.attachMessages(ctx, all); err != nil {
+		// The claims stand; each worker reads its message itself.
+		s.log.Warn("claim deliveries: read their messages", "error", err)
+		return
+	}
+	for _, g := range groups {
+		g.got, all = all[:len(g.got)], all[len(g.got):]
+	}
+}
+
+// dealClaims hands each group's claimed deliveries to the ops that asked,
+// oldest due to the first op; claimed[i] is op i's.
+func dealClaims(groups []*claimGroup, n int) [][]record.Delivery {
+	claimed := make([][]record.Delivery, n)
+	for _, g := range groups {
+		for j, d := range g.got {
+			i := g.want[j]
+			claimed[i] = append(claimed[i], d)
+		}
+	}
+	return claimed
 }
 
 // readyOf returns the whole rows of the deliveries w made ready, as they

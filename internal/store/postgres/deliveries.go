@@ -59,6 +59,20 @@ func (s *Store) DeliveryClaim(ctx context.Context, p *store.DeliveryClaimParams)
 	if err != nil {
 		return nil, wrap("claim deliveries", err)
 	}
+	ds, err := scanClaimed(rows)
+	if err != nil {
+		return nil, wrap("claim deliveries", err)
+	}
+	if err := s.attachMessages(ctx, ds); err != nil {
+		// The claim stands; the worker reads each message itself.
+		s.log.Warn("claim deliveries: read their messages", "error", err)
+	}
+	return ds, nil
+}
+
+// scanClaimed reads the rows of claimQuery, oldest due first, and closes
+// them.
+func scanClaimed(rows pgx.Rows) ([]record.Delivery, error) {
 	defer rows.Close()
 	type claimed struct {
 		due time.Time
@@ -69,24 +83,19 @@ func (s *Store) DeliveryClaim(ctx context.Context, p *store.DeliveryClaimParams)
 		var c claimed
 		d, err := scanDelivery(prefixRow{row: rows, first: &c.due})
 		if err != nil {
-			return nil, wrap("claim deliveries", err)
+			return nil, err
 		}
 		c.d = d
 		out = append(out, c)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, wrap("claim deliveries", err)
+		return nil, err
 	}
 	// UPDATE ... RETURNING has no order of its own.
 	slices.SortFunc(out, func(a, b claimed) int { return cmp.Or(a.due.Compare(b.due), cmp.Compare(a.d.ID, b.d.ID)) })
 	ds := make([]record.Delivery, len(out))
 	for i, c := range out {
 		ds[i] = c.d
-	}
-	rows.Close()
-	if err := s.attachMessages(ctx, ds); err != nil {
-		// The claim stands; the worker reads each message itself.
-		s.log.Warn("claim deliveries: read their messages", "error", err)
 	}
 	return ds, nil
 }

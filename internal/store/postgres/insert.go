@@ -225,6 +225,7 @@ func (s *Store) insertBatch(ctx context.Context, ops []*insertOp) error {
 	}
 
 	s.notes.add(targets)
+	s.analyze.inserted(len(dID))
 
 	// Committed. Ops whose message was not inserted lost to an earlier
 	// message with their key, now committed: read it.
