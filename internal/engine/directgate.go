@@ -152,12 +152,12 @@ func (p *directPass) cancel() {
 	p.release()
 }
 
-// release gives the concurrency slot back and wakes the claim loop, which
-// may have waited for it.
+// release gives the concurrency slot back and wakes the claim loop if it
+// waits for one.
 func (p *directPass) release() {
 	<-p.tr.slots
 	p.tr.metrics.InFlight(-1)
-	p.tr.poke()
+	p.tr.freed()
 }
 
 // waitUntil waits d (nothing when d <= 0) and reports whether ctx was

@@ -59,6 +59,21 @@ type targetRunner struct {
 
 	wakeCh chan struct{} // buffered 1: work may be due
 	slots  chan struct{} // one token per delivery claimed and not yet recorded
+	// slotWait is set while the loop waits for slots to free up (none
+	// free, or fewer than a claim batch): only then does a freed slot wake
+	// it. Without it, every durable: false call's end woke the loop into
+	// an empty claim (measured: 6% of the sync fan-out's CPU).
+	slotWait atomic.Bool
+}
+
+// freed wakes the loop after a slot was given back, if it waits for one.
+// The loop sets slotWait before it counts the free slots, and a freer
+// gives its slot back before it looks: either the loop counts the freed
+// slot or the freer sees the flag.
+func (tr *targetRunner) freed() {
+	if tr.slotWait.Swap(false) {
+		tr.poke()
+	}
 }
 
 func newTargetRunner(e *Engine, tc *config.Target) *targetRunner {
@@ -282,6 +297,7 @@ func claimBatch(limit int) int {
 // admit says how many deliveries the loop may claim now, and, when none,
 // how long until a gate may open (0: until woken or the next poll).
 func (tr *targetRunner) admit(now time.Time) (int, time.Duration) {
+	tr.slotWait.Store(true)
 	limit, inflight := tr.adaptive.Limit(), len(tr.slots)
 	free := limit - inflight
 	if free <= 0 {
@@ -293,6 +309,7 @@ func (tr *targetRunner) admit(now time.Time) (int, time.Duration) {
 	if inflight > 0 && free < claimBatch(limit) {
 		return 0, 0 // a finishing attempt wakes the loop
 	}
+	tr.slotWait.Store(false)
 	if until := tr.paused(now); !until.IsZero() {
 		return 0, until.Sub(now)
 	}
@@ -330,7 +347,7 @@ func (tr *targetRunner) start(d *record.Delivery, now time.Time) {
 			<-tr.slots
 			tr.metrics.InFlight(-1)
 			e.attempts.Done()
-			tr.poke()
+			tr.freed()
 		}()
 		for {
 			if !ok {
