@@ -106,7 +106,13 @@ func (e *Engine) ingestDurable(ctx context.Context, rp *routePlan, in *Inbound) 
 		w, changed = e.subscribe(msg.ID)
 		defer e.unsubscribe(msg.ID)
 	}
-	res, err := e.store.MessageInsert(ctx, &store.MessageInsertParams{Message: msg, Deliveries: ds, Now: &now})
+	lease := e.holdForInsert(now, ds)
+	res, err := e.store.MessageInsert(ctx, &store.MessageInsertParams{Message: msg, Deliveries: ds, Now: &now, Lease: lease.params()})
+	if err != nil || res.Existing {
+		lease.unhold()
+	} else {
+		lease.start(res.Leased, now)
+	}
 	if err != nil {
 		if errors.Is(err, store.ErrIdempotencyConflict) {
 			return nil, err
@@ -128,7 +134,7 @@ func (e *Engine) ingestDurable(ctx context.Context, rp *routePlan, in *Inbound) 
 	} else {
 		e.metrics.MessageAccepted(rp.cfg.Name)
 		for _, d := range ds {
-			if d.Status == record.DeliveryScheduled {
+			if d.Status == record.DeliveryScheduled && !lease.holds(d.ID) {
 				e.wake(d.Target)
 			}
 		}
@@ -147,6 +153,82 @@ func (e *Engine) ingestDurable(ctx context.Context, rp *routePlan, in *Inbound) 
 	}
 	ans.Location = location
 	return ans, nil
+}
+
+// insertLease is the slots an ingest holds for the new deliveries it
+// inserts already claimed: each is started as soon as the insert
+// commits, with no claim, no wake-up and no read of its message. Only
+// targets with no backlog take part (targetRunner.holdForInsert), so a
+// new delivery does not pass older ones. A nil *insertLease holds none.
+type insertLease struct {
+	p    store.InsertLease
+	held map[string]*targetRunner // by delivery id
+	used map[string]bool
+}
+
+// holdForInsert holds a slot for each of ds that is due at now and whose
+// target can start it at once.
+func (e *Engine) holdForInsert(now time.Time, ds []record.Delivery) *insertLease {
+	var l *insertLease
+	g := e.cur()
+	for _, d := range ds {
+		if d.Status != record.DeliveryScheduled || d.NextAttemptAt.After(now) {
+			continue
+		}
+		tr := g.targets[d.Target]
+		if tr == nil || !tr.holdForInsert(now) {
+			continue
+		}
+		if l == nil {
+			l = &insertLease{p: store.InsertLease{Owner: e.opts.Owner}, held: map[string]*targetRunner{}}
+		}
+		l.held[d.ID] = tr
+		l.p.IDs = append(l.p.IDs, d.ID)
+		// One length for the message's leases: the longest its targets
+		// need (a longer lease only delays the recovery after a crash).
+		l.p.LeaseFor = max(l.p.LeaseFor, tr.lease)
+	}
+	return l
+}
+
+func (l *insertLease) params() *store.InsertLease {
+	if l == nil {
+		return nil
+	}
+	return &l.p
+}
+
+// holds says whether the delivery id was inserted claimed and started.
+func (l *insertLease) holds(id string) bool { return l != nil && l.used[id] }
+
+// start runs the deliveries the insert leased in the slots held for them,
+// and gives back the slots of any it did not lease.
+func (l *insertLease) start(leased []record.Delivery, now time.Time) {
+	if l == nil {
+		return
+	}
+	l.used = make(map[string]bool, len(leased))
+	for i := range leased {
+		d := &leased[i]
+		if tr := l.held[d.ID]; tr != nil {
+			l.used[d.ID] = true
+			delete(l.held, d.ID)
+			tr.startHeld(d, now)
+		}
+	}
+	l.unhold()
+}
+
+// unhold gives back every slot still held (the insert failed, was a
+// repeat, or leased fewer).
+func (l *insertLease) unhold() {
+	if l == nil {
+		return
+	}
+	for id, tr := range l.held {
+		delete(l.held, id)
+		tr.unhold()
+	}
 }
 
 // deliveries builds a new message's deliveries, one per step in plan

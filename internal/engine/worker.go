@@ -64,6 +64,11 @@ type targetRunner struct {
 	// it. Without it, every durable: false call's end woke the loop into
 	// an empty claim (measured: 6% of the sync fan-out's CPU).
 	slotWait atomic.Bool
+	// idle is set when the loop's last claim found fewer deliveries due
+	// than it asked for (or a result's chained claim found none): the
+	// target has no backlog, so an ingest may insert a new delivery
+	// already claimed (holdForInsert) without passing older ones.
+	idle atomic.Bool
 }
 
 // freed wakes the loop after a slot was given back, if it waits for one.
@@ -240,6 +245,7 @@ func (tr *targetRunner) loop(ctx context.Context) {
 			}
 			backoff = 0
 			got = len(ds)
+			tr.idle.Store(got < want)
 			// Tokens are reserved from the time the claim returned, so
 			// a slow claim does not bunch the requests up after it.
 			at := e.opts.Now().UTC()
@@ -337,11 +343,50 @@ func (tr *targetRunner) admit(now time.Time) (int, time.Duration) {
 // target claimed in the same commit (chain), the goroutine goes on with
 // that one in the same slot.
 func (tr *targetRunner) start(d *record.Delivery, now time.Time) {
-	e := tr.e
-	hold, ok := tr.reserve(now)
 	tr.slots <- struct{}{}
 	tr.metrics.InFlight(1)
-	e.attempts.Add(1)
+	tr.e.attempts.Add(1)
+	tr.startHeld(d, now)
+}
+
+// holdForInsert takes a slot for a new delivery that an ingest may insert
+// already claimed (store.InsertLease), when the target has no backlog
+// (idle), a slot is free and the gates would let a claim through; false
+// otherwise, and the delivery is inserted scheduled for the loop. Give
+// the slot to startHeld, or back with unhold.
+func (tr *targetRunner) holdForInsert(now time.Time) bool {
+	if !tr.idle.Load() || tr.chain(now) == nil {
+		return false
+	}
+	select {
+	case tr.slots <- struct{}{}:
+	default:
+		return false
+	}
+	if len(tr.slots) > tr.adaptive.Limit() {
+		<-tr.slots
+		tr.freed()
+		return false
+	}
+	tr.metrics.InFlight(1)
+	tr.e.attempts.Add(1)
+	return true
+}
+
+// unhold gives back a slot holdForInsert took for a delivery that was not
+// inserted claimed.
+func (tr *targetRunner) unhold() {
+	<-tr.slots
+	tr.metrics.InFlight(-1)
+	tr.e.attempts.Done()
+	tr.freed()
+}
+
+// startHeld is start for a delivery whose slot is already taken (start,
+// holdForInsert).
+func (tr *targetRunner) startHeld(d *record.Delivery, now time.Time) {
+	e := tr.e
+	hold, ok := tr.reserve(now)
 	go func() {
 		defer func() {
 			<-tr.slots
@@ -698,6 +743,9 @@ func (tr *targetRunner) finish(d *record.Delivery, res *target.Result, started t
 			log.Error("compensation failed: a person must undo the step, or replay this dead letter", "undoes", step)
 		}
 		sm.Finished(record.DeliveryDead)
+	}
+	if p.ClaimNext != nil {
+		tr.idle.Store(len(res2.Claimed) == 0)
 	}
 	for _, r := range res2.Ready {
 		e.wake(r.Target)

@@ -117,7 +117,8 @@ func (p *DeliveryCompleteParams) Completion() *record.Completion {
 // PrepareInsert checks p and returns the message and deliveries to
 // insert at now, as both drivers store them: the message accepted, each
 // delivery waiting (when it has after steps) or scheduled (due at now
-// unless it says otherwise), stamped with the message's id and route.
+// unless it says otherwise), or running when p.Lease names it and it is
+// due, stamped with the message's id and route.
 // p is not modified.
 func PrepareInsert(p *MessageInsertParams, now time.Time) (record.Message, []record.Delivery, error) {
 	m := p.Message
@@ -128,6 +129,16 @@ func PrepareInsert(p *MessageInsertParams, now time.Time) (record.Message, []rec
 		return m, nil, fmt.Errorf("insert message %s: %w: %w", m.ID, errInvalid, err)
 	}
 	m.Status, m.CreatedAt, m.UpdatedAt = record.MessageAccepted, now, now
+	var lease map[string]bool
+	if l := p.Lease; l != nil && len(l.IDs) > 0 {
+		if l.Owner == "" || l.LeaseFor <= 0 {
+			return m, nil, fmt.Errorf("insert message %s: %w: a lease needs an owner and a length", m.ID, errInvalid)
+		}
+		lease = make(map[string]bool, len(l.IDs))
+		for _, id := range l.IDs {
+			lease[id] = true
+		}
+	}
 	ds := make([]record.Delivery, len(p.Deliveries))
 	seen := make(map[string]bool, len(ds))
 	for i, d := range p.Deliveries {
@@ -152,10 +163,27 @@ func PrepareInsert(p *MessageInsertParams, now time.Time) (record.Message, []rec
 		if d.Status == record.DeliveryScheduled && d.NextAttemptAt.IsZero() {
 			d.NextAttemptAt = now
 		}
+		if lease[d.ID] && d.Status == record.DeliveryScheduled && !d.NextAttemptAt.After(now) {
+			d.Status, d.LeaseOwner, d.LeaseToken = record.DeliveryRunning, p.Lease.Owner, 1
+			d.NextAttemptAt = now.Add(p.Lease.LeaseFor)
+		}
 		d.After = slices.Clone(d.After)
 		ds[i] = d
 	}
 	return m, ds, nil
+}
+
+// Leased returns the deliveries of ds that PrepareInsert leased, with m
+// attached: MessageInsertResult.Leased.
+func Leased(m record.Message, ds []record.Delivery) []record.Delivery {
+	var out []record.Delivery
+	for _, d := range ds {
+		if d.Status == record.DeliveryRunning {
+			d.Message = &m
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 // PageLimit applies the list default (50) and maximum (1000).

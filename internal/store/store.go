@@ -120,12 +120,29 @@ type MessageInsertParams struct {
 	// and UpdatedAt are filled in. Status is waiting or scheduled.
 	Deliveries []record.Delivery
 	Now        *time.Time
+	// Lease, when set, inserts the deliveries it names that are scheduled
+	// and due at Now already claimed, as a DeliveryClaim right after the
+	// commit would leave them: running, leased to Owner until Now +
+	// LeaseFor, fencing token 1. The lease commits with the message, so a
+	// worker with a free slot starts them without a claim of its own.
+	// Nothing is leased for an idempotent repeat. Default nil.
+	Lease *InsertLease
+}
+
+// InsertLease names the deliveries MessageInsert inserts already claimed.
+type InsertLease struct {
+	Owner    string
+	LeaseFor time.Duration
+	IDs      []string
 }
 
 // MessageInsertResult is the output of MessageInsert.
 type MessageInsertResult struct {
 	Message  record.Message
 	Existing bool // an earlier message with the same idempotency key
+	// Leased holds the deliveries inserted already claimed (Lease), as
+	// stored, with the message attached; empty for a repeat.
+	Leased []record.Delivery
 }
 
 // MessageListParams filters MessageList. Zero values do not filter.

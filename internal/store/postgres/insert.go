@@ -82,12 +82,13 @@ const insertSQL = `WITH m AS (
 	RETURNING id
 ), d AS (
 	INSERT INTO deliveries (id, message_id, route, step, target, after_steps, required, status,
-		next_attempt_at, created_at, updated_at, replays, attempts_at_replay, replayed_at, compensate_unknown)
+		next_attempt_at, created_at, updated_at, replays, attempts_at_replay, replayed_at, compensate_unknown,
+		lease_owner, lease_token)
 	SELECT y.id, y.message_id, y.route, y.step, y.target, y.after::jsonb, y.required, y.status,
-		y.next_at, y.at, y.at, y.replays, y.at_replay, y.replayed_at, y.comp_unknown
+		y.next_at, y.at, y.at, y.replays, y.at_replay, y.replayed_at, y.comp_unknown, y.owner, y.token
 	FROM unnest($9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::bool[], $16::text[],
-		$17::timestamptz[], $18::timestamptz[], $19::int[], $20::int[], $21::timestamptz[], $22::bool[])
-		AS y(id, message_id, route, step, target, after, required, status, next_at, at, replays, at_replay, replayed_at, comp_unknown)
+		$17::timestamptz[], $18::timestamptz[], $19::int[], $20::int[], $21::timestamptz[], $22::bool[], $25::text[], $26::bigint[])
+		AS y(id, message_id, route, step, target, after, required, status, next_at, at, replays, at_replay, replayed_at, comp_unknown, owner, token)
 	WHERE y.message_id IN (SELECT id FROM m)
 )
 SELECT id FROM m`
@@ -162,6 +163,8 @@ func (s *Store) insertBatch(ctx context.Context, ops []*insertOp) error {
 		dRequired, dCompUnknown                   []bool
 		dNext, dAt, dReplayedAt                   []pgtype.Timestamptz
 		dReplays, dAtReplay                       []int32
+		dOwner                                    []string
+		dToken                                    []int64
 		targets                                   []string
 		seenTarget                                = map[string]bool{}
 	)
@@ -192,6 +195,7 @@ func (s *Store) insertBatch(ctx context.Context, ops []*insertOp) error {
 			dAtReplay = append(dAtReplay, int32(d.AttemptsAtReplay))
 			dReplayedAt = append(dReplayedAt, ts(d.ReplayedAt))
 			dCompUnknown = append(dCompUnknown, !d.NoCompensateUnknown)
+			dOwner, dToken = append(dOwner, d.LeaseOwner), append(dToken, d.LeaseToken)
 			// A wake-up for a repeated key's deliveries, which are not
 			// inserted, costs one spurious claim; checking would cost a
 			// round trip.
@@ -206,7 +210,7 @@ func (s *Store) insertBatch(ctx context.Context, ops []*insertOp) error {
 	b := &pgx.Batch{}
 	b.Queue(insertSQL, mID, mRoute, mKey, mHash, mBody, mHeaders, mQuery, mAt,
 		dID, dMsg, dRoute, dStep, dTarget, dAfter, dRequired, dStatus, dNext, dAt, dReplays, dAtReplay, dReplayedAt, dCompUnknown,
-		mTraceParent, mTraceState)
+		mTraceParent, mTraceState, dOwner, dToken)
 	br := s.pool.SendBatch(ctx, b)
 	inserted := map[string]bool{}
 	rows, err := br.Query()
@@ -259,7 +263,7 @@ func (s *Store) insertBatch(ctx context.Context, ops []*insertOp) error {
 			// repeats, whose callers may retry with the same key.
 			for _, op := range ops {
 				if inserted[op.msg.ID] {
-					op.finish(&store.MessageInsertResult{Message: op.msg}, nil)
+					op.finish(&store.MessageInsertResult{Message: op.msg, Leased: store.Leased(op.msg, op.ds)}, nil)
 				} else {
 					op.finish(nil, wrap("insert message: read earlier message", err))
 				}
@@ -270,7 +274,7 @@ func (s *Store) insertBatch(ctx context.Context, ops []*insertOp) error {
 	for _, op := range ops {
 		switch {
 		case inserted[op.msg.ID]:
-			op.finish(&store.MessageInsertResult{Message: op.msg}, nil)
+			op.finish(&store.MessageInsertResult{Message: op.msg, Leased: store.Leased(op.msg, op.ds)}, nil)
 		case op.msg.IdempotencyKey == "":
 			op.finish(nil, fmt.Errorf("insert message %s: id already used", op.msg.ID))
 		default:

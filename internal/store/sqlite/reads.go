@@ -28,7 +28,7 @@ func (s *Store) MessageGet(ctx context.Context, id string) (*record.MessageDetai
 	}
 	defer tx.Rollback()
 
-	m, err := scanMessage(tx.QueryRowContext(ctx, `SELECT `+messageCols+` FROM messages WHERE id = ?`, id))
+	m, err := scanMessage(tx.StmtContext(ctx, s.getMessage).QueryRowContext(ctx, id))
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return nil, fmt.Errorf("get message %s: %w", id, store.ErrNotFound)
@@ -37,8 +37,7 @@ func (s *Store) MessageGet(ctx context.Context, id string) (*record.MessageDetai
 	}
 	md := &record.MessageDetail{Message: m, Attempts: map[string][]record.Attempt{}}
 
-	rows, err := tx.QueryContext(ctx, `SELECT `+deliveryCols+` FROM deliveries
-		WHERE message_id = ? ORDER BY created_at, step, id`, id)
+	rows, err := tx.StmtContext(ctx, s.getDeliveries).QueryContext(ctx, id)
 	if err != nil {
 		return nil, fmt.Errorf("get message %s: deliveries: %w", id, err)
 	}
@@ -47,9 +46,7 @@ func (s *Store) MessageGet(ctx context.Context, id string) (*record.MessageDetai
 		return nil, fmt.Errorf("get message %s: deliveries: %w", id, err)
 	}
 
-	rows, err = tx.QueryContext(ctx, `SELECT a.delivery_id, a.n, a.started_at, a.duration_ns, a.http_status, a.outcome, a.error
-		FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
-		WHERE d.message_id = ? ORDER BY a.delivery_id, a.n`, id)
+	rows, err = tx.StmtContext(ctx, s.getAttempts).QueryContext(ctx, id)
 	if err != nil {
 		return nil, fmt.Errorf("get message %s: attempts: %w", id, err)
 	}
@@ -62,6 +59,16 @@ func (s *Store) MessageGet(ctx context.Context, id string) (*record.MessageDetai
 	}
 	return md, nil
 }
+
+// MessageGet's reads, prepared on the read pool at Open.
+var (
+	getMessageSQL    = `SELECT ` + messageCols + ` FROM messages WHERE id = ?`
+	getDeliveriesSQL = `SELECT ` + deliveryCols + ` FROM deliveries
+		WHERE message_id = ? ORDER BY created_at, step, id`
+	getAttemptsSQL = `SELECT a.delivery_id, a.n, a.started_at, a.duration_ns, a.http_status, a.outcome, a.error
+		FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
+		WHERE d.message_id = ? ORDER BY a.delivery_id, a.n`
+)
 
 // collect scans every row and closes rows.
 func collect[T any](rows *sql.Rows, scan func(scanner) (T, error)) ([]T, error) {

@@ -137,8 +137,8 @@ func (st *statements) close() {
 // deliveryInsertArgs values.
 const (
 	deliveryInsertCols = `INSERT INTO deliveries (id, message_id, route, step, target, after_steps, required, status,
-	next_attempt_at, created_at, updated_at, compensate_unknown) VALUES `
-	deliveryInsertArgs = 12
+	next_attempt_at, created_at, updated_at, compensate_unknown, lease_owner, lease_token) VALUES `
+	deliveryInsertArgs = 14
 	// maxInsertRows bounds the multi-row insert statements kept prepared;
 	// a message with more deliveries inserts them in chunks.
 	maxInsertRows = 16

@@ -42,7 +42,7 @@ func (s *Store) MessageInsert(ctx context.Context, p *store.MessageInsertParams)
 			return nil, fmt.Errorf("insert message: %w", err)
 		}
 		args = append(args, d.ID, m.ID, m.Route, d.Step, d.Target, after, boolInt(d.Required), string(d.Status),
-			nanos(d.NextAttemptAt), at, at, boolInt(!d.NoCompensateUnknown))
+			nanos(d.NextAttemptAt), at, at, boolInt(!d.NoCompensateUnknown), d.LeaseOwner, d.LeaseToken)
 	}
 
 	due := 0
@@ -93,6 +93,7 @@ func (s *Store) MessageInsert(ctx context.Context, p *store.MessageInsertParams)
 	}
 	if !res.Existing {
 		s.recent.put(res.Message)
+		res.Leased = store.Leased(res.Message, ds)
 	}
 	return &res, nil
 }

@@ -60,6 +60,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Discard", testDiscard},
 		{"MayHave", testMayHave},
 		{"ClaimNext", testClaimNext},
+		{"InsertLease", testInsertLease},
 		{"Optional", testOptional},
 		{"Purge", RunPurge},
 		{"TraceContext", testTraceContext},
