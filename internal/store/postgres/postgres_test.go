@@ -523,7 +523,9 @@ func TestSynchronousCommitEnforced(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer admin.Close(ctx)
+	// A cleanup, not a defer: the role's cleanup below runs first (a
+	// defer would close the connection before it, and leave the role).
+	t.Cleanup(func() { admin.Close(context.Background()) })
 	role := "async_" + schema
 	for _, q := range []string{
 		"CREATE ROLE " + role + " LOGIN",
