@@ -76,6 +76,13 @@ type setup struct {
 // store in a temp dir and starts an engine.
 func start(t testing.TB, yaml string, opts engine.Options) *setup {
 	t.Helper()
+	return startWrapped(t, yaml, opts, nil)
+}
+
+// startWrapped is start with the engine on wrap(store) (the setup's store
+// stays the bare one), for a test that watches the engine's store calls.
+func startWrapped(t testing.TB, yaml string, opts engine.Options, wrap func(store.Store) store.Store) *setup {
+	t.Helper()
 	cfg, err := config.Parse([]byte(yaml), "test.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -86,6 +93,9 @@ func start(t testing.TB, yaml string, opts engine.Options) *setup {
 		t.Fatal(err)
 	}
 	opts.Config, opts.Store = cfg, st
+	if wrap != nil {
+		opts.Store = wrap(st)
+	}
 	if opts.PollInterval == 0 {
 		opts.PollInterval = 10 * time.Millisecond
 	}

@@ -4,17 +4,14 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/tandem-run/tandem/internal/config"
 	"github.com/tandem-run/tandem/internal/engine"
 	"github.com/tandem-run/tandem/internal/record"
 	"github.com/tandem-run/tandem/internal/store"
-	"github.com/tandem-run/tandem/internal/store/sqlite"
 )
 
 // claimCounter counts the claims that took deliveries, and the deliveries
@@ -59,7 +56,8 @@ func TestInsertLease(t *testing.T) {
 	t.Parallel()
 	a := newTarget(t, fixed(200, `{}`))
 	b := newTarget(t, fixed(200, `{}`))
-	cfg, err := config.Parse([]byte(fmt.Sprintf(`
+	counted := &claimCounter{claimed: map[string]int{}}
+	su := startWrapped(t, fmt.Sprintf(`
 targets:
   a: { url: %q }
   b: { url: %q }
@@ -69,37 +67,16 @@ routes:
     respond: all
     deadline: 30s
     steps: [{ name: one, target: a }, { name: two, target: b }, { name: three, target: b, after: [one] }]
-`, a.srv.URL, b.srv.URL)), "test.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	st, err := sqlite.Open(ctx, sqlite.Config{DSN: filepath.Join(t.TempDir(), "t.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	counted := &claimCounter{Store: st, claimed: map[string]int{}}
-	eng, err := engine.New(engine.Options{Config: cfg, Store: counted, PollInterval: 20 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := eng.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		_ = eng.Shutdown(sctx)
-		_ = st.Close()
+`, a.srv.URL, b.srv.URL), engine.Options{PollInterval: 20 * time.Millisecond}, func(st store.Store) store.Store {
+		counted.Store = st
+		return counted
 	})
+	eng, st, ctx := su.eng, su.store, context.Background()
 	// Let each loop's first claim find nothing: the targets are idle.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		time.Sleep(50 * time.Millisecond)
-		ans, err := eng.Ingest(ctx, "r", &engine.Inbound{Body: []byte(`{"warm":1}`), Header: http.Header{"Content-Type": {"application/json"}}, IdempotencyKey: "warm"})
-		if err != nil {
-			t.Fatal(err)
-		}
+		ans := ingest(t, eng, "r", `{"warm":1}`, "warm")
 		if ans.HTTPStatus == http.StatusOK && counted.leased.Load() >= 2 {
 			break
 		}
@@ -108,10 +85,7 @@ routes:
 		}
 	}
 	leased0, one0, two0 := counted.leased.Load(), counted.claims("one"), counted.claims("two")
-	ans, err := eng.Ingest(ctx, "r", &engine.Inbound{Body: []byte(`{"x":1}`), Header: http.Header{"Content-Type": {"application/json"}}, IdempotencyKey: "k1"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ans := ingest(t, eng, "r", `{"x":1}`, "k1")
 	if ans.HTTPStatus != http.StatusOK || ans.Body.Steps["one"].HTTPStatus != 200 || ans.Body.Steps["two"].HTTPStatus != 200 || ans.Body.Steps["three"].HTTPStatus != 200 {
 		t.Fatalf("answer %d %+v", ans.HTTPStatus, ans.Body)
 	}
@@ -131,9 +105,8 @@ routes:
 		}
 	}
 	a0, b0 := a.calls.Load(), b.calls.Load()
-	rep, err := eng.Ingest(ctx, "r", &engine.Inbound{Body: []byte(`{"x":1}`), Header: http.Header{"Content-Type": {"application/json"}}, IdempotencyKey: "k1"})
-	if err != nil || !rep.Repeat {
-		t.Fatalf("repeat: %+v, %v", rep, err)
+	if rep := ingest(t, eng, "r", `{"x":1}`, "k1"); !rep.Repeat {
+		t.Fatalf("repeat: %+v", rep)
 	}
 	if counted.leased.Load() != leased0+2 || a.calls.Load() != a0 || b.calls.Load() != b0 {
 		t.Errorf("the repeat leased or sent: leased %d, a +%d, b +%d", counted.leased.Load()-leased0-2, a.calls.Load()-a0, b.calls.Load()-b0)
