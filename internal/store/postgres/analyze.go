@@ -41,7 +41,7 @@ type analyzer struct {
 	wg      sync.WaitGroup
 }
 
-func newAnalyzer(s *Store, ctx context.Context) *analyzer {
+func newAnalyzer(ctx context.Context, s *Store) *analyzer {
 	a := &analyzer{s: s}
 	// The table's size as the planner sees it (reltuples is -1 for a
 	// table never analyzed).

@@ -162,7 +162,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		}
 	}
 	s.notes = newNotifier(s)
-	s.analyze = newAnalyzer(s, ctx)
+	s.analyze = newAnalyzer(ctx, s)
 	s.inserts = newBatcher(cfg.Writers, cfg.MaxBatch, s.closed, s.runInserts)
 	// One writer for completes: two batches completing siblings of one
 	// message would queue on its row lock anyway, and one writer lets
