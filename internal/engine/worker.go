@@ -355,7 +355,7 @@ func (tr *targetRunner) start(d *record.Delivery, now time.Time) {
 // otherwise, and the delivery is inserted scheduled for the loop. Give
 // the slot to startHeld, or back with unhold.
 func (tr *targetRunner) holdForInsert(now time.Time) bool {
-	if !tr.idle.Load() || tr.chain(now) == nil {
+	if !tr.idle.Load() || !tr.canClaim(now) {
 		return false
 	}
 	select {
@@ -437,17 +437,24 @@ func (tr *targetRunner) reserve(now time.Time) (time.Duration, bool) {
 // below the attempts in flight, no pause, the breaker admitting, a rate
 // limit token within maxHold); nil otherwise, and the loop claims.
 func (tr *targetRunner) chain(now time.Time) *store.DeliveryClaimParams {
+	if !tr.canClaim(now) {
+		return nil
+	}
+	return &store.DeliveryClaimParams{Target: tr.cfg.Name, Limit: 1, LeaseFor: tr.lease, Owner: tr.e.opts.Owner}
+}
+
+// canClaim says whether the gates would let one more delivery be claimed
+// at now (chain, holdForInsert).
+func (tr *targetRunner) canClaim(now time.Time) bool {
 	switch {
 	case tr.e.closing.Load(), !tr.looping.Load(),
 		len(tr.slots) > tr.adaptive.Limit(),
 		!tr.paused(now).IsZero(),
 		tr.limiter.Available(now, maxHold) < 1:
-		return nil
+		return false
 	}
-	if n, _ := tr.breaker.Capacity(); n <= 0 {
-		return nil
-	}
-	return &store.DeliveryClaimParams{Target: tr.cfg.Name, Limit: 1, LeaseFor: tr.lease, Owner: tr.e.opts.Owner}
+	n, _ := tr.breaker.Capacity()
+	return n > 0
 }
 
 // paused returns when the target's Retry-After pause ends, or zero when

@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/tandem-run/tandem/internal/record"
 	"github.com/tandem-run/tandem/internal/store"
 )
@@ -66,15 +64,7 @@ func TestAnalyzeAsTheTableGrows(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	rows, err := s.pool.Query(ctx, `EXPLAIN (FORMAT TEXT) `+familySQL, []string{"m000001-a", "m000002-b"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		t.Fatal(err)
-	}
-	plan := strings.Join(lines, "\n")
+	plan := explain(t, s.pool, `EXPLAIN (FORMAT TEXT) `+familySQL, []string{"m000001-a", "m000002-b"})
 	if !strings.Contains(plan, "Index") {
 		t.Errorf("family read after the analyze: %s; want an index scan", plan)
 	}

@@ -44,18 +44,26 @@ func TestQueryPlans(t *testing.T) {
 			if _, err := tx.Exec(ctx, "SET LOCAL enable_seqscan = off"); err != nil {
 				t.Fatal(err)
 			}
-			rows, err := tx.Query(ctx, "EXPLAIN (COSTS OFF) "+tt.query, tt.args...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
-			if err != nil {
-				t.Fatal(err)
-			}
-			plan := strings.Join(lines, "\n")
+			plan := explain(t, tx, "EXPLAIN (COSTS OFF) "+tt.query, tt.args...)
 			if !strings.Contains(plan, tt.index) {
 				t.Fatalf("plan does not use %s:\n%s", tt.index, plan)
 			}
 		})
 	}
+}
+
+// explain runs an EXPLAIN statement on q and returns its plan as text.
+func explain(t *testing.T, q interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}, statement string, args ...any) string {
+	t.Helper()
+	rows, err := q.Query(context.Background(), statement, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Join(lines, "\n")
 }
